@@ -1,0 +1,14 @@
+// plume/transport.hpp — the WebSocket transport layer in one include:
+// framing, handshake, permessage-deflate, Connection and Server.
+#pragma once
+
+#include "plume/transport/close_code.hpp"
+#include "plume/transport/deflate.hpp"
+#include "plume/transport/frame.hpp"
+#include "plume/transport/handshake.hpp"
+#include "plume/transport/http.hpp"
+#include "plume/transport/options.hpp"
+#include "plume/transport/parser.hpp"
+#include "plume/transport/server.hpp"
+#include "plume/transport/utf8.hpp"
+#include "plume/transport/websocket.hpp"

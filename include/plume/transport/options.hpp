@@ -1,0 +1,40 @@
+// plume/transport/options.hpp — limits and timeouts of a WebSocket connection.
+//
+// Defaults suit a Phoenix-style server: 1 MiB messages, a 60 s idle timeout
+// (phoenix.js heartbeats every 30 s), a 4 MiB send queue per connection.
+//
+//   plume::transport::Options opt;
+//   opt.max_message_size = 16 << 20;
+//   opt.deflate.enabled = true;
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+
+#include "plume/transport/deflate.hpp"
+
+namespace plume::transport {
+
+struct Options {
+    /// Largest message accepted (after decompression). Bigger → close 1009.
+    std::size_t max_message_size = 1 << 20;
+    /// Largest HTTP request head accepted. Bigger → HTTP 431.
+    std::size_t max_header_size = 16 * 1024;
+    /// Bytes that may wait in one connection's send queue. One message of
+    /// any size is always accepted into an empty queue; beyond that, a send
+    /// that would exceed the bound drops the queued data and closes the
+    /// connection with 1008 "send queue overflow" (the slow-reader policy).
+    /// Control frames (pong, close) are exempt and jump ahead of data.
+    std::size_t max_send_queue = 4 << 20;
+    /// Time allowed for a complete upgrade request after accept.
+    std::chrono::milliseconds handshake_timeout{10'000};
+    /// An open connection that receives nothing for this long is closed with
+    /// 1001 "idle timeout". Zero disables it.
+    std::chrono::milliseconds idle_timeout{60'000};
+    /// Time allowed for the closing handshake before the TCP connection is cut.
+    std::chrono::milliseconds close_timeout{5'000};
+    /// permessage-deflate (RFC 7692); off unless enabled.
+    DeflateOptions deflate;
+};
+
+}  // namespace plume::transport

@@ -1,0 +1,112 @@
+// plume/transport/server.hpp — accepts TCP connections and runs a WebSocket
+// Connection with a fresh Handler on each, one strand per connection.
+//
+//   asio::io_context io;
+//   plume::transport::Server<Echo> server(io, options);       // Echo: see websocket.hpp
+//   server.listen("127.0.0.1", 9001);                           // throws on failure
+//   server.stop();   // closes every connection with 1001 and stops accepting
+//
+// The io_context may be run by any number of threads: each connection's
+// handlers run serially on its own strand.
+#pragma once
+
+#include <asio.hpp>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "plume/transport/websocket.hpp"
+
+namespace plume::transport {
+
+template <class Handler>
+class Server {
+  public:
+    using connection_type = Connection<Handler, asio::ip::tcp::socket>;
+    using Factory = std::function<Handler()>;
+
+    Server(
+        asio::io_context& io, Options options, Factory factory = [] { return Handler{}; })
+        : io_(io),
+          acceptor_(io),
+          retry_timer_(io),
+          options_(std::make_shared<const Options>(std::move(options))),
+          factory_(std::move(factory)),
+          registry_(std::make_shared<typename connection_type::registry_type>()) {}
+
+    /// Binds and listens; port 0 picks a free port (see local_endpoint()).
+    void listen(std::string_view host, std::uint16_t port) {
+        asio::ip::tcp::endpoint ep(asio::ip::make_address(std::string(host)), port);
+        acceptor_.open(ep.protocol());
+        acceptor_.set_option(asio::socket_base::reuse_address(true));
+        acceptor_.bind(ep);
+        acceptor_.listen(asio::socket_base::max_listen_connections);
+        accept();
+    }
+
+    asio::ip::tcp::endpoint local_endpoint() const { return acceptor_.local_endpoint(); }
+    const Options& options() const noexcept { return *options_; }
+
+    /// Number of connections alive (handshaking, open or closing).
+    std::size_t connection_count() const {
+        std::lock_guard lock(registry_->mutex);
+        return registry_->live.size();
+    }
+
+    /// Calls f(shared_ptr<connection_type>) on each live connection's own
+    /// executor; safe from any thread.
+    template <class F>
+    void for_each_connection(F f) const {
+        std::lock_guard lock(registry_->mutex);
+        for (auto& weak : registry_->live)
+            if (auto c = weak.lock()) asio::post(c->get_executor(), [c, f] { f(c); });
+    }
+
+    /// Stops accepting and closes every connection with `code` (1001 going
+    /// away by default; 1012 for a restart). Safe from any thread.
+    void stop(std::uint16_t code = to_int(close_code::going_away),
+              std::string reason = "server shutting down") {
+        asio::post(acceptor_.get_executor(), [this] {
+            std::error_code ec;
+            acceptor_.close(ec);
+            retry_timer_.cancel();
+        });
+        {
+            std::lock_guard lock(registry_->mutex);
+            registry_->stopping = true;
+        }
+        for_each_connection([code, reason](auto c) { c->close(code, reason); });
+    }
+
+  private:
+    void accept() {
+        acceptor_.async_accept(
+            asio::make_strand(io_), [this](std::error_code ec, asio::ip::tcp::socket socket) {
+                if (ec == asio::error::operation_aborted || !acceptor_.is_open()) return;
+                if (ec) {
+                    // Out of descriptors or memory: back off instead of spinning.
+                    retry_timer_.expires_after(std::chrono::milliseconds(50));
+                    retry_timer_.async_wait([this](std::error_code e) {
+                        if (!e) accept();
+                    });
+                    return;
+                }
+                auto conn = std::make_shared<connection_type>(std::move(socket), options_,
+                                                              role::server, factory_());
+                conn->attach(registry_);
+                asio::dispatch(conn->get_executor(), [conn] { conn->start_server(); });
+                accept();
+            });
+    }
+
+    asio::io_context& io_;
+    asio::ip::tcp::acceptor acceptor_;
+    asio::steady_timer retry_timer_;
+    std::shared_ptr<const Options> options_;
+    Factory factory_;
+    std::shared_ptr<typename connection_type::registry_type> registry_;
+};
+
+}  // namespace plume::transport

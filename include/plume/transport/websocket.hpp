@@ -1,0 +1,691 @@
+// plume/transport/websocket.hpp — one WebSocket connection over Asio, either
+// role, templated on the next layer (plain TCP now; a TLS stream later).
+//
+// Events go to a Handler object that lives inside the connection (no extra
+// allocation, no virtual calls):
+//
+//   struct Echo {
+//       void on_open(auto& conn) {}
+//       void on_message(auto& conn, plume::transport::opcode op, std::string_view data) {
+//           op == plume::transport::opcode::text ? conn.send_text(data) : conn.send_binary(data);
+//       }
+//       void on_close(auto& conn, std::uint16_t code, std::string_view reason) {}
+//       // optional, server role: inspect the upgrade and accept or refuse it
+//       void on_upgrade(const plume::transport::UpgradeRequest& req,
+//                       plume::transport::UpgradeResponse& res) {}
+//   };
+//
+// Threading: every handler call runs on the connection's executor (a strand
+// when created by transport::Server). Call send/close/ping on that executor;
+// from other threads use post_send()/post_close(), which hop onto it.
+//
+// Performance habits: reads go into one buffer per thread (an idle
+// connection holds no read buffer, only a partial frame when one is pending);
+// frames to send are immutable shared buffers, so one broadcast frame serves
+// every connection; frames queued while a write is in flight leave together
+// in one gathered write; the send queue is bounded (see Options).
+#pragma once
+
+#include <asio.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "plume/transport/close_code.hpp"
+#include "plume/transport/deflate.hpp"
+#include "plume/transport/frame.hpp"
+#include "plume/transport/handshake.hpp"
+#include "plume/transport/http.hpp"
+#include "plume/transport/options.hpp"
+#include "plume/transport/parser.hpp"
+
+namespace plume::transport {
+
+/// What the layer above sees of an upgrade request before accepting it.
+struct UpgradeRequest {
+    const http::Request& http;
+    asio::ip::tcp::endpoint peer;
+    std::vector<std::string> subprotocols;  // as offered, in order
+
+    std::string_view path() const noexcept { return http.path; }
+    std::optional<std::string_view> query(std::string_view name) const noexcept {
+        return http.query_param(name);
+    }
+    std::string_view header(std::string_view name) const noexcept { return http.header(name); }
+};
+
+/// The layer above's answer to an upgrade: accept (optionally choosing a
+/// subprotocol) or refuse with an HTTP status.
+struct UpgradeResponse {
+    int status = 101;
+    std::string subprotocol;
+    std::string body;      // for refusals
+    http::Fields headers;  // extra response headers
+
+    void accept(std::string chosen_subprotocol = {}) {
+        status = 101;
+        subprotocol = std::move(chosen_subprotocol);
+    }
+    void reject(int http_status, std::string reason) {
+        status = http_status;
+        body = std::move(reason);
+    }
+};
+
+namespace detail {
+
+// One receive buffer per thread, shared by all connections it serves.
+inline constexpr std::size_t read_buffer_size = 64 * 1024;
+inline char* thread_read_buffer() {
+    thread_local std::unique_ptr<char[]> buf(new char[read_buffer_size]);
+    return buf.get();
+}
+
+// Random masks for the client role, from OpenSSL, fetched in batches.
+inline void random_mask(unsigned char out[4]) {
+    thread_local unsigned char pool[256];
+    thread_local std::size_t used = sizeof pool;
+    if (used + 4 > sizeof pool) {
+        if (RAND_bytes(pool, sizeof pool) != 1) throw std::runtime_error("RAND_bytes failed");
+        used = 0;
+    }
+    std::memcpy(out, pool + used, 4);
+    used += 4;
+}
+
+// A ConstBufferSequence over a vector of shared frames, so a gathered write
+// needs no allocation of its own.
+struct FrameBuffers {
+    const std::vector<SharedFrame>* frames;
+    struct iterator {
+        using iterator_category = std::bidirectional_iterator_tag;
+        using value_type = asio::const_buffer;
+        using difference_type = std::ptrdiff_t;
+        using pointer = const asio::const_buffer*;
+        using reference = asio::const_buffer;
+        std::vector<SharedFrame>::const_iterator it;
+        asio::const_buffer operator*() const { return asio::buffer(**it); }
+        iterator& operator++() { return ++it, *this; }
+        iterator operator++(int) {
+            auto t = *this;
+            ++it;
+            return t;
+        }
+        iterator& operator--() { return --it, *this; }
+        iterator operator--(int) {
+            auto t = *this;
+            --it;
+            return t;
+        }
+        bool operator==(const iterator&) const = default;
+    };
+    iterator begin() const { return {frames->begin()}; }
+    iterator end() const { return {frames->end()}; }
+};
+
+template <class H, class C>
+concept HasOnUpgrade = requires(H& h, const UpgradeRequest& req, UpgradeResponse& res) {
+    h.on_upgrade(req, res);
+};
+template <class H, class C>
+concept HasOnHttp = requires(H& h, const http::Request& req, const asio::ip::tcp::endpoint& peer) {
+    { h.on_http(req, peer) } -> std::convertible_to<http::Response>;
+};
+template <class H, class C>
+concept HasOnOpen = requires(H& h, C& c) {
+    h.on_open(c);
+};
+template <class H, class C>
+concept HasOnPong = requires(H& h, C& c, std::string_view s) {
+    h.on_pong(c, s);
+};
+template <class H, class C>
+concept HasOnHandshakeError = requires(H& h, C& c, std::string_view s) {
+    h.on_handshake_error(c, s);
+};
+
+// Lets a Server find its live connections to close them on shutdown.
+template <class Conn>
+struct Registry {
+    std::mutex mutex;
+    std::list<std::weak_ptr<Conn>> live;
+    bool stopping = false;
+};
+
+}  // namespace detail
+
+/// What every Handler must provide; on_upgrade, on_http, on_open, on_pong and
+/// on_handshake_error are optional.
+template <class H, class C>
+concept ConnectionHandler = requires(H& h, C& c, opcode op, std::string_view s,
+                                     std::uint16_t code) {
+    h.on_message(c, op, s);
+    h.on_close(c, code, s);
+};
+
+template <class Handler, class NextLayer = asio::ip::tcp::socket>
+class Connection : public std::enable_shared_from_this<Connection<Handler, NextLayer>> {
+  public:
+    using executor_type = typename NextLayer::executor_type;
+    using registry_type = detail::Registry<Connection>;
+
+    Connection(NextLayer layer, std::shared_ptr<const Options> options, role r,
+               Handler handler = Handler{})
+        : handler_(std::move(handler)),
+          layer_(std::move(layer)),
+          timer_(layer_.get_executor()),
+          options_(std::move(options)),
+          parser_(r, options_->max_message_size),
+          role_(r) {
+        static_assert(ConnectionHandler<Handler, Connection>,
+                      "a Handler needs on_message(conn, opcode, data) and "
+                      "on_close(conn, code, reason)");
+    }
+
+    ~Connection() {
+        if (registry_) {
+            std::lock_guard lock(registry_->mutex);
+            registry_->live.erase(registry_pos_);
+        }
+    }
+
+    Handler& handler() noexcept { return handler_; }
+    const Handler& handler() const noexcept { return handler_; }
+    executor_type get_executor() noexcept { return layer_.get_executor(); }
+    NextLayer& next_layer() noexcept { return layer_; }
+    const Options& options() const noexcept { return *options_; }
+    bool is_open() const noexcept { return state_ == state::open; }
+    /// Bytes waiting to be written (including a write in flight).
+    std::size_t queued_bytes() const noexcept { return queued_bytes_; }
+    /// The permessage-deflate parameters in force, if it was negotiated.
+    const DeflateParams* deflate_params() const noexcept {
+        return deflate_ ? &deflate_->params() : nullptr;
+    }
+
+    // ------------------------------------------------------------ start --
+
+    /// Server role: reads and answers the upgrade request.
+    void start_server() {
+        state_ = state::handshake;
+        arm_timer(options_->handshake_timeout);
+        set_nonblocking();
+        wait_readable();
+    }
+
+    /// Client role: sends the upgrade request over an already-connected layer.
+    void start_client(ClientRequest request) {
+        state_ = state::client_handshake;
+        client_key_ = make_client_key();
+        if (options_->deflate.enabled) request.extensions = deflate_offer(options_->deflate);
+        auto bytes = client_request(request, client_key_);
+        client_request_ = std::make_unique<ClientRequest>(std::move(request));
+        arm_timer(options_->handshake_timeout);
+        set_nonblocking();
+        enqueue(std::make_shared<const std::string>(std::move(bytes)), true);
+        wait_readable();
+    }
+
+    // ------------------------------------------------------------- send --
+
+    void send_text(std::string_view payload) { send_message(opcode::text, payload); }
+    void send_binary(std::string_view payload) { send_message(opcode::binary, payload); }
+
+    /// Sends an already-framed message (make_shared_frame); the bytes are
+    /// shared, not copied. Server role only: client frames are masked per
+    /// connection and cannot be shared.
+    void send(SharedFrame frame) {
+        if (role_ == role::client) throw std::logic_error("shared frames are server-side only");
+        if (state_ == state::open) enqueue(std::move(frame), false);
+    }
+
+    void ping(std::string_view payload = {}) {
+        if (state_ == state::open)
+            enqueue(control_frame(opcode::ping, payload.substr(0, max_control_payload)), true);
+    }
+
+    /// Starts the closing handshake. The handler's on_close runs now.
+    void close(std::uint16_t code = to_int(close_code::normal), std::string_view reason = {}) {
+        if (state_ == state::open) {
+            state_ = state::closing;
+            notify_close(code, reason);
+            queue_close_frame(code, reason);
+            arm_timer(options_->close_timeout);
+        } else if (state_ == state::handshake || state_ == state::client_handshake) {
+            finish();
+        }
+    }
+
+    /// Thread-safe variants: hop onto the connection's executor.
+    void post_send(SharedFrame frame) {
+        asio::post(get_executor(), [self = this->shared_from_this(),
+                                    f = std::move(frame)]() mutable { self->send(std::move(f)); });
+    }
+    void post_close(std::uint16_t code, std::string reason = {}) {
+        asio::post(get_executor(), [self = this->shared_from_this(), code, r = std::move(reason)] {
+            self->close(code, r);
+        });
+    }
+
+    /// Cuts the TCP connection without a closing handshake.
+    void abort() {
+        if (state_ == state::open) notify_close(to_int(close_code::abnormal), "aborted");
+        finish();
+    }
+
+    void attach(std::shared_ptr<registry_type> registry) {
+        std::lock_guard lock(registry->mutex);
+        registry_pos_ = registry->live.insert(registry->live.end(), this->weak_from_this());
+        registry_ = std::move(registry);
+    }
+
+  private:
+    enum class state : std::uint8_t {
+        handshake,         // server: reading the upgrade request
+        client_handshake,  // client: waiting for the 101
+        open,
+        closing,   // we sent close; waiting for the peer's
+        draining,  // handshake over or failed: flush, FIN, read until EOF
+        closed,
+    };
+
+    struct Sink {
+        Connection& c;
+        void on_message(opcode op, std::string_view data) {
+            if (c.state_ == state::open) c.handler_.on_message(c, op, data);
+        }
+        void on_ping(std::string_view data) {
+            if (c.state_ == state::open) c.enqueue(c.control_frame(opcode::pong, data), true);
+        }
+        void on_pong(std::string_view data) {
+            if constexpr (detail::HasOnPong<Handler, Connection>)
+                if (c.state_ == state::open) c.handler_.on_pong(c, data);
+        }
+        void on_close(std::uint16_t code, std::string_view reason) { c.peer_closed(code, reason); }
+    };
+
+    // ------------------------------------------------------------ reads --
+
+    void set_nonblocking() {
+        std::error_code ec;
+        layer_.lowest_layer().non_blocking(true, ec);
+        layer_.lowest_layer().set_option(asio::ip::tcp::no_delay(true), ec);
+    }
+
+    void wait_readable() {
+        if (reading_ || state_ == state::closed) return;
+        reading_ = true;
+        layer_.lowest_layer().async_wait(
+            asio::socket_base::wait_read,
+            [self = this->shared_from_this()](std::error_code ec) { self->on_readable(ec); });
+    }
+
+    void on_readable(std::error_code ec) {
+        reading_ = false;
+        if (state_ == state::closed) return;
+        if (ec) return transport_failed();
+        char* buf = detail::thread_read_buffer();
+        // A few reads per wake-up, then yield to other connections.
+        for (int round = 0; round < 4 && state_ != state::closed; ++round) {
+            std::size_t n = layer_.read_some(asio::buffer(buf, detail::read_buffer_size), ec);
+            if (ec == asio::error::would_block || ec == asio::error::try_again) break;
+            if (ec) return transport_failed();
+            last_activity_ = std::chrono::steady_clock::now();
+            in_read_ = true;
+            on_bytes(buf, n);
+            in_read_ = false;
+            if (n < detail::read_buffer_size) break;
+        }
+        flush();
+        wait_readable();
+    }
+
+    void on_bytes(char* data, std::size_t n) {
+        switch (state_) {
+            case state::handshake:
+            case state::client_handshake:
+                return handshake_bytes(data, n);
+            case state::open:
+            case state::closing:
+                if (auto f = parser_.consume(data, n, sink_)) fail(f.code, f.reason);
+                return;
+            default:
+                return;  // draining: the peer's leftovers are discarded
+        }
+    }
+
+    // The peer vanished (EOF, reset) or a read/write failed.
+    void transport_failed() {
+        if (state_ == state::open) notify_close(to_int(close_code::abnormal), "connection lost");
+        finish();
+    }
+
+    // -------------------------------------------------------- handshake --
+
+    void handshake_bytes(char* data, std::size_t n) {
+        std::size_t searched = hs_buf_.size();
+        hs_buf_.append(data, n);
+        auto end = http::find_head_end(hs_buf_, searched);
+        if (end == std::string::npos) {
+            if (hs_buf_.size() > options_->max_header_size) {
+                if (state_ == state::handshake)
+                    refuse(http::error_response(431, "request head too large"));
+                else
+                    client_failed("response head too large");
+            }
+            return;
+        }
+        if (end > options_->max_header_size) {
+            if (state_ == state::handshake)
+                return refuse(http::error_response(431, "request head too large"));
+            return client_failed("response head too large");
+        }
+        std::string rest = hs_buf_.substr(end);
+        hs_buf_.resize(end);
+        if (state_ == state::handshake)
+            server_handshake();
+        else
+            client_handshake();
+        std::string().swap(hs_buf_);
+        // Frames the peer sent right behind its handshake.
+        if (!rest.empty() && (state_ == state::open))
+            if (auto f = parser_.consume(rest.data(), rest.size(), sink_)) fail(f.code, f.reason);
+    }
+
+    void server_handshake() {
+        http::Request req;
+        if (int status = http::parse_request(hs_buf_, req))
+            return refuse(http::error_response(status, "malformed request"));
+        std::error_code ec;
+        auto peer = layer_.lowest_layer().remote_endpoint(ec);
+        if (!is_upgrade_request(req)) {
+            if constexpr (detail::HasOnHttp<Handler, Connection>)
+                return refuse(handler_.on_http(req, peer));
+            else
+                return refuse(refuse_upgrade(check_upgrade(req)));
+        }
+        auto verdict = check_upgrade(req);
+        if (!verdict.ok()) return refuse(refuse_upgrade(verdict));
+
+        UpgradeResponse answer;
+        if constexpr (detail::HasOnUpgrade<Handler, Connection>) {
+            UpgradeRequest view{req, peer, offered_subprotocols(req)};
+            handler_.on_upgrade(view, answer);
+            if (answer.status != 101) {
+                auto r = http::error_response(answer.status, answer.body);
+                for (auto& h : answer.headers)
+                    r.headers.push_back(h);
+                return refuse(r);
+            }
+        }
+        std::string extensions;
+        if (auto agreed =
+                negotiate_deflate(req.header_list("sec-websocket-extensions"), options_->deflate)) {
+            extensions = agreed->response_header();
+            deflate_ = std::make_unique<DeflateSession>(*agreed, options_->deflate, true);
+            parser_.set_deflate(deflate_.get());
+        }
+        auto res = switching_protocols(req, answer.subprotocol, extensions);
+        for (auto& h : answer.headers)
+            res.headers.push_back(h);
+        enqueue(std::make_shared<const std::string>(res.to_string()), true);
+        open();
+    }
+
+    void client_handshake() {
+        ServerResponse res;
+        if (!parse_response(hs_buf_, res)) return client_failed("malformed HTTP response");
+        if (auto problem = check_server_response(res, client_key_, *client_request_);
+            !problem.empty())
+            return client_failed(problem);
+        if (auto ext = res.header("sec-websocket-extensions"); !ext.empty()) {
+            auto agreed = accept_deflate_response(ext);
+            if (!agreed) return client_failed("unacceptable Sec-WebSocket-Extensions");
+            deflate_ = std::make_unique<DeflateSession>(*agreed, options_->deflate, false);
+            parser_.set_deflate(deflate_.get());
+        }
+        selected_subprotocol_ = std::string(res.header("sec-websocket-protocol"));
+        client_request_.reset();
+        open();
+    }
+
+    void open() {
+        state_ = state::open;
+        last_activity_ = std::chrono::steady_clock::now();
+        arm_timer(options_->idle_timeout);
+        if constexpr (detail::HasOnOpen<Handler, Connection>) handler_.on_open(*this);
+    }
+
+    void refuse(const http::Response& response) {
+        state_ = state::draining;
+        enqueue(std::make_shared<const std::string>(response.to_string()), true);
+        close_queued_ = true;
+        arm_timer(options_->close_timeout);
+    }
+
+    void client_failed(std::string_view why) {
+        if constexpr (detail::HasOnHandshakeError<Handler, Connection>)
+            handler_.on_handshake_error(*this, why);
+        finish();
+    }
+
+  public:
+    /// The subprotocol the server chose (client role).
+    const std::string& subprotocol() const noexcept { return selected_subprotocol_; }
+
+  private:
+    // ------------------------------------------------------------ close --
+
+    void peer_closed(std::uint16_t code, std::string_view reason) {
+        if (state_ == state::open) {
+            // Echo the peer's code (RFC 6455 5.5.1); an empty close gets an empty echo.
+            notify_close(code, reason);
+            state_ = state::draining;
+            if (code == to_int(close_code::no_status))
+                push_close(std::string());
+            else
+                push_close(close_payload(code, {}));
+            arm_timer(options_->close_timeout);
+        } else if (state_ == state::closing) {
+            state_ = state::draining;
+            maybe_shutdown();
+        }
+    }
+
+    // _Fail the WebSocket Connection_ (RFC 6455 7.1.7).
+    void fail(std::uint16_t code, std::string_view reason) {
+        if (state_ == state::open) {
+            notify_close(code, reason);
+            queue_close_frame(code, reason);
+        }
+        state_ = state::draining;
+        arm_timer(options_->close_timeout);
+        maybe_shutdown();
+    }
+
+    void queue_close_frame(std::uint16_t code, std::string_view reason) {
+        push_close(close_payload(code, reason));
+    }
+
+    void push_close(std::string payload) {
+        if (close_queued_) return;
+        enqueue(control_frame(opcode::close, payload), false, true);
+        close_queued_ = true;
+    }
+
+    void notify_close(std::uint16_t code, std::string_view reason) {
+        if (notified_) return;
+        notified_ = true;
+        handler_.on_close(*this, code, reason);
+    }
+
+    // After our close frame is out and the handshake is over: FIN (server
+    // closes TCP first, RFC 6455 7.1.1), then read until the peer's EOF.
+    void maybe_shutdown() {
+        if (state_ != state::draining || writing_ || !queue_.empty() || fin_sent_) return;
+        fin_sent_ = true;
+        if (role_ == role::server) {
+            std::error_code ec;
+            layer_.lowest_layer().shutdown(asio::socket_base::shutdown_send, ec);
+        }
+        wait_readable();
+    }
+
+    void finish() {
+        if (state_ == state::closed) return;
+        state_ = state::closed;
+        std::error_code ec;
+        timer_.cancel();
+        layer_.lowest_layer().close(ec);
+        queue_.clear();
+        queued_bytes_ = 0;
+    }
+
+    // ----------------------------------------------------------- timers --
+
+    void arm_timer(std::chrono::milliseconds d) {
+        if (d.count() <= 0) {
+            timer_.cancel();
+            return;
+        }
+        timer_.expires_after(d);
+        timer_.async_wait([self = this->shared_from_this()](std::error_code ec) {
+            if (!ec) self->on_timer();
+        });
+    }
+
+    void on_timer() {
+        switch (state_) {
+            case state::open: {
+                auto idle = options_->idle_timeout;
+                auto quiet = std::chrono::steady_clock::now() - last_activity_;
+                if (quiet >= idle) return close(to_int(close_code::going_away), "idle timeout");
+                arm_timer(std::chrono::duration_cast<std::chrono::milliseconds>(idle - quiet) +
+                          std::chrono::milliseconds(1));
+                return;
+            }
+            case state::handshake:
+            case state::client_handshake:
+                if constexpr (detail::HasOnHandshakeError<Handler, Connection>)
+                    if (state_ == state::client_handshake)
+                        handler_.on_handshake_error(*this, "handshake timeout");
+                return finish();
+            case state::closing:
+            case state::draining:
+                return finish();  // the peer did not finish the close in time
+            case state::closed:
+                return;
+        }
+    }
+
+    // ----------------------------------------------------------- writes --
+
+    SharedFrame control_frame(opcode op, std::string_view payload) {
+        if (role_ == role::client) {
+            unsigned char mask[4];
+            detail::random_mask(mask);
+            return std::make_shared<const std::string>(make_frame(op, payload, true, false, mask));
+        }
+        return std::make_shared<const std::string>(make_frame(op, payload));
+    }
+
+    void send_message(opcode op, std::string_view payload) {
+        if (state_ != state::open) return;
+        bool compress = deflate_ && deflate_->should_compress(payload.size());
+        if (compress) {
+            thread_local std::string packed;
+            packed.clear();
+            deflate_->compress(payload, packed);
+            payload = packed;
+        }
+        unsigned char mask[4];
+        if (role_ == role::client) detail::random_mask(mask);
+        enqueue(std::make_shared<const std::string>(make_frame(
+                    op, payload, true, compress, role_ == role::client ? mask : nullptr)),
+                false);
+    }
+
+    void enqueue(SharedFrame frame, bool control, bool is_close = false) {
+        if (state_ == state::closed || close_queued_) return;
+        std::size_t size = frame->size();
+        if (!control && !is_close && queued_bytes_ > 0 &&
+            queued_bytes_ + size > options_->max_send_queue)
+            return overflow();
+        if (control)
+            queue_.insert(queue_.begin() + static_cast<std::ptrdiff_t>(control_front_++),
+                          std::move(frame));
+        else
+            queue_.push_back(std::move(frame));
+        queued_bytes_ += size;
+        if (!in_read_) flush();
+    }
+
+    // The slow-reader policy: drop what waits, tell the peer why, close.
+    void overflow() {
+        std::size_t kept = 0;
+        for (std::size_t i = 0; i < control_front_; ++i)
+            kept += queue_[i]->size();
+        queue_.resize(control_front_);
+        std::size_t inflight = 0;
+        for (auto& f : inflight_)
+            inflight += f->size();
+        queued_bytes_ = kept + inflight;
+        fail(to_int(close_code::policy_violation), "send queue overflow");
+    }
+
+    void flush() {
+        if (writing_ || queue_.empty() || state_ == state::closed) return;
+        std::swap(queue_, inflight_);
+        control_front_ = 0;
+        writing_ = true;
+        asio::async_write(layer_, detail::FrameBuffers{&inflight_},
+                          [self = this->shared_from_this()](std::error_code ec, std::size_t n) {
+                              self->on_written(ec, n);
+                          });
+    }
+
+    void on_written(std::error_code ec, std::size_t n) {
+        writing_ = false;
+        queued_bytes_ -= std::min(n, queued_bytes_);
+        inflight_.clear();
+        if (inflight_.capacity() > 64) std::vector<SharedFrame>().swap(inflight_);
+        if (state_ == state::closed) return;
+        if (ec) return transport_failed();
+        flush();
+        maybe_shutdown();
+    }
+
+    Handler handler_;
+    NextLayer layer_;
+    asio::steady_timer timer_;
+    std::shared_ptr<const Options> options_;
+    Parser parser_;
+    Sink sink_{*this};
+    std::vector<SharedFrame> queue_;     // waiting for the next write
+    std::vector<SharedFrame> inflight_;  // in the current write
+    std::size_t control_front_ = 0;      // control frames at the head of queue_
+    std::size_t queued_bytes_ = 0;
+    std::chrono::steady_clock::time_point last_activity_{};
+    std::unique_ptr<DeflateSession> deflate_;
+    std::string hs_buf_;  // the HTTP head, only during the handshake
+    std::string client_key_;
+    std::unique_ptr<ClientRequest> client_request_;
+    std::string selected_subprotocol_;
+    std::shared_ptr<registry_type> registry_;
+    typename std::list<std::weak_ptr<Connection>>::iterator registry_pos_{};
+    role role_;
+    state state_ = state::handshake;
+    bool reading_ = false;
+    bool writing_ = false;
+    bool in_read_ = false;
+    bool close_queued_ = false;
+    bool fin_sent_ = false;
+    bool notified_ = false;
+};
+
+}  // namespace plume::transport

@@ -2,6 +2,7 @@
 // framing, handshake, permessage-deflate, Connection and Server.
 #pragma once
 
+#include "plume/transport/client.hpp"
 #include "plume/transport/close_code.hpp"
 #include "plume/transport/deflate.hpp"
 #include "plume/transport/frame.hpp"

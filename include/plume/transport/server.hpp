@@ -93,6 +93,10 @@ class Server {
                     });
                     return;
                 }
+                {
+                    std::lock_guard lock(registry_->mutex);
+                    if (registry_->stopping) return;  // the socket closes with its scope
+                }
                 auto conn = std::make_shared<connection_type>(std::move(socket), options_,
                                                               role::server, factory_());
                 conn->attach(registry_);

@@ -93,17 +93,18 @@ int main(int argc, char** argv) {
                   << "\n";
         return 1;
     }
-    auto ep = server.local_endpoint();
-    std::cout << "echo_server listening on ws://" << ep.address().to_string() << ":" << ep.port()
-              << "/" << std::endl;
-
     // SIGINT/SIGTERM: close every connection with 1001, let the closing
     // handshakes finish (bounded by close_timeout), then return from run().
     asio::signal_set signals(io, SIGINT, SIGTERM);
     signals.async_wait([&](std::error_code ec, int) {
         if (!ec) server.stop();
     });
-    // stop() must not wait for the signal_set: it is cancelled once we stop.
+    // The handler is installed before the URL is printed: whoever waits for
+    // that line may signal at once.
+    auto ep = server.local_endpoint();
+    std::cout << "echo_server listening on ws://" << ep.address().to_string() << ":" << ep.port()
+              << "/" << std::endl;
+
     std::vector<std::thread> pool;
     for (unsigned i = 1; i < threads; ++i)
         pool.emplace_back([&] { io.run(); });

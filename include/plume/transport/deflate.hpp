@@ -47,12 +47,13 @@ struct DeflateParams {
     int server_max_window_bits = 15;
     int client_max_window_bits = 15;
     bool client_max_window_bits_sent = false;  // whether to put it in the response
+    bool server_max_window_bits_sent = false;  // the offer named it: answer it (7.1.2.1)
 
     std::string response_header() const {
         std::string h = "permessage-deflate";
         if (server_no_context_takeover) h += "; server_no_context_takeover";
         if (client_no_context_takeover) h += "; client_no_context_takeover";
-        if (server_max_window_bits != 15)
+        if (server_max_window_bits != 15 || server_max_window_bits_sent)
             h += "; server_max_window_bits=" + std::to_string(server_max_window_bits);
         if (client_max_window_bits_sent)
             h += "; client_max_window_bits=" + std::to_string(client_max_window_bits);
@@ -140,6 +141,7 @@ inline std::optional<DeflateParams> negotiate_deflate(std::string_view extension
                 auto bits = p.value ? detail::parse_window_bits(*p.value) : std::nullopt;
                 ok = ok && !seen_smwb && bits;
                 seen_smwb = true;
+                agreed.server_max_window_bits_sent = true;
                 if (bits) {
                     // zlib cannot compress with an 8-bit window; decline that offer.
                     if (*bits == 8) ok = false;
@@ -236,6 +238,10 @@ class Deflater {
         // Z_SYNC_FLUSH ends with an empty stored block 00 00 FF FF.
         if (out.size() - start >= 4 && out.compare(out.size() - 4, 4, "\x00\x00\xff\xff", 4) == 0)
             out.resize(out.size() - 4);
+        // An empty message on a stream that was just flushed makes zlib emit
+        // nothing; the payload must still be 00 (RFC 7692 7.2.3.6), or the
+        // peer's appended 00 00 FF FF desynchronizes its inflater.
+        if (out.size() == start) out.push_back('\0');
         if (reset) deflateReset(&z_);
     }
 
@@ -261,8 +267,11 @@ class Inflater {
     result decompress(std::string_view in, std::string& out, std::size_t limit, bool reset) {
         static constexpr unsigned char tail[4] = {0x00, 0x00, 0xff, 0xff};
         out.clear();
+        ended_ = false;
         result r = feed(in, out, limit);
-        if (r == result::ok)
+        // No tail after a payload that ended with a BFINAL block (it would
+        // start a stored block that never completes).
+        if (r == result::ok && !ended_)
             r = feed(std::string_view(reinterpret_cast<const char*>(tail), 4), out, limit);
         if (reset || r != result::ok) inflateReset(&z_);
         return r;
@@ -275,7 +284,7 @@ class Inflater {
         while (true) {
             std::size_t old = out.size();
             std::size_t room = std::max<std::size_t>(in.size() * 2, 4096);
-            if (old + room > limit + 1) room = limit + 1 - old;
+            if (room > limit - old) room = limit - old + 1;  // old <= limit; no overflow
             out.resize(old + room);
             z_.next_out = reinterpret_cast<Bytef*>(out.data() + old);
             z_.avail_out = static_cast<uInt>(room);
@@ -283,13 +292,33 @@ class Inflater {
             out.resize(out.size() - z_.avail_out);
             if (out.size() > limit) return result::too_big;
             if (rc == Z_BUF_ERROR && z_.avail_in == 0) return result::ok;  // all consumed
-            if (rc == Z_STREAM_END) return z_.avail_in == 0 ? result::ok : result::corrupt;
+            if (rc == Z_STREAM_END) {
+                // A block with BFINAL set (RFC 7692 7.2.3.4). More blocks may
+                // follow, in this message or the next, using the same window:
+                // restart the stream with that window as its dictionary.
+                std::string window(32768, '\0');
+                uInt window_len = 0;
+                Bytef* next_in = z_.next_in;
+                uInt avail_in = z_.avail_in;
+                if (inflateGetDictionary(&z_, reinterpret_cast<Bytef*>(window.data()),
+                                         &window_len) != Z_OK ||
+                    inflateReset(&z_) != Z_OK ||
+                    inflateSetDictionary(&z_, reinterpret_cast<const Bytef*>(window.data()),
+                                         window_len) != Z_OK)
+                    return result::corrupt;
+                z_.next_in = next_in;
+                z_.avail_in = avail_in;
+                ended_ = avail_in == 0;
+                if (avail_in == 0) return result::ok;
+                continue;
+            }
             if (rc != Z_OK) return result::corrupt;
             if (z_.avail_in == 0 && z_.avail_out != 0) return result::ok;
         }
     }
 
     z_stream z_{};
+    bool ended_ = false;  // the last input byte ended a BFINAL block
 };
 
 namespace detail {

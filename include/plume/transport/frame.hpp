@@ -8,6 +8,7 @@
 //   // frame is ready to go on the wire from a server (servers never mask).
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cstddef>
 #include <cstdint>

@@ -13,6 +13,7 @@
 #include <openssl/rand.h>
 #include <openssl/sha.h>
 
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -168,7 +169,9 @@ inline bool parse_response(std::string_view head, ServerResponse& res) {
     if (eol == std::string_view::npos) return false;
     auto line = head.substr(0, eol);
     head.remove_prefix(eol + 2);
-    if (line.size() < 12 || line.substr(0, 7) != "HTTP/1." || line[8] != ' ') return false;
+    if (line.size() < 12 || line.substr(0, 7) != "HTTP/1." || line[8] != ' ' ||
+        (line.size() > 12 && line[12] != ' '))  // exactly three digits, then SP reason
+        return false;
     auto code = line.substr(9, 3);
     for (char c : code)
         if (c < '0' || c > '9') return false;

@@ -197,9 +197,12 @@ inline int parse_request(std::string_view head, Request& req) {
     std::string_view path_and_query = target;
     if (target.front() != '/') {
         auto scheme_end = target.find("://");
-        if (scheme_end == std::string_view::npos) return target == "*" ? 0 : 400;
-        auto slash = target.find('/', scheme_end + 3);
-        path_and_query = slash == std::string_view::npos ? "/" : target.substr(slash);
+        if (scheme_end != std::string_view::npos) {
+            auto slash = target.find('/', scheme_end + 3);
+            path_and_query = slash == std::string_view::npos ? "/" : target.substr(slash);
+        } else if (target != "*") {
+            return 400;  // asterisk-form ("OPTIONS *") still has its headers parsed below
+        }
     }
     auto qmark = path_and_query.find('?');
     auto raw_path = path_and_query.substr(0, qmark);

@@ -1,0 +1,242 @@
+// examples/chat — the RoomChannel of the Phoenix guides, in C++, with a
+// browser page that uses the official phoenix.js client.
+//
+//   chat [--host 127.0.0.1] [--port 4000] [--require-token] [--secret KEY]
+//        [--static DIR] [--phoenix-js FILE] [--origin URL]... [--deflate]
+//
+// Open http://127.0.0.1:4000/ in two browser tabs. The page asks the server
+// for a signed token (GET /token?user=NAME) and connects with it. For local
+// trials and load tests a plain `user_id` connect param is accepted unless
+// --require-token is given.
+#include <plume/server.hpp>
+#include <plume/server/token.hpp>
+
+#include <openssl/rand.h>
+
+#include <charconv>
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace ps = plume::server;
+using nlohmann::json;
+
+namespace {
+
+// Demo-wide settings the socket and channels read (set once in main).
+struct Settings {
+    bool require_token = false;
+    std::unique_ptr<ps::TokenSigner> tokens;
+} settings;
+
+constexpr std::string_view token_salt = "user socket";
+
+bool valid_user_id(std::string_view id) {
+    if (id.empty() || id.size() > 32) return false;
+    for (char c : id)
+        if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '-') return false;
+    return true;
+}
+
+}  // namespace
+
+class RoomChannel;
+
+// The socket: who is connecting (typed assigns), and where its topics go.
+struct UserSocket {
+    std::string user_id;
+
+    ps::ConnectResult connect(const ps::Params& params, const ps::ConnectInfo& info) {
+        // A token from phoenix.js's authToken option, or a ?token= param.
+        std::optional<std::string> token = info.auth_token;
+        if (!token && params.contains("token")) token = params["token"].get<std::string>();
+        if (token) {
+            auto data =
+                settings.tokens->verify(token_salt, *token, {.max_age = std::chrono::hours(24)});
+            if (!data) return ps::ConnectResult::refuse(data.error().message());
+            user_id = (*data)["user_id"].get<std::string>();
+            return ps::ConnectResult::accept();
+        }
+        if (settings.require_token) return ps::ConnectResult::refuse("token required");
+        if (!params.contains("user_id") || !valid_user_id(params["user_id"].get<std::string>()))
+            return ps::ConnectResult::refuse("user_id required");
+        user_id = params["user_id"].get<std::string>();
+        return ps::ConnectResult::accept();
+    }
+
+    std::optional<std::string> id() const { return "user_socket:" + user_id; }
+
+    static void channels(ps::Router<UserSocket>& r) { r.channel<RoomChannel>("room:*"); }
+};
+
+class RoomChannel : public ps::Channel<UserSocket> {
+  public:
+    JoinResult join(std::string_view topic, const Payload&) override {
+        if (topic == "room:lobby") return ok();
+        // Rooms named "room:private-<user>" admit only that user.
+        constexpr std::string_view private_prefix = "room:private-";
+        if (topic.substr(0, private_prefix.size()) == private_prefix &&
+            topic.substr(private_prefix.size()) != socket().user_id)
+            return error({{"reason", "unauthorized"}});
+        return ok();
+    }
+
+    InResult handle_in(std::string_view event, const Payload& payload) override {
+        if (event == "new_msg") {
+            if (!payload.is_json() || !payload.json().contains("body") ||
+                !payload.json()["body"].is_string())
+                return reply_error({{"reason", "body must be a string"}});
+            auto& body = payload.json()["body"];
+            if (body.get_ref<const std::string&>().size() > 4000)
+                return reply_error({{"reason", "body too long"}});
+            broadcast("new_msg", json{{"body", body}, {"user_id", socket().user_id}});
+            return noreply();
+        }
+        if (event == "typing") {
+            broadcast_from("typing", json{{"user_id", socket().user_id}});
+            return noreply();
+        }
+        if (event == "ping") return reply_ok(payload);
+        return reply_error({{"reason", "unknown event"}});
+    }
+};
+
+namespace {
+
+[[noreturn]] void usage(const std::string& why) {
+    std::cerr << "chat: " << why << "\n"
+              << "usage: chat [--host H] [--port N] [--require-token] [--secret KEY]\n"
+                 "            [--static DIR] [--phoenix-js FILE] [--origin URL]... [--deflate]\n"
+                 "            [--max-message BYTES] [--threads N]\n";
+    std::exit(2);
+}
+
+std::string random_secret() {
+    unsigned char bytes[48];
+    if (RAND_bytes(bytes, sizeof bytes) != 1) throw std::runtime_error("RAND_bytes failed");
+    return plume::detail::base64_encode(bytes, sizeof bytes);
+}
+
+std::string read_file(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) return {};
+    std::ostringstream s;
+    s << in.rdbuf();
+    return s.str();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    ps::EndpointConfig config;
+    config.port = 4000;
+    config.static_dir = PLUME_CHAT_STATIC_DIR;
+    std::string phoenix_js = PLUME_PHOENIX_JS;
+    std::string secret =
+        std::getenv("PLUME_SECRET_KEY_BASE") ? std::getenv("PLUME_SECRET_KEY_BASE") : "";
+    std::vector<std::string> origins;
+    unsigned threads = 1;
+    auto number = [&](int& i) -> std::uint64_t {
+        if (i + 1 >= argc) usage(std::string("missing value for ") + argv[i]);
+        std::string_view v(argv[++i]);
+        std::uint64_t n = 0;
+        auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+        if (ec != std::errc{} || p != v.data() + v.size()) usage("bad number " + std::string(v));
+        return n;
+    };
+    auto text = [&](int& i) -> std::string {
+        if (i + 1 >= argc) usage(std::string("missing value for ") + argv[i]);
+        return argv[++i];
+    };
+    for (int i = 1; i < argc; ++i) {
+        std::string_view a = argv[i];
+        if (a == "--host")
+            config.host = text(i);
+        else if (a == "--port")
+            config.port = static_cast<std::uint16_t>(number(i));
+        else if (a == "--threads")
+            threads = static_cast<unsigned>(std::max<std::uint64_t>(1, number(i)));
+        else if (a == "--require-token")
+            settings.require_token = true;
+        else if (a == "--secret")
+            secret = text(i);
+        else if (a == "--static")
+            config.static_dir = text(i);
+        else if (a == "--phoenix-js")
+            phoenix_js = text(i);
+        else if (a == "--origin")
+            origins.push_back(text(i));
+        else if (a == "--deflate")
+            config.websocket.deflate.enabled = true;
+        else if (a == "--max-message")
+            config.websocket.max_message_size = number(i);
+        else
+            usage("unknown option " + std::string(a));
+    }
+    if (!origins.empty()) config.check_origin = ps::OriginPolicy::allow_list(origins);
+    // Without a configured secret, tokens are valid until the server restarts.
+    settings.tokens =
+        std::make_unique<ps::TokenSigner>(secret.size() >= 32 ? secret : random_secret());
+
+    asio::io_context io;
+    ps::Endpoint<UserSocket> endpoint(io, config);
+
+    // The page asks for a token for a user name (a real app would check a
+    // password or a session first).
+    endpoint.route("/token", [](const plume::transport::http::Request& req) {
+        auto user = req.query_param("user");
+        plume::transport::http::Response r;
+        r.set("Content-Type", "application/json").set("Cache-Control", "no-store");
+        if (!user || !valid_user_id(*user)) {
+            r.status = 400;
+            r.body = json{{"error", "user must be 1-32 letters, digits, _ or -"}}.dump();
+            return r;
+        }
+        r.body = json{{"user_id", *user},
+                      {"token", settings.tokens->sign(token_salt, {{"user_id", *user}})}}
+                     .dump();
+        return r;
+    });
+    // phoenix.js itself, from the npm package the tests install.
+    endpoint.route("/phoenix.mjs", [phoenix_js](const plume::transport::http::Request&) {
+        plume::transport::http::Response r;
+        r.body = read_file(phoenix_js);
+        if (r.body.empty())
+            return plume::transport::http::error_response(
+                404, "phoenix.mjs missing; run scripts/setup.sh");
+        r.set("Content-Type", "text/javascript; charset=utf-8");
+        return r;
+    });
+
+    try {
+        endpoint.start();
+    } catch (const std::exception& e) {
+        std::cerr << "chat: cannot listen on " << config.host << ":" << config.port << ": "
+                  << e.what() << "\n";
+        return 1;
+    }
+    // SIGINT/SIGTERM: close every connection with 1001, let the closing
+    // handshakes finish (bounded by close_timeout), then return from run().
+    asio::signal_set signals(io, SIGINT, SIGTERM);
+    signals.async_wait([&](std::error_code ec, int) {
+        if (!ec) endpoint.stop();
+    });
+    // The handler is installed before the URL is printed: whoever waits for
+    // that line may signal at once.
+    auto ep = endpoint.local_endpoint();
+    std::cout << "chat listening on http://" << ep.address().to_string() << ":" << ep.port()
+              << "/ (socket ws://" << ep.address().to_string() << ":" << ep.port()
+              << "/socket/websocket)" << std::endl;
+
+    std::vector<std::thread> pool;
+    for (unsigned i = 1; i < threads; ++i)
+        pool.emplace_back([&] { io.run(); });
+    io.run();
+    for (auto& t : pool)
+        t.join();
+    return 0;
+}

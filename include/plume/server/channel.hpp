@@ -1,0 +1,274 @@
+// plume/server/channel.hpp — Phoenix.Channel for C++: subclass it.
+//
+//   class RoomChannel : public plume::server::Channel<UserSocket> {
+//   public:
+//       JoinResult join(std::string_view topic, const Payload& params) override {
+//           if (topic == "room:lobby") return ok();
+//           return error({{"reason", "unauthorized"}});
+//       }
+//       InResult handle_in(std::string_view event, const Payload& payload) override {
+//           if (event == "new_msg") {
+//               broadcast("new_msg", nlohmann::json{{"body", payload.json()["body"]}});
+//               return noreply();
+//           }
+//           if (event == "ping") return reply_ok(payload);
+//           return reply_error({{"reason", "unknown event"}});
+//       }
+//   };
+//
+// Every handler of one channel runs serially on its connection's strand, so a
+// channel needs no locks. A handler that throws ends only that channel: the
+// client gets phx_error (and phoenix.js rejoins), terminate() runs, the socket
+// and its other channels carry on. self() is a handle other threads may use
+// to reach the channel (post_info → handle_info).
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <concepts>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "plume/wire/message.hpp"
+
+namespace plume::server {
+
+using wire::Payload;
+
+/// join()'s answer: ok (with an optional reply payload) or error.
+struct JoinResult {
+    bool ok = true;
+    Payload response;
+};
+
+/// handle_in()'s answer: no reply, a reply with a status, or stop the
+/// channel (after an optional reply) — Phoenix's {:noreply}, {:reply},
+/// {:stop}.
+struct InResult {
+    enum class kind { noreply, reply, stop };
+    kind what = kind::noreply;
+    std::string status;
+    Payload response;
+    std::string stop_reason;
+};
+
+namespace detail {
+
+// What a channel needs from the connection that hosts it. Implemented by the
+// endpoint's session; kept abstract so Channel does not depend on it.
+class ChannelHost {
+  public:
+    virtual ~ChannelHost() = default;
+    virtual void host_push(const std::string& topic, const std::string& join_ref,
+                           std::string_view event, Payload payload) = 0;
+    virtual void host_reply(const std::string& topic, const std::string& join_ref,
+                            const std::optional<std::string>& ref, std::string_view status,
+                            Payload response) = 0;
+    virtual void host_broadcast(const std::string& topic, std::string_view event, Payload payload,
+                                bool exclude_self) = 0;
+    // Thread-safe: runs handle_info on the channel's strand if it still exists.
+    virtual void host_post_info(const std::string& topic, const std::string& join_ref,
+                                nlohmann::json message) = 0;
+};
+
+}  // namespace detail
+
+/// A thread-safe handle on a joined channel (Phoenix's `self()` pid).
+class ChannelRef {
+  public:
+    ChannelRef() = default;
+    ChannelRef(std::weak_ptr<detail::ChannelHost> host, std::string topic, std::string join_ref)
+        : host_(std::move(host)), topic_(std::move(topic)), join_ref_(std::move(join_ref)) {}
+
+    /// Delivers `message` to the channel's handle_info, on its strand; a no-op
+    /// once that channel incarnation is gone. Callable from any thread.
+    void post_info(nlohmann::json message) const {
+        if (auto h = host_.lock()) h->host_post_info(topic_, join_ref_, std::move(message));
+    }
+    const std::string& topic() const noexcept { return topic_; }
+    const std::string& join_ref() const noexcept { return join_ref_; }
+
+  private:
+    std::weak_ptr<detail::ChannelHost> host_;
+    std::string topic_, join_ref_;
+};
+
+/// A reply to send later (Phoenix's socket_ref + reply/2).
+struct ReplyRef {
+    std::string topic, join_ref;
+    std::optional<std::string> ref;
+};
+
+template <class SocketT>
+class Channel {
+  public:
+    using socket_type = SocketT;
+    using Payload = wire::Payload;
+    using JoinResult = server::JoinResult;
+    using InResult = server::InResult;
+
+    virtual ~Channel() = default;
+
+    /// Decides the join. Runs before the channel is subscribed to its topic.
+    virtual JoinResult join(std::string_view topic, const Payload& params) = 0;
+
+    /// A client event. The default refuses it with {"reason":"unhandled event"}.
+    virtual InResult handle_in(std::string_view event, const Payload&) {
+        return reply_error({{"reason", "unhandled event"}, {"event", event}});
+    }
+
+    /// A message posted with send_info()/self().post_info().
+    virtual void handle_info(const nlohmann::json&) {}
+
+    /// An intercepted broadcast (see intercept()); the default pushes it on.
+    virtual void handle_out(std::string_view event, const Payload& payload) {
+        push(event, payload);
+    }
+
+    /// The channel ends: left, duplicate join, crashed, or connection closed.
+    virtual void terminate(std::string_view /*reason*/) {}
+
+    // ------------------------------------------------------------ helpers --
+
+    const std::string& topic() const noexcept { return topic_; }
+    const std::string& join_ref() const noexcept { return join_ref_; }
+    SocketT& socket() noexcept { return *socket_; }
+    const SocketT& socket() const noexcept { return *socket_; }
+
+    // JSON overloads let brace lists through: push("e", {{"k", 1}}).
+    void push(std::string_view event, nlohmann::json payload) {
+        push<Payload>(event, Payload(std::move(payload)));
+    }
+    void broadcast(std::string_view event, nlohmann::json payload) {
+        broadcast<Payload>(event, Payload(std::move(payload)));
+    }
+    void broadcast_from(std::string_view event, nlohmann::json payload) {
+        broadcast_from<Payload>(event, Payload(std::move(payload)));
+    }
+
+    /// Sends an event to this client only.
+    template <std::same_as<Payload> P>
+    void push(std::string_view event, P payload) {
+        host_->host_push(topic_, join_ref_, event, std::move(payload));
+    }
+    /// Sends an event to every subscriber of this channel's topic, this
+    /// client included; encoded once for all of them.
+    template <std::same_as<Payload> P>
+    void broadcast(std::string_view event, P payload) {
+        host_->host_broadcast(topic_, event, std::move(payload), false);
+    }
+    /// Like broadcast, but not to this client.
+    template <std::same_as<Payload> P>
+    void broadcast_from(std::string_view event, P payload) {
+        host_->host_broadcast(topic_, event, std::move(payload), true);
+    }
+    /// Posts a message to this channel's own handle_info (Phoenix's
+    /// `send(self(), msg)`), which runs after the current handler returns
+    /// (after the join reply, when called from join).
+    void send_info(nlohmann::json message) { self().post_info(std::move(message)); }
+    ChannelRef self() const { return ChannelRef(host_weak_, topic_, join_ref_); }
+
+    /// The ref of the event being handled, for replying later with reply().
+    ReplyRef socket_ref() const { return {topic_, join_ref_, current_ref_}; }
+    void reply(const ReplyRef& r, std::string_view status, Payload response) {
+        host_->host_reply(r.topic, r.join_ref, r.ref, status, std::move(response));
+    }
+
+    /// Broadcast events this channel wants to see in handle_out before they
+    /// reach its client; others take the encode-once fast lane.
+    void intercept(std::initializer_list<std::string_view> events) {
+        for (auto e : events)
+            intercepted_.emplace_back(e);
+    }
+    const std::vector<std::string>& intercepted() const noexcept { return intercepted_; }
+
+    // ------------------------------------------------- result constructors --
+
+    static JoinResult ok() { return {true, Payload()}; }
+    static JoinResult ok(nlohmann::json response) { return {true, std::move(response)}; }
+    template <std::same_as<Payload> P>
+    static JoinResult ok(P response) {
+        return {true, std::move(response)};
+    }
+    template <std::same_as<Payload> P>
+    static JoinResult error(P response) {
+        return {false, std::move(response)};
+    }
+    static JoinResult error(nlohmann::json response) { return {false, std::move(response)}; }
+    static InResult noreply() { return {}; }
+    static InResult reply_ok() { return reply_ok<Payload>(Payload()); }
+    template <std::same_as<Payload> P>
+    static InResult reply_ok(P response) {
+        return {InResult::kind::reply, "ok", std::move(response), {}};
+    }
+    static InResult reply_ok(nlohmann::json response) {
+        return reply_ok<Payload>(Payload(std::move(response)));
+    }
+    template <std::same_as<Payload> P>
+    static InResult reply_error(P response) {
+        return {InResult::kind::reply, "error", std::move(response), {}};
+    }
+    static InResult reply_error(nlohmann::json response) {
+        return reply_error<Payload>(Payload(std::move(response)));
+    }
+    static InResult reply(std::string status, Payload response) {
+        return {InResult::kind::reply, std::move(status), std::move(response), {}};
+    }
+    /// Ends the channel gracefully (phx_close), optionally after a reply.
+    static InResult stop(std::string reason = "normal") {
+        return {InResult::kind::stop, {}, {}, std::move(reason)};
+    }
+
+  private:
+    template <class, class>
+    friend class Session;
+
+    std::string topic_;
+    std::string join_ref_;
+    std::optional<std::string> current_ref_;
+    SocketT* socket_ = nullptr;
+    detail::ChannelHost* host_ = nullptr;
+    std::weak_ptr<detail::ChannelHost> host_weak_;
+    std::vector<std::string> intercepted_;
+};
+
+/// Routes topics to channel types: exact topics or a prefix with "*".
+template <class SocketT>
+class Router {
+  public:
+    using Factory = std::unique_ptr<Channel<SocketT>> (*)();
+
+    template <class C>
+    void channel(std::string pattern) {
+        static_assert(std::is_base_of_v<Channel<SocketT>, C>,
+                      "a channel type must derive from plume::server::Channel<YourSocket>");
+        routes_.push_back({std::move(pattern), [] {
+                               return std::unique_ptr<Channel<SocketT>>(std::make_unique<C>());
+                           }});
+    }
+
+    /// The factory for a topic, or null when no route matches.
+    Factory match(std::string_view topic) const {
+        for (auto& r : routes_) {
+            std::string_view p = r.pattern;
+            if (!p.empty() && p.back() == '*') {
+                if (topic.substr(0, p.size() - 1) == p.substr(0, p.size() - 1)) return r.make;
+            } else if (topic == p) {
+                return r.make;
+            }
+        }
+        return nullptr;
+    }
+
+  private:
+    struct Route {
+        std::string pattern;
+        Factory make;
+    };
+    std::vector<Route> routes_;
+};
+
+}  // namespace plume::server

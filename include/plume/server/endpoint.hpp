@@ -1,0 +1,267 @@
+// plume/server/endpoint.hpp — Phoenix.Endpoint for C++: listens, serves one
+// Socket type at one or more paths, routes its topics to channels, and owns
+// the PubSub that broadcasts go through.
+//
+//   asio::io_context io;
+//   plume::server::Endpoint<UserSocket> endpoint(io, {.port = 4000});
+//   endpoint.start();                                    // ws://127.0.0.1:4000/socket/websocket
+//   endpoint.broadcast("room:lobby", "new_msg", nlohmann::json{{"body", "hi"}});  // any thread
+//   endpoint.disconnect("users_socket:42");              // every socket with that id, 1001
+//   io.run();
+//
+// Refusals follow Phoenix: a refused connect(), a disallowed Origin, an
+// unsupported ?vsn= or subprotocol are answered with HTTP 403 (the body says
+// which); a path that is not a socket path with 404.
+#pragma once
+
+#include <asio.hpp>
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <iostream>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "plume/detail/base64.hpp"
+#include "plume/pubsub/pubsub.hpp"
+#include "plume/server/channel.hpp"
+#include "plume/server/origin.hpp"
+#include "plume/server/session.hpp"
+#include "plume/server/socket.hpp"
+#include "plume/transport/server.hpp"
+#include "plume/wire/vsn.hpp"
+
+namespace plume::server {
+
+struct EndpointConfig {
+    std::string host = "127.0.0.1";
+    std::uint16_t port = 4000;
+    /// Socket mount points; the WebSocket lives at <path>/websocket, as
+    /// phoenix.js expects (`new Socket("/socket")`).
+    std::vector<std::string> socket_paths = {"/socket"};
+    /// Which browser pages may connect (Phoenix's check_origin). Default: the
+    /// page must come from the host it connects to. Requests without an
+    /// Origin header (non-browser clients) are always allowed.
+    OriginPolicy check_origin = OriginPolicy::same_host();
+    /// WebSocket limits. idle_timeout is the heartbeat timeout: phoenix.js
+    /// heartbeats every 30 s, a socket silent for 60 s is closed (1001).
+    transport::Options websocket{};
+    /// Phoenix's max_channels_per_transport.
+    std::size_t max_channels_per_socket = 100;
+    /// Serve files from this folder for GET requests (demos); empty: none.
+    std::string static_dir;
+    /// Where log lines go; empty: standard error.
+    std::function<void(std::string_view)> logger;
+};
+
+/// Replaces the values of sensitive query parameters before a URL is logged
+/// (tokens in URLs end up in logs; see Phoenix issue #5778).
+inline std::string redact_query(std::string_view target) {
+    auto q = target.find('?');
+    if (q == std::string_view::npos) return std::string(target);
+    std::string out(target.substr(0, q + 1));
+    auto qs = target.substr(q + 1);
+    bool first = true;
+    while (true) {
+        auto amp = qs.find('&');
+        auto part = qs.substr(0, amp);
+        auto eq = part.find('=');
+        auto key = part.substr(0, eq);
+        if (!first) out += '&';
+        first = false;
+        if (eq != std::string_view::npos &&
+            (key == "token" || key == "auth_token" || key == "password" || key == "secret"))
+            out += std::string(key) + "=[FILTERED]";
+        else
+            out += part;
+        if (amp == std::string_view::npos) break;
+        qs.remove_prefix(amp + 1);
+    }
+    return out;
+}
+
+/// The prefix phoenix.js puts before the authToken subprotocol.
+inline constexpr std::string_view auth_token_prefix = "base64url.bearer.phx.";
+
+// (A defaults to pubsub::Local; see the declaration in session.hpp.)
+template <SocketHandler SocketT, pubsub::Adapter A>
+class Endpoint {
+  public:
+    using session_type = Session<SocketT, A>;
+    using HttpHandler = std::function<transport::http::Response(const transport::http::Request&)>;
+
+    Endpoint(asio::io_context& io, EndpointConfig config, A adapter = A{})
+        : config_(std::move(config)),
+          pubsub_(std::move(adapter)),
+          server_(io, config_.websocket, [this] { return session_type(this); }) {
+        SocketT::channels(router_);
+    }
+
+    /// Listens on config().host:port (port 0 picks one). Throws on failure.
+    void start() { server_.listen(config_.host, config_.port); }
+
+    /// Stops accepting and closes every connection (1001 by default; 1012
+    /// tells clients it is a restart). Safe from any thread.
+    void stop(std::uint16_t code = transport::to_int(transport::close_code::going_away)) {
+        server_.stop(code);
+    }
+
+    asio::ip::tcp::endpoint local_endpoint() const { return server_.local_endpoint(); }
+    const EndpointConfig& config() const noexcept { return config_; }
+    const Router<SocketT>& router() const noexcept { return router_; }
+    pubsub::PubSub<A>& pubsub() noexcept { return pubsub_; }
+    /// Sockets that completed the WebSocket handshake and are still open.
+    std::size_t connection_count() const noexcept { return open_.load(); }
+
+    /// Broadcasts to every channel joined to `topic`, on every node. Safe
+    /// from any thread; encoded once per serializer in use.
+    void broadcast(std::string topic, std::string_view event, Payload payload) {
+        pubsub_.broadcast(detail::to_pubsub(std::move(topic), event, std::move(payload)));
+    }
+    /// Only to channels on this node.
+    void local_broadcast(std::string topic, std::string_view event, Payload payload) {
+        pubsub_.local_broadcast(detail::to_pubsub(std::move(topic), event, std::move(payload)));
+    }
+
+    /// Closes every socket whose id() is `socket_id`, on every node, with
+    /// 1001 so that clients reconnect (and re-authenticate).
+    void disconnect(std::string socket_id) {
+        pubsub_.broadcast(pubsub::make_message(std::move(socket_id), "disconnect", {}));
+    }
+
+    /// Answers GET requests for `path` (e.g. a token endpoint for a demo).
+    void route(std::string path, HttpHandler handler) {
+        routes_[std::move(path)] = std::move(handler);
+    }
+
+    void log(std::string_view line) const {
+        if (config_.logger)
+            config_.logger(line);
+        else
+            std::cerr << "[plume] " << line << std::endl;
+    }
+
+    // ------------------------------------------------ used by Session --
+
+    void authorize_upgrade(const transport::UpgradeRequest& req, transport::UpgradeResponse& res,
+                           SocketT& socket, wire::Vsn& vsn) {
+        if (!is_socket_path(req.path(), "/websocket")) return res.reject(404, "no socket here");
+        auto origin = req.header("origin");
+        if (!config_.check_origin.allows(origin, req.header("host"))) {
+            log("refused origin " + std::string(origin) + " for " + redact_query(req.http.target));
+            return res.reject(403, "origin not allowed");
+        }
+        auto asked = req.query("vsn").value_or(wire::vsn_when_absent);
+        auto chosen = wire::serializer_for_vsn(asked);
+        if (!chosen)
+            return res.reject(403, "unsupported vsn \"" + std::string(asked) +
+                                       "\" (plume speaks 1.0.0 and 2.0.0)");
+        vsn = *chosen;
+
+        ConnectInfo info;
+        info.peer = req.peer;
+        info.request = &req.http;
+        bool offers_phoenix = false;
+        for (auto& p : req.subprotocols) {
+            if (p == "phoenix") {
+                offers_phoenix = true;
+            } else if (p.rfind(auth_token_prefix, 0) == 0) {
+                // phoenix.js sends standard base64 without padding despite the
+                // "base64url" name; accept the url alphabet too.
+                auto encoded = std::string_view(p).substr(auth_token_prefix.size());
+                auto token = plume::detail::base64_decode_unpadded(encoded);
+                if (!token) token = plume::detail::base64url_decode_unpadded(encoded);
+                if (!token) return res.reject(400, "malformed authToken subprotocol");
+                info.auth_token = std::move(*token);
+            }
+        }
+        if (!req.subprotocols.empty() && !offers_phoenix)
+            return res.reject(403, "unsupported subprotocol (expected \"phoenix\")");
+
+        Params params = Params::object();
+        for (auto& [k, v] : req.http.query)
+            if (k != "vsn") params[k] = v;
+        ConnectResult result;
+        try {
+            result = socket.connect(params, info);
+        } catch (const std::exception& e) {
+            log(std::string("connect raised: ") + e.what());
+            return res.reject(500, "connect failed");
+        }
+        if (!result.accepted) return res.reject(result.status, result.reason);
+        res.accept(offers_phoenix ? "phoenix" : "");
+    }
+
+    transport::http::Response serve_http(const transport::http::Request& req,
+                                         const asio::ip::tcp::endpoint&) {
+        using transport::http::error_response;
+        if (req.method != "GET" && req.method != "HEAD")
+            return error_response(405, "only GET is served here");
+        if (is_socket_path(req.path, "/websocket"))
+            return error_response(400, "expected a WebSocket upgrade");
+        if (is_socket_path(req.path, "/longpoll"))
+            return error_response(404, "the long-poll transport is not enabled");
+        if (auto it = routes_.find(req.path); it != routes_.end()) {
+            try {
+                return it->second(req);
+            } catch (const std::exception& e) {
+                log("route " + req.path + " raised: " + e.what());
+                return error_response(500, "internal error");
+            }
+        }
+        if (!config_.static_dir.empty()) return serve_file(req.path);
+        return error_response(404, "not found");
+    }
+
+    void connection_opened() noexcept { ++open_; }
+    void connection_closed() noexcept { --open_; }
+
+  private:
+    bool is_socket_path(std::string_view path, std::string_view transport) const {
+        for (auto& p : config_.socket_paths)
+            if (path.size() == p.size() + transport.size() && path.substr(0, p.size()) == p &&
+                path.substr(p.size()) == transport)
+                return true;
+        return false;
+    }
+
+    transport::http::Response serve_file(std::string path) const {
+        namespace fs = std::filesystem;
+        if (path.empty() || path.back() == '/') path += "index.html";
+        if (path.find("..") != std::string::npos || path.find('\0') != std::string::npos)
+            return transport::http::error_response(400, "bad path");
+        fs::path file = fs::path(config_.static_dir) / fs::path(path).relative_path();
+        std::ifstream in(file, std::ios::binary);
+        if (!in || fs::is_directory(file)) return transport::http::error_response(404, "not found");
+        std::ostringstream body;
+        body << in.rdbuf();
+        transport::http::Response r;
+        r.body = body.str();
+        r.set("Content-Type", content_type(file.extension().string()));
+        r.set("Cache-Control", "no-cache").set("Connection", "close");
+        return r;
+    }
+
+    static std::string content_type(const std::string& ext) {
+        if (ext == ".html") return "text/html; charset=utf-8";
+        if (ext == ".js" || ext == ".mjs") return "text/javascript; charset=utf-8";
+        if (ext == ".css") return "text/css; charset=utf-8";
+        if (ext == ".json") return "application/json";
+        if (ext == ".svg") return "image/svg+xml";
+        if (ext == ".png") return "image/png";
+        return "application/octet-stream";
+    }
+
+    EndpointConfig config_;
+    pubsub::PubSub<A> pubsub_;
+    Router<SocketT> router_;
+    std::map<std::string, HttpHandler> routes_;
+    std::atomic<std::size_t> open_{0};
+    transport::Server<session_type> server_;
+};
+
+}  // namespace plume::server

@@ -1,0 +1,362 @@
+// plume/server/session.hpp — one client connection of an Endpoint: the
+// Phoenix socket protocol on top of a WebSocket (Phoenix's transport process).
+//
+// It decodes frames with the serializer the client asked for (?vsn=), answers
+// heartbeats, routes phx_join to channels, runs their handlers, sends their
+// replies and pushes, and gives each joined channel an encode-once fast lane
+// for its topic's broadcasts. Users never name it; it is the transport
+// Handler that Endpoint plugs into the WebSocket server.
+#pragma once
+
+#include <exception>
+#include <memory>
+#include <string>
+#include <unordered_map>
+
+#include "plume/pubsub/pubsub.hpp"
+#include "plume/server/channel.hpp"
+#include "plume/server/socket.hpp"
+#include "plume/transport/websocket.hpp"
+#include "plume/wire/vsn.hpp"
+
+namespace plume::server {
+
+template <SocketHandler SocketT, pubsub::Adapter A = pubsub::Local>
+class Endpoint;
+
+namespace detail {
+
+inline std::string_view payload_kind(const Payload& p) {
+    return p.is_json() ? "json" : "binary";
+}
+
+inline pubsub::MessagePtr to_pubsub(std::string topic, std::string_view event, Payload payload) {
+    if (payload.is_binary())
+        return pubsub::make_binary_message(std::move(topic), std::string(event),
+                                           std::move(payload).bytes());
+    return pubsub::make_message(std::move(topic), std::string(event), std::move(payload).json());
+}
+
+inline Payload from_pubsub(const pubsub::Message& m) {
+    if (m.binary) return wire::Binary{*m.binary};
+    return m.payload;
+}
+
+inline transport::SharedFrame to_shared(const wire::Frame& f) {
+    return transport::make_shared_frame(
+        f.is_binary ? transport::opcode::binary : transport::opcode::text, f.bytes);
+}
+
+// The frame of a broadcast for one serializer, encoded once per message.
+inline transport::SharedFrame broadcast_frame(const pubsub::Message& m, wire::Vsn vsn) {
+    return m.frame(static_cast<std::size_t>(vsn), [&]() -> transport::SharedFrame {
+        wire::Broadcast b{m.topic, m.event, from_pubsub(m)};
+        auto frame = wire::with_serializer(vsn, [&]<class S>(S) { return S::encode(b); });
+        return frame ? to_shared(*frame) : nullptr;
+    });
+}
+
+}  // namespace detail
+
+template <class SocketT, class A>
+class Session final : public detail::ChannelHost {
+  public:
+    using endpoint_type = Endpoint<SocketT, A>;
+    using connection_type = transport::Connection<Session>;
+
+    explicit Session(endpoint_type* endpoint = nullptr) : endpoint_(endpoint) {}
+
+    // ------------------------------------------------- transport handler --
+
+    void on_upgrade(const transport::UpgradeRequest& req, transport::UpgradeResponse& res) {
+        endpoint_->authorize_upgrade(req, res, socket_, vsn_);
+    }
+
+    transport::http::Response on_http(const transport::http::Request& req,
+                                      const asio::ip::tcp::endpoint& peer) {
+        return endpoint_->serve_http(req, peer);
+    }
+
+    void on_open(connection_type& conn) {
+        // An aliasing pointer: channels reach the session through the
+        // connection's own reference count, and only weakly.
+        auto self = conn.shared_from_this();
+        conn_ = self;
+        host_ = std::shared_ptr<detail::ChannelHost>(self, this);  // weak: no cycle
+        opened_ = true;
+        if constexpr (detail::HasId<SocketT>) {
+            if (auto id = socket_.id()) {
+                id_topic_ = *id;
+                id_sub_ = endpoint_->pubsub().subscribe(
+                    id_topic_, conn.get_executor(), [weak = conn_](const pubsub::Message& m) {
+                        if (m.event != "disconnect") return;
+                        // 1001: phoenix.js < 1.8.16 would not reconnect after 1000.
+                        if (auto c = weak.lock())
+                            c->close(transport::to_int(transport::close_code::going_away),
+                                     "disconnected");
+                    });
+            }
+        }
+        endpoint_->connection_opened();
+    }
+
+    void on_message(connection_type& conn, transport::opcode op, std::string_view data) {
+        wire::FrameView frame(op == transport::opcode::binary, data);
+        auto msg = wire::with_serializer(vsn_, [&]<class S>(S) { return S::decode(frame); });
+        if (!msg) {
+            // Not a Phoenix message at all: nothing to reply to, so say why
+            // in the close frame. Other connections are not affected.
+            endpoint_->log("malformed message: " + msg.error().message());
+            conn.close(transport::to_int(transport::close_code::invalid_payload),
+                       "malformed Phoenix message: " + msg.error().message());
+            return;
+        }
+        handle(*msg);
+    }
+
+    void on_close(connection_type&, std::uint16_t, std::string_view) {
+        if (id_sub_) endpoint_->pubsub().unsubscribe(id_topic_, id_sub_);
+        id_sub_.reset();
+        while (!channels_.empty()) {
+            auto it = channels_.begin();
+            end_channel(it, "closed", false);
+        }
+        if (opened_) endpoint_->connection_closed();
+        opened_ = false;
+    }
+
+    // ------------------------------------------------------ ChannelHost --
+
+    void host_push(const std::string& topic, const std::string& join_ref, std::string_view event,
+                   Payload payload) override {
+        send(wire::Message{join_ref, std::nullopt, topic, std::string(event), std::move(payload)});
+    }
+
+    void host_reply(const std::string& topic, const std::string& join_ref,
+                    const std::optional<std::string>& ref, std::string_view status,
+                    Payload response) override {
+        send(wire::Reply{join_ref, ref, topic, std::string(status), std::move(response)});
+    }
+
+    void host_broadcast(const std::string& topic, std::string_view event, Payload payload,
+                        bool exclude_self) override {
+        auto m = detail::to_pubsub(topic, event, std::move(payload));
+        auto it = channels_.find(topic);
+        if (exclude_self && it != channels_.end())
+            endpoint_->pubsub().broadcast_from(it->second.sub.get(), std::move(m));
+        else
+            endpoint_->pubsub().broadcast(std::move(m));
+    }
+
+    void host_post_info(const std::string& topic, const std::string& join_ref,
+                        nlohmann::json message) override {
+        auto conn = conn_.lock();
+        if (!conn) return;
+        asio::post(conn->get_executor(), [conn, topic, join_ref, m = std::move(message)] {
+            conn->handler().deliver_info(topic, join_ref, m);
+        });
+    }
+
+    SocketT& socket() noexcept { return socket_; }
+
+  private:
+    struct Joined;
+
+    // The fast lane: broadcasts for a joined topic are encoded once per
+    // serializer and the shared frame goes straight to the connection.
+    class Lane final : public pubsub::Subscriber {
+      public:
+        Lane(std::weak_ptr<connection_type> conn, std::string topic, std::string join_ref,
+             wire::Vsn vsn, std::vector<std::string> intercepted)
+            : conn_(std::move(conn)),
+              topic_(std::move(topic)),
+              join_ref_(std::move(join_ref)),
+              vsn_(vsn),
+              intercepted_(std::move(intercepted)) {}
+
+        void deliver(const pubsub::MessagePtr& m) override {
+            auto conn = conn_.lock();
+            if (!conn) return;
+            for (auto& e : intercepted_) {
+                if (e == m->event) {
+                    asio::post(conn->get_executor(), [conn, m, t = topic_, j = join_ref_] {
+                        conn->handler().deliver_out(t, j, *m);
+                    });
+                    return;
+                }
+            }
+            if (auto frame = detail::broadcast_frame(*m, vsn_)) conn->post_send(std::move(frame));
+        }
+
+      private:
+        std::weak_ptr<connection_type> conn_;
+        std::string topic_, join_ref_;
+        wire::Vsn vsn_;
+        std::vector<std::string> intercepted_;
+    };
+
+    struct Joined {
+        std::unique_ptr<Channel<SocketT>> channel;
+        std::string join_ref;
+        std::shared_ptr<Lane> sub;
+    };
+    using Channels = std::unordered_map<std::string, Joined>;
+
+    template <class M>
+    void send(const M& m) {
+        auto conn = conn_.lock();
+        if (!conn) return;
+        auto frame = wire::with_serializer(vsn_, [&]<class S>(S) { return S::encode(m); });
+        if (!frame) {
+            endpoint_->log("cannot encode message for " + m.topic + ": " + frame.error().message());
+            return;
+        }
+        if (frame->is_binary)
+            conn->send_binary(frame->bytes);
+        else
+            conn->send_text(frame->bytes);
+    }
+
+    void handle(wire::Message& msg) {
+        if (wire::is_heartbeat(msg)) return send(wire::heartbeat_reply(msg));
+        if (msg.event == wire::event::join) return join(msg);
+        auto it = channels_.find(msg.topic);
+        if (msg.event == wire::event::leave) {
+            if (it == channels_.end()) return send(wire::reply_ok(msg));
+            if (msg.join_ref && *msg.join_ref != it->second.join_ref) return;  // raced a close
+            send(wire::reply_ok(msg));
+            return end_channel(it, "left", true);
+        }
+        if (it == channels_.end()) return send(wire::unmatched_topic_reply(msg));
+        // A push for an older incarnation of this channel: Phoenix drops it.
+        if (msg.join_ref && *msg.join_ref != it->second.join_ref) return;
+        auto& ch = *it->second.channel;
+        ch.current_ref_ = msg.ref;
+        InResult result;
+        try {
+            result = ch.handle_in(msg.event, msg.payload);
+        } catch (const std::exception& e) {
+            return crash(msg.topic, std::string("handle_in raised: ") + e.what());
+        } catch (...) {
+            return crash(msg.topic, "handle_in raised");
+        }
+        ch.current_ref_.reset();
+        if (result.what == InResult::kind::noreply) return;
+        if (!result.status.empty() || result.what == InResult::kind::reply)
+            send(wire::reply(msg, result.status.empty() ? "ok" : result.status,
+                             std::move(result.response)));
+        if (result.what == InResult::kind::stop) {
+            auto again = channels_.find(msg.topic);
+            if (again != channels_.end()) end_channel(again, result.stop_reason, true);
+        }
+    }
+
+    void join(wire::Message& msg) {
+        // phx_join's join_ref is its own ref (Phoenix: join_ref || ref).
+        std::string join_ref = msg.join_ref.value_or(msg.ref.value_or(""));
+        auto factory = endpoint_->router().match(msg.topic);
+        if (!factory) {
+            endpoint_->log("unmatched topic \"" + msg.topic + "\"");
+            return send(wire::unmatched_topic_reply(msg));
+        }
+        if (auto old = channels_.find(msg.topic); old != channels_.end()) {
+            // Duplicate join: the old incarnation closes, the new one joins.
+            end_channel(old, "duplicate_join", true);
+        }
+        if (channels_.size() >= endpoint_->config().max_channels_per_socket)
+            return send(
+                wire::reply_error(msg, wire::reason_payload(wire::reason::too_many_channels)));
+
+        auto channel = factory();
+        channel->topic_ = msg.topic;
+        channel->join_ref_ = join_ref;
+        channel->socket_ = &socket_;
+        channel->host_ = this;
+        channel->host_weak_ = host_;
+        channel->current_ref_ = msg.ref;
+        JoinResult result;
+        try {
+            result = channel->join(msg.topic, msg.payload);
+        } catch (const std::exception& e) {
+            endpoint_->log("join of " + msg.topic + " crashed: " + e.what());
+            return send(wire::reply_error(msg, wire::reason_payload(wire::reason::join_crashed)));
+        } catch (...) {
+            return send(wire::reply_error(msg, wire::reason_payload(wire::reason::join_crashed)));
+        }
+        channel->current_ref_.reset();
+        if (!result.ok) return send(wire::reply_error(msg, std::move(result.response)));
+
+        auto lane =
+            std::make_shared<Lane>(conn_, msg.topic, join_ref, vsn_, channel->intercepted());
+        // Reply before subscribing, as Phoenix does: the client sees its join
+        // ok before any broadcast of the topic.
+        send(wire::reply_ok(msg, std::move(result.response)));
+        endpoint_->pubsub().subscribe(msg.topic, lane);
+        channels_.emplace(msg.topic, Joined{std::move(channel), join_ref, std::move(lane)});
+    }
+
+    // Ends a channel: unsubscribe, terminate, and tell the client (phx_close
+    // when graceful; crash() sends phx_error instead).
+    void end_channel(typename Channels::iterator it, std::string_view reason, bool tell_client) {
+        Joined joined = std::move(it->second);
+        std::string topic = it->first;
+        channels_.erase(it);
+        endpoint_->pubsub().unsubscribe(topic, joined.sub.get());
+        try {
+            joined.channel->terminate(reason);
+        } catch (...) {
+            endpoint_->log("terminate of " + topic + " raised");
+        }
+        if (tell_client) send(wire::phx_close(topic, joined.join_ref));
+    }
+
+    void crash(const std::string& topic, const std::string& why) {
+        endpoint_->log("channel " + topic + " crashed: " + why);
+        auto it = channels_.find(topic);
+        if (it == channels_.end()) return;
+        std::string join_ref = it->second.join_ref;
+        end_channel(it, "crash", false);
+        send(wire::phx_error(topic, join_ref));
+    }
+
+  public:
+    // Called on the strand for posted infos and intercepted broadcasts.
+    void deliver_info(const std::string& topic, const std::string& join_ref,
+                      const nlohmann::json& m) {
+        auto it = channels_.find(topic);
+        if (it == channels_.end() || it->second.join_ref != join_ref) return;
+        try {
+            it->second.channel->handle_info(m);
+        } catch (const std::exception& e) {
+            crash(topic, std::string("handle_info raised: ") + e.what());
+        } catch (...) {
+            crash(topic, "handle_info raised");
+        }
+    }
+
+    void deliver_out(const std::string& topic, const std::string& join_ref,
+                     const pubsub::Message& m) {
+        auto it = channels_.find(topic);
+        if (it == channels_.end() || it->second.join_ref != join_ref) return;
+        try {
+            it->second.channel->handle_out(m.event, detail::from_pubsub(m));
+        } catch (const std::exception& e) {
+            crash(topic, std::string("handle_out raised: ") + e.what());
+        } catch (...) {
+            crash(topic, "handle_out raised");
+        }
+    }
+
+  private:
+    endpoint_type* endpoint_;
+    SocketT socket_{};
+    wire::Vsn vsn_ = wire::Vsn::v2;
+    Channels channels_;
+    std::weak_ptr<connection_type> conn_;
+    std::weak_ptr<detail::ChannelHost> host_;
+    bool opened_ = false;
+    std::string id_topic_;
+    pubsub::SubscriberPtr id_sub_;
+};
+
+}  // namespace plume::server

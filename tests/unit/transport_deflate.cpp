@@ -237,6 +237,8 @@ TEST_CASE("deflate: server_max_window_bits", "[transport][deflate]") {
     opt.server_max_window_bits = 11;
     CHECK(ws::negotiate_deflate("permessage-deflate; server_max_window_bits=13", opt)
               ->server_max_window_bits == 11);
+    CHECK(ws::negotiate_deflate("permessage-deflate; server_max_window_bits=13", opt)
+              ->response_header() == "permessage-deflate; server_max_window_bits=11");
     CHECK(ws::negotiate_deflate("permessage-deflate; server_max_window_bits=10", opt)
               ->server_max_window_bits == 10);
     // 8 is declined (zlib cannot compress with an 8-bit window), as is no value.

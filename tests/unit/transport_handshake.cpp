@@ -59,31 +59,27 @@ TEST_CASE("handshake: accept_key matches RFC 6455", "[transport][handshake]") {
     CHECK(ws::accept_key("").size() == 28);  // base64 of a 20-byte SHA-1
 }
 
-TEST_CASE("handshake: base64 helpers", "[transport][handshake]") {
-    using ws::detail::base64_decoded_size;
-    auto enc = [](std::string_view s) {
-        return ws::detail::base64_encode(reinterpret_cast<const unsigned char*>(s.data()),
-                                         s.size());
-    };
-    CHECK(enc("") == "");
-    CHECK(enc("f") == "Zg==");
-    CHECK(enc("fo") == "Zm8=");
-    CHECK(enc("foo") == "Zm9v");
-    CHECK(enc("foobar") == "Zm9vYmFy");
-    CHECK(base64_decoded_size("Zg==") == 1);
-    CHECK(base64_decoded_size("Zm8=") == 2);
-    CHECK(base64_decoded_size("Zm9v") == 3);
-    CHECK(base64_decoded_size(rfc_key) == 16);
-    CHECK(base64_decoded_size("MDEyMzQ1Njc4OWFiY2Rl") == 15);
-    CHECK(base64_decoded_size("MDEyMzQ1Njc4OWFiY2RlZmc=") == 17);
-    CHECK(base64_decoded_size("") == -1);
-    CHECK(base64_decoded_size("Zg=") == -1);       // not a multiple of 4
-    CHECK(base64_decoded_size("Z===") == -1);      // too much padding
-    CHECK(base64_decoded_size("Zg=a") == -1);      // data after padding
-    CHECK(base64_decoded_size("=Zga") == -1);      // padding first
-    CHECK(base64_decoded_size("Zm9v\r\n") == -1);  // not base64 characters
-    CHECK(base64_decoded_size("Zm-_") == -1);      // base64url is not accepted
-    CHECK(base64_decoded_size("Zm 9") == -1);
+TEST_CASE("handshake: is_valid_client_key wants padded base64 of 16 bytes",
+          "[transport][handshake]") {
+    CHECK(ws::is_valid_client_key(rfc_key));
+    CHECK(ws::is_valid_client_key("MDEyMzQ1Njc4OWFiY2RlZg=="));
+    CHECK(ws::is_valid_client_key("+/+/QUFBQUFBQUFBQUFBQQ=="));
+    for (std::string_view bad : {
+             "",
+             "MDEyMzQ1Njc4OWFiY2Rl",          // 15 bytes
+             "MDEyMzQ1Njc4OWFiY2RlZmc=",      // 17 bytes
+             "dGhlIHNhbXBsZSBub25jZQ",        // unpadded
+             "dGhlIHNhbXBsZSBub25jZQ=",       // half padded
+             "dGhlIHNhbXBsZSBub25jZQ===",     // over padded
+             "-_-_QUFBQUFBQUFBQUFBQQ==",      // base64url alphabet
+             "dGhlIHNh bXBsZSBub25jZQ==",     // inner space
+             "dGhlIHNhbXBsZSBub25jZQ==\r\n",  // line end
+             "=GhlIHNhbXBsZSBub25jZQ==",      // padding first
+             "not base64 at all!!!!",
+         }) {
+        CAPTURE(bad);
+        CHECK_FALSE(ws::is_valid_client_key(bad));
+    }
 }
 
 TEST_CASE("handshake: make_client_key is 16 random bytes in base64", "[transport][handshake]") {
@@ -91,7 +87,7 @@ TEST_CASE("handshake: make_client_key is 16 random bytes in base64", "[transport
     for (int i = 0; i < 20; ++i) {
         auto key = ws::make_client_key();
         CHECK(key.size() == 24);
-        CHECK(ws::detail::base64_decoded_size(key) == 16);
+        CHECK(ws::is_valid_client_key(key));
         keys.insert(key);
     }
     CHECK(keys.size() == 20);

@@ -254,6 +254,7 @@ class Session final : public detail::ChannelHost {
     void join(wire::Message& msg) {
         // phx_join's join_ref is its own ref (Phoenix: join_ref || ref).
         std::string join_ref = msg.join_ref.value_or(msg.ref.value_or(""));
+        msg.join_ref = join_ref;  // the join's replies carry it too
         auto factory = endpoint_->router().match(msg.topic);
         if (!factory) {
             endpoint_->log("unmatched topic \"" + msg.topic + "\"");

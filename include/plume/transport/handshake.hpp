@@ -18,40 +18,19 @@
 #include <string_view>
 #include <vector>
 
+#include "plume/detail/base64.hpp"
 #include "plume/transport/http.hpp"
 
 namespace plume::transport {
 
 inline constexpr std::string_view websocket_guid = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
-namespace detail {
 
-inline std::string base64_encode(const unsigned char* data, std::size_t n) {
-    std::string out(4 * ((n + 2) / 3), '\0');
-    int len =
-        EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()), data, static_cast<int>(n));
-    out.resize(static_cast<std::size_t>(len));
-    return out;
+/// A Sec-WebSocket-Key must be padded standard base64 of 16 bytes (RFC 6455 4.1).
+inline bool is_valid_client_key(std::string_view key) {
+    auto raw = plume::detail::base64_decode(key);
+    return raw && raw->size() == 16;
 }
-
-// Number of bytes a strict, padded standard base64 string decodes to, or -1.
-inline int base64_decoded_size(std::string_view s) {
-    if (s.empty() || s.size() % 4 != 0) return -1;
-    std::size_t pad = 0;
-    for (std::size_t i = 0; i < s.size(); ++i) {
-        char c = s[i];
-        bool alnum = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
-        if (c == '=') {
-            if (i < s.size() - 2) return -1;
-            ++pad;
-        } else if (pad || !(alnum || c == '+' || c == '/')) {
-            return -1;
-        }
-    }
-    return static_cast<int>(s.size() / 4 * 3 - pad);
-}
-
-}  // namespace detail
 
 /// Sec-WebSocket-Accept for a Sec-WebSocket-Key: base64(SHA-1(key + GUID)).
 inline std::string accept_key(std::string_view key) {
@@ -59,7 +38,7 @@ inline std::string accept_key(std::string_view key) {
     input += websocket_guid;
     unsigned char digest[SHA_DIGEST_LENGTH];
     SHA1(reinterpret_cast<const unsigned char*>(input.data()), input.size(), digest);
-    return detail::base64_encode(digest, sizeof digest);
+    return plume::detail::base64_encode(digest, sizeof digest);
 }
 
 /// The outcome of checking an upgrade request: 101 when it is acceptable,
@@ -86,7 +65,7 @@ inline UpgradeVerdict check_upgrade(const http::Request& req) {
         http::trim(req.header("sec-websocket-version")) != "13")
         return {426, "unsupported Sec-WebSocket-Version (13 is supported)"};
     if (req.header_count("sec-websocket-key") != 1 ||
-        detail::base64_decoded_size(req.header("sec-websocket-key")) != 16)
+        !is_valid_client_key(req.header("sec-websocket-key")))
         return {400, "Sec-WebSocket-Key must be base64 of 16 bytes"};
     return {};
 }
@@ -124,7 +103,7 @@ inline http::Response refuse_upgrade(const UpgradeVerdict& v) {
 inline std::string make_client_key() {
     unsigned char nonce[16];
     if (RAND_bytes(nonce, sizeof nonce) != 1) throw std::runtime_error("RAND_bytes failed");
-    return detail::base64_encode(nonce, sizeof nonce);
+    return plume::detail::base64_encode(nonce, sizeof nonce);
 }
 
 struct ClientRequest {

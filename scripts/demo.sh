@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Builds and starts the main demo (for now the WebSocket echo server) on
-# 127.0.0.1:9001. Extra arguments go to the server, e.g. --port 4000 --deflate.
+# Builds and starts the main demo: the chat server (examples/chat) with its
+# browser page at http://127.0.0.1:4000/ (local PubSub, no outside services).
+# Extra arguments go to the server, e.g. --port 4100 --require-token.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 cmake --preset release >/dev/null
-cmake --build --preset release -j "${PLUME_JOBS:-2}" --target echo_server
-exec build/release/examples/echo/echo_server "$@"
+cmake --build --preset release -j "${PLUME_JOBS:-2}" --target chat
+echo "demo: open http://127.0.0.1:4000/ in two browser tabs (Ctrl-C stops the server)"
+exec build/release/examples/chat/chat "$@"

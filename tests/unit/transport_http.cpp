@@ -298,7 +298,8 @@ TEST_CASE("http: Response::to_string", "[transport][http]") {
     ok.body = "hello";
     ok.set("Content-Type", "text/plain");
     CHECK(ok.to_string() ==
-          "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello");
+          "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n"
+          "Content-Length: 5\r\n\r\nhello");
 
     http::Response sw;
     sw.status = 101;
@@ -308,11 +309,13 @@ TEST_CASE("http: Response::to_string", "[transport][http]") {
 
     http::Response empty;
     empty.status = 404;
-    CHECK(empty.to_string() == "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
+    CHECK(empty.to_string() ==
+          "HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
 
     http::Response odd;
     odd.status = 299;
-    CHECK(odd.to_string() == "HTTP/1.1 299 Unknown\r\nContent-Length: 0\r\n\r\n");
+    CHECK(odd.to_string() ==
+          "HTTP/1.1 299 Unknown\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
 
     auto err = http::error_response(400, "bad key");
     CHECK(err.status == 400);

@@ -230,6 +230,8 @@ class Session final : public detail::ChannelHost {
         if (it == channels_.end()) return send(wire::unmatched_topic_reply(msg));
         // A push for an older incarnation of this channel: Phoenix drops it.
         if (msg.join_ref && *msg.join_ref != it->second.join_ref) return;
+        // Replies carry the channel's join_ref, also for a push sent without one.
+        msg.join_ref = it->second.join_ref;
         auto& ch = *it->second.channel;
         ch.current_ref_ = msg.ref;
         InResult result;

@@ -25,7 +25,6 @@ namespace plume::transport {
 
 inline constexpr std::string_view websocket_guid = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
-
 /// A Sec-WebSocket-Key must be padded standard base64 of 16 bytes (RFC 6455 4.1).
 inline bool is_valid_client_key(std::string_view key) {
     auto raw = plume::detail::base64_decode(key);

@@ -291,8 +291,14 @@ struct Response {
         std::string out = "HTTP/1.1 " + std::to_string(status) + " ";
         out += reason_phrase(status);
         out += "\r\n";
-        for (auto& [k, v] : headers)
+        bool has_connection = false;
+        for (auto& [k, v] : headers) {
             out += k + ": " + v + "\r\n";
+            has_connection = has_connection || iequals(k, "connection");
+        }
+        // plume answers one request per connection and then closes it; say so,
+        // or keep-alive clients reuse a closed connection (RFC 9112 9.6).
+        if (status != 101 && !has_connection) out += "Connection: close\r\n";
         if (status != 101) out += "Content-Length: " + std::to_string(body.size()) + "\r\n";
         out += "\r\n";
         out += body;

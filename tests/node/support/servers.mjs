@@ -439,10 +439,13 @@ export function rawUpgrade(url, headers = {}, timeoutMs = 5000) {
   return withTimeout(done, timeoutMs, `the response to an upgrade of ${url}`).finally(() => req.destroy());
 }
 
-/** GET url → {status, body, json}. */
-export function httpGet(url, timeoutMs = 5000) {
+/**
+ * GET url → {status, headers, body, json}. A fresh connection per request
+ * unless `agent` is given (e.g. a keep-alive http.Agent).
+ */
+export function httpGet(url, timeoutMs = 5000, agent = false) {
   const done = new Promise((resolve, reject) => {
-    const req = http.get(url, (res) => {
+    const req = http.get(url, { agent }, (res) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (c) => (body += c));

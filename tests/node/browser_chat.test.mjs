@@ -1,0 +1,367 @@
+// Browser test: Debian's Chromium, driven by playwright-core, loads the chat
+// demo page served by plume's `chat` example and exchanges messages through
+// the official phoenix.js client (the page's /phoenix.mjs).
+//
+// Run: PLUME_CHAT_BIN=build/dev/examples/chat/chat node --test browser_chat.test.mjs
+// (cwd tests/node, after `npm ci`; Chromium from scripts/setup.sh). Skipped
+// only when /usr/bin/chromium is missing. Every wait is on a page condition or
+// a process event, bounded by a timeout; the server listens on 127.0.0.1 and
+// the server and the browser are stopped by PID.
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { randomUUID } from 'node:crypto';
+import { chromium } from 'playwright-core';
+
+const CHROMIUM = '/usr/bin/chromium';
+// Without the background-networking flags Chromium's own connections are
+// refused by a closed network; --no-sandbox because the tests run as root.
+const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
+const START_TIMEOUT_MS = 15000; // server or browser start
+const WAIT_MS = 10000; // any page condition
+const STOP_TIMEOUT_MS = 10000; // a process exiting after it was asked to
+
+const skip = existsSync(CHROMIUM)
+  ? false
+  : `${CHROMIUM} not found: install Debian's chromium (scripts/setup.sh does)`;
+
+// Processes started here, killed by PID if the test process exits early.
+const live = new Map(); // pid -> name
+process.on('exit', () => {
+  for (const pid of live.keys()) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+});
+
+function withTimeout(promise, ms, what) {
+  let timer;
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+/** Waits for `proc` to exit; SIGKILLs it by PID if it has not within `ms`. */
+async function waitExit(proc, exited, ms, name) {
+  let timer;
+  const late = new Promise((resolve) => {
+    timer = setTimeout(() => resolve(null), ms);
+  });
+  const first = await Promise.race([exited, late]);
+  clearTimeout(timer);
+  if (first !== null) return first;
+  try {
+    process.kill(proc.pid, 'SIGKILL');
+  } catch {
+    // already gone
+  }
+  const status = await exited;
+  return { ...status, killed: `${name} did not exit within ${ms} ms; SIGKILLed` };
+}
+
+// ------------------------------------------------------------- chat server
+
+/** Starts `chat --host 127.0.0.1 --port 0` and resolves once it prints its URL. */
+function startChat() {
+  const bin = process.env.PLUME_CHAT_BIN;
+  if (!bin) {
+    throw new Error(
+      'PLUME_CHAT_BIN is not set: point it at the chat example (e.g. build/dev/examples/chat/chat)'
+    );
+  }
+  const args = ['--host', '127.0.0.1', '--port', '0'];
+  const proc = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  live.set(proc.pid, 'chat');
+  let stdout = '';
+  let stderr = '';
+  const output = () =>
+    `command: ${bin} ${args.join(' ')}\n--- stdout ---\n${stdout.slice(-4000)}` +
+    `\n--- stderr ---\n${stderr.slice(-4000)}`;
+  const exited = new Promise((resolve) => {
+    proc.once('exit', (code, signal) => {
+      live.delete(proc.pid);
+      resolve({ code, signal });
+    });
+  });
+  proc.stderr.setEncoding('utf8');
+  proc.stderr.on('data', (chunk) => {
+    stderr = (stderr + chunk).slice(-65536);
+  });
+  proc.stdout.setEncoding('utf8');
+
+  const stop = async () => {
+    if (proc.exitCode === null && proc.signalCode === null) {
+      try {
+        process.kill(proc.pid, 'SIGTERM');
+      } catch {
+        // already gone
+      }
+    }
+    return waitExit(proc, exited, STOP_TIMEOUT_MS, 'chat');
+  };
+
+  return new Promise((resolve, reject) => {
+    let settled = false;
+    const fail = (why) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      try {
+        process.kill(proc.pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+      reject(new Error(`chat did not start: ${why}\n${output()}`));
+    };
+    const timer = setTimeout(
+      () => fail(`no "chat listening on http://HOST:PORT/" line within ${START_TIMEOUT_MS} ms`),
+      START_TIMEOUT_MS
+    );
+    proc.once('error', (err) => fail(`spawn failed: ${err.message}`));
+    proc.once('exit', (code, signal) => fail(`exited early (code ${code}, signal ${signal})`));
+    proc.stdout.on('data', (chunk) => {
+      stdout = (stdout + chunk).slice(-65536);
+      if (settled) return;
+      const m = /chat listening on (http:\/\/127\.0\.0\.1:\d+\/)/.exec(stdout);
+      if (!m) return;
+      settled = true;
+      clearTimeout(timer);
+      resolve({ url: m[1], proc, exited, output, stop });
+    });
+  });
+}
+
+// ---------------------------------------------------------------- browser
+
+/**
+ * Launches Chromium through a Playwright browser server, so that the browser
+ * process (and its PID) is ours. Playwright gives it a fresh temporary
+ * --user-data-dir and removes it when the browser closes; the server's own
+ * websocket listens on 127.0.0.1.
+ */
+async function startBrowser() {
+  const server = await chromium.launchServer({
+    executablePath: CHROMIUM,
+    args: CHROMIUM_ARGS,
+    headless: true,
+    chromiumSandbox: false,
+    host: '127.0.0.1',
+    port: 0,
+    timeout: START_TIMEOUT_MS,
+    handleSIGINT: false,
+    handleSIGTERM: false,
+    handleSIGHUP: false,
+  });
+  const proc = server.process();
+  live.set(proc.pid, 'chromium');
+  const exited = new Promise((resolve) => {
+    if (proc.exitCode !== null || proc.signalCode !== null) {
+      live.delete(proc.pid);
+      resolve({ code: proc.exitCode, signal: proc.signalCode });
+      return;
+    }
+    proc.once('exit', (code, signal) => {
+      live.delete(proc.pid);
+      resolve({ code, signal });
+    });
+  });
+  let browser;
+  try {
+    browser = await chromium.connect(server.wsEndpoint(), { timeout: START_TIMEOUT_MS });
+  } catch (err) {
+    await server.kill();
+    throw err;
+  }
+  const stop = async () => {
+    await withTimeout(browser.close(), STOP_TIMEOUT_MS, 'the browser connection to close').catch(
+      () => {}
+    );
+    // Closes the browser gracefully (Playwright kills it after its own timeout).
+    const closing = server.close().catch(() => {});
+    const status = await waitExit(proc, exited, STOP_TIMEOUT_MS, 'chromium');
+    await withTimeout(closing, STOP_TIMEOUT_MS, 'the browser server to close').catch(() => {});
+    return status;
+  };
+  return { browser, pid: proc.pid, stop };
+}
+
+// ------------------------------------------------------------------- page
+
+/** One user in one browser context, with every page/console error recorded. */
+async function openChat(browser, baseUrl, name) {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  page.setDefaultTimeout(WAIT_MS);
+  const problems = [];
+  const warnings = [];
+  page.on('pageerror', (err) => problems.push(`[${name}] page error: ${err.stack || err}`));
+  page.on('console', (msg) => {
+    const loc = msg.location();
+    const text = `[${name}] console.${msg.type()}: ${msg.text()} (${loc.url}:${loc.lineNumber})`;
+    if (msg.type() === 'warning') warnings.push(text);
+    if (msg.type() !== 'error') return;
+    // The browser itself asks for /favicon.ico, which the demo does not serve;
+    // that 404 is no error of the page.
+    const path = loc.url ? new URL(loc.url).pathname : '';
+    if (path === '/favicon.ico' && /\b404\b/.test(msg.text())) return;
+    problems.push(text);
+  });
+  page.on('requestfailed', (req) =>
+    problems.push(
+      `[${name}] request failed: ${req.method()} ${req.url()}: ${req.failure()?.errorText}`
+    )
+  );
+  page.on('response', (res) => {
+    if (res.status() >= 400) problems.push(`[${name}] HTTP ${res.status()} for ${res.url()}`);
+  });
+  page.on('crash', () => problems.push(`[${name}] page crashed`));
+  const sockets = [];
+  page.on('websocket', (ws) => {
+    sockets.push(ws.url());
+    ws.on('socketerror', (e) => problems.push(`[${name}] websocket error: ${e}`));
+  });
+
+  const res = await page.goto(baseUrl, { waitUntil: 'load', timeout: WAIT_MS });
+  assert.equal(res.status(), 200, `[${name}] GET ${baseUrl}`);
+  assert.equal(await page.title(), 'plume chat');
+  return { name, context, page, problems, warnings, sockets };
+}
+
+const messageTexts = (page) =>
+  page.locator('#messages p.msg').evaluateAll((ps) => ps.map((p) => p.textContent));
+
+async function login(user, baseUrl) {
+  const { page, name } = user;
+  await page.fill('#user', name);
+  await page.click('#login button');
+  await page
+    .locator('#messages p.info', { hasText: `joined room:lobby as ${name}` })
+    .waitFor({ state: 'attached', timeout: WAIT_MS });
+  await page.waitForFunction(
+    (n) =>
+      !document.getElementById('body').disabled &&
+      document.getElementById('status').textContent === `connected as ${n}` &&
+      window.plumeChat?.socket?.isConnected() &&
+      window.plumeChat?.channel?.state === 'joined',
+    name,
+    { timeout: WAIT_MS }
+  );
+  // app.js sets the form's `hidden` property. (Whether the form disappears is
+  // up to the page's CSS, which is not what this test checks.)
+  assert.equal(await page.$eval('#login', (f) => f.hidden), true, `[${name}] login form hidden`);
+  assert.deepEqual(
+    user.sockets.map((u) => u.replace(/\?.*$/, '')),
+    [`${baseUrl.replace(/^http/, 'ws')}socket/websocket`],
+    `[${name}] one websocket to /socket/websocket`
+  );
+}
+
+async function send(user, body) {
+  const { page } = user;
+  await page.fill('#body', body);
+  await page.click('#send button');
+  // The page clears the input once the push is made.
+  await page.waitForFunction(() => document.getElementById('body').value === '', null, {
+    timeout: WAIT_MS,
+  });
+}
+
+async function waitForMessage(user, text) {
+  await user.page
+    .locator('#messages p.msg')
+    .filter({ hasText: text })
+    .first()
+    .waitFor({ state: 'attached', timeout: WAIT_MS })
+    .catch(async (err) => {
+      const seen = await messageTexts(user.page).catch(() => []);
+      throw new Error(
+        `[${user.name}] "${text}" never shown: ${err.message}\nmessages: ${JSON.stringify(seen)}`
+      );
+    });
+}
+
+// ------------------------------------------------------------------ tests
+
+describe('chat demo page in Chromium (playwright-core + phoenix.js)', { skip }, () => {
+  let chat;
+  let chromiumBrowser;
+  const users = [];
+
+  before(async () => {
+    chat = await startChat();
+    chromiumBrowser = await startBrowser();
+  });
+
+  after(async () => {
+    const problems = [];
+    for (const u of users) await u.context.close().catch(() => {});
+    if (chromiumBrowser) {
+      const status = await chromiumBrowser.stop();
+      if (status.killed) problems.push(status.killed);
+    }
+    if (chat) {
+      const status = await chat.stop();
+      if (status.killed) problems.push(`${status.killed}\n${chat.output()}`);
+      else if (status.code !== 0)
+        problems.push(
+          `chat exited with code ${status.code}, signal ${status.signal}\n${chat.output()}`
+        );
+    }
+    assert.deepEqual(problems, [], 'clean shutdown');
+  });
+
+  it('two users join room:lobby and exchange messages', async (t) => {
+    const alice = await openChat(chromiumBrowser.browser, chat.url, 'alice');
+    users.push(alice);
+    const bob = await openChat(chromiumBrowser.browser, chat.url, 'bob');
+    users.push(bob);
+
+    await login(alice, chat.url);
+    await login(bob, chat.url);
+
+    const hello = `hello from alice ${randomUUID()}`;
+    await send(alice, hello);
+    await waitForMessage(bob, `alice: ${hello}`);
+    await waitForMessage(alice, `alice: ${hello}`);
+
+    const reply = `hi alice, bob here ${randomUUID()}`;
+    await send(bob, reply);
+    await waitForMessage(alice, `bob: ${reply}`);
+    await waitForMessage(bob, `bob: ${reply}`);
+
+    // Exactly these messages, in this order, on both pages; no error lines.
+    for (const u of [alice, bob]) {
+      assert.deepEqual(
+        await messageTexts(u.page),
+        [`alice: ${hello}`, `bob: ${reply}`],
+        `[${u.name}] messages`
+      );
+      assert.equal(await u.page.locator('#messages p.error').count(), 0, `[${u.name}] error lines`);
+      assert.equal(
+        await u.page.evaluate(() => window.plumeChat.socket.isConnected()),
+        true,
+        `[${u.name}] still connected`
+      );
+    }
+    for (const w of [...alice.warnings, ...bob.warnings]) t.diagnostic(w);
+    assert.deepEqual(
+      [...alice.problems, ...bob.problems],
+      [],
+      'page errors, console errors, failed requests or HTTP errors'
+    );
+  });
+});

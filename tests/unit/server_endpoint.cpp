@@ -1,0 +1,339 @@
+// The Phoenix socket protocol of plume::server::Endpoint, driven in-process by
+// a raw V2 client (plume's client-role WebSocket) over 127.0.0.1.
+#include <catch2/catch.hpp>
+
+#include <plume/server.hpp>
+#include <plume/transport.hpp>
+
+#include <atomic>
+#include <mutex>
+#include <thread>
+
+#include "support/run_until.hpp"
+
+namespace ps = plume::server;
+namespace ws = plume::transport;
+using nlohmann::json;
+using plume::test::run_until;
+
+namespace {
+
+class RoomChannel;
+
+struct TestSocket {
+    std::string user = "anon";
+    ps::ConnectResult connect(const ps::Params& params, const ps::ConnectInfo&) {
+        if (params.value("reject", "") == "yes") return ps::ConnectResult::refuse("no");
+        user = params.value("user", "anon");
+        return ps::ConnectResult::accept();
+    }
+    std::optional<std::string> id() const { return "socket:" + user; }
+    static void channels(ps::Router<TestSocket>& r) { r.channel<RoomChannel>("room:*"); }
+};
+
+std::atomic<int> terminations{0};
+
+class RoomChannel : public ps::Channel<TestSocket> {
+  public:
+    JoinResult join(std::string_view topic, const Payload& params) override {
+        if (topic == "room:closed") return error({{"reason", "closed"}});
+        if (params.is_json() && params.json().value("boom", false))
+            throw std::runtime_error("join boom");
+        if (params.is_json() && params.json().value("after_join", false))
+            send_info({{"hello", socket().user}});
+        return ok({{"user", socket().user}});
+    }
+    InResult handle_in(std::string_view event, const Payload& p) override {
+        if (event == "shout") {
+            broadcast("shout", p);
+            return noreply();
+        }
+        if (event == "whisper") {
+            broadcast_from("whisper", p);
+            return noreply();
+        }
+        if (event == "boom") throw std::runtime_error("handler boom");
+        if (event == "echo") return reply_ok(p);
+        return ps::Channel<TestSocket>::handle_in(event, p);
+    }
+    void handle_info(const json& m) override { push("info", m); }
+    void terminate(std::string_view) override { ++terminations; }
+};
+
+// A raw V2 client: records every decoded frame.
+struct Frames {
+    std::mutex mutex;
+    std::vector<json> frames;
+    bool open = false;
+    int close_code = 0;
+    std::string handshake_error;
+    std::size_t size() {
+        std::lock_guard l(mutex);
+        return frames.size();
+    }
+    std::vector<json> matching(std::string_view event) {
+        std::lock_guard l(mutex);
+        std::vector<json> out;
+        for (auto& f : frames)
+            if (f[3] == event) out.push_back(f);
+        return out;
+    }
+    std::optional<json> reply_to(std::string_view ref) {
+        std::lock_guard l(mutex);
+        for (auto& f : frames)
+            if (f[3] == "phx_reply" && f[1] == ref) return f;
+        return std::nullopt;
+    }
+};
+
+struct RawClient {
+    std::shared_ptr<Frames> rec;
+    void on_open(auto&) {
+        std::lock_guard l(rec->mutex);
+        rec->open = true;
+    }
+    void on_message(auto&, ws::opcode, std::string_view data) {
+        std::lock_guard l(rec->mutex);
+        rec->frames.push_back(json::parse(data));
+    }
+    void on_close(auto&, std::uint16_t code, std::string_view) {
+        std::lock_guard l(rec->mutex);
+        rec->close_code = code;
+    }
+    void on_handshake_error(auto&, std::string_view what) {
+        std::lock_guard l(rec->mutex);
+        rec->handshake_error = what;
+    }
+};
+
+struct Fixture {
+    asio::io_context io;
+    ps::Endpoint<TestSocket> endpoint;
+    explicit Fixture(ps::EndpointConfig cfg = make_config()) : endpoint(io, cfg) {
+        endpoint.start();
+    }
+    static ps::EndpointConfig make_config() {
+        ps::EndpointConfig c;
+        c.port = 0;
+        c.logger = [](std::string_view) {};
+        return c;
+    }
+    std::string url(std::string query = "user=a") {
+        return "ws://127.0.0.1:" + std::to_string(endpoint.local_endpoint().port()) +
+               "/socket/websocket?vsn=2.0.0&" + query;
+    }
+    auto connect(std::shared_ptr<Frames> rec, std::string query = "user=a") {
+        return ws::connect<RawClient>(io, url(std::move(query)), ws::Options{}, RawClient{rec});
+    }
+};
+
+template <class Conn>
+void send(Conn& c, json frame) {
+    asio::post(c->get_executor(), [c, s = frame.dump()] { c->send_text(s); });
+}
+
+}  // namespace
+
+TEST_CASE("join, push with reply, heartbeat, leave", "[server]") {
+    Fixture f;
+    auto rec = std::make_shared<Frames>();
+    auto c = f.connect(rec);
+    REQUIRE(run_until(f.io, [&] { return rec->open; }));
+    send(c, {"1", "1", "room:lobby", "phx_join", json::object()});
+    REQUIRE(run_until(f.io, [&] { return rec->reply_to("1").has_value(); }));
+    CHECK(*rec->reply_to("1") == json{"1",
+                                      "1",
+                                      "room:lobby",
+                                      "phx_reply",
+                                      {{"status", "ok"}, {"response", {{"user", "a"}}}}});
+
+    send(c, {"1", "2", "room:lobby", "echo", {{"x", 1}}});
+    send(c, {nullptr, "3", "phoenix", "heartbeat", json::object()});
+    send(c, {"1", "4", "room:lobby", "nope", json::object()});
+    REQUIRE(run_until(f.io, [&] { return rec->reply_to("4").has_value(); }));
+    CHECK((*rec->reply_to("2"))[4] == json{{"status", "ok"}, {"response", {{"x", 1}}}});
+    CHECK(*rec->reply_to("3") == json{nullptr,
+                                      "3",
+                                      "phoenix",
+                                      "phx_reply",
+                                      {{"status", "ok"}, {"response", json::object()}}});
+    CHECK((*rec->reply_to("4"))[4]["status"] == "error");
+
+    send(c, {"1", "5", "room:lobby", "phx_leave", json::object()});
+    REQUIRE(run_until(f.io, [&] { return !rec->matching("phx_close").empty(); }));
+    CHECK((*rec->reply_to("5"))[4]["status"] == "ok");
+    CHECK(rec->matching("phx_close")[0] ==
+          json{"1", "1", "room:lobby", "phx_close", json::object()});
+    // After leaving, the topic is unmatched again.
+    send(c, {"1", "6", "room:lobby", "echo", json::object()});
+    REQUIRE(run_until(f.io, [&] { return rec->reply_to("6").has_value(); }));
+    CHECK(*rec->reply_to("6") ==
+          json{nullptr,
+               "6",
+               "room:lobby",
+               "phx_reply",
+               {{"status", "error"}, {"response", {{"reason", "unmatched topic"}}}}});
+}
+
+TEST_CASE("join errors: refused, crashed, unmatched; duplicate join closes the old one",
+          "[server]") {
+    Fixture f;
+    auto rec = std::make_shared<Frames>();
+    auto c = f.connect(rec);
+    REQUIRE(run_until(f.io, [&] { return rec->open; }));
+    send(c, {"1", "1", "room:closed", "phx_join", json::object()});
+    send(c, {"2", "2", "room:x", "phx_join", {{"boom", true}}});
+    send(c, {"3", "3", "other:1", "phx_join", json::object()});
+    send(c, {"4", "4", "room:dup", "phx_join", json::object()});
+    send(c, {"5", "5", "room:dup", "phx_join", json::object()});
+    REQUIRE(run_until(f.io, [&] { return rec->reply_to("5").has_value(); }));
+    CHECK((*rec->reply_to("1"))[4] ==
+          json{{"status", "error"}, {"response", {{"reason", "closed"}}}});
+    CHECK((*rec->reply_to("2"))[4] ==
+          json{{"status", "error"}, {"response", {{"reason", "join crashed"}}}});
+    CHECK((*rec->reply_to("3"))[0].is_null());
+    CHECK((*rec->reply_to("3"))[4]["response"]["reason"] == "unmatched topic");
+    CHECK(rec->matching("phx_close") ==
+          std::vector<json>{json{"4", "4", "room:dup", "phx_close", json::object()}});
+    CHECK((*rec->reply_to("5"))[4]["status"] == "ok");
+    // A push carrying the old join_ref is dropped; the new one works.
+    send(c, {"4", "6", "room:dup", "echo", json::object()});
+    send(c, {"5", "7", "room:dup", "echo", json::object()});
+    REQUIRE(run_until(f.io, [&] { return rec->reply_to("7").has_value(); }));
+    CHECK_FALSE(rec->reply_to("6").has_value());
+}
+
+TEST_CASE("a crashing handler ends only its channel with phx_error", "[server]") {
+    Fixture f;
+    auto rec = std::make_shared<Frames>();
+    auto c = f.connect(rec);
+    REQUIRE(run_until(f.io, [&] { return rec->open; }));
+    int before = terminations;
+    send(c, {"1", "1", "room:a", "phx_join", json::object()});
+    send(c, {"2", "2", "room:b", "phx_join", json::object()});
+    send(c, {"1", "3", "room:a", "boom", json::object()});
+    send(c, {"2", "4", "room:b", "echo", {{"still", "here"}}});
+    REQUIRE(run_until(f.io, [&] { return rec->reply_to("4").has_value(); }));
+    REQUIRE(run_until(f.io, [&] { return !rec->matching("phx_error").empty(); }));
+    CHECK(rec->matching("phx_error")[0] ==
+          json{"1", "1", "room:a", "phx_error", {{"reason", "channel_crash"}}});
+    CHECK_FALSE(rec->reply_to("3").has_value());
+    CHECK((*rec->reply_to("4"))[4]["response"] == json{{"still", "here"}});
+    CHECK(terminations == before + 1);
+    CHECK(rec->close_code == 0);  // the socket stays open
+}
+
+TEST_CASE("broadcast reaches every member; broadcast_from skips the sender", "[server]") {
+    Fixture f;
+    std::vector<std::shared_ptr<Frames>> recs;
+    std::vector<std::shared_ptr<ws::Connection<RawClient>>> conns;
+    for (int i = 0; i < 5; ++i) {
+        recs.push_back(std::make_shared<Frames>());
+        conns.push_back(f.connect(recs.back(), "user=u" + std::to_string(i)));
+    }
+    for (std::size_t i = 0; i < conns.size(); ++i) {
+        REQUIRE(run_until(f.io, [&] { return recs[i]->open; }));
+        send(conns[i], {"1", "1", "room:lobby", "phx_join", json::object()});
+        REQUIRE(run_until(f.io, [&] { return recs[i]->reply_to("1").has_value(); }));
+    }
+    send(conns[0], {"1", "2", "room:lobby", "shout", {{"n", 1}}});
+    send(conns[0], {"1", "3", "room:lobby", "whisper", {{"n", 2}}});
+    f.endpoint.broadcast("room:lobby", "news", json{{"n", 3}});
+    auto all_have = [&](std::string_view event, std::size_t from) {
+        for (std::size_t i = from; i < recs.size(); ++i)
+            if (recs[i]->matching(event).empty()) return false;
+        return true;
+    };
+    REQUIRE(run_until(f.io, [&] {
+        return all_have("shout", 0) && all_have("whisper", 1) && all_have("news", 0);
+    }));
+    CHECK(recs[0]->matching("whisper").empty());
+    CHECK(recs[3]->matching("shout")[0] ==
+          json{nullptr, nullptr, "room:lobby", "shout", {{"n", 1}}});
+}
+
+TEST_CASE("handle_info after join, disconnect by socket id, refused connect", "[server]") {
+    Fixture f;
+    auto rec = std::make_shared<Frames>();
+    auto c = f.connect(rec, "user=zoe");
+    REQUIRE(run_until(f.io, [&] { return rec->open; }));
+    send(c, {"1", "1", "room:lobby", "phx_join", {{"after_join", true}}});
+    REQUIRE(run_until(f.io, [&] { return !rec->matching("info").empty(); }));
+    {
+        std::lock_guard l(rec->mutex);
+        CHECK(rec->frames[0][3] == "phx_reply");  // the join reply comes first
+        CHECK(rec->frames[1] == json{"1", nullptr, "room:lobby", "info", {{"hello", "zoe"}}});
+    }
+    f.endpoint.disconnect("socket:zoe");
+    REQUIRE(run_until(f.io, [&] { return rec->close_code != 0; }));
+    CHECK(rec->close_code == 1001);
+
+    auto refused = std::make_shared<Frames>();
+    f.connect(refused, "reject=yes");
+    REQUIRE(run_until(f.io, [&] { return !refused->handshake_error.empty(); }));
+    CHECK(refused->handshake_error == "server answered HTTP 403");
+
+    auto bad_vsn = std::make_shared<Frames>();
+    ws::connect<RawClient>(f.io,
+                           "ws://127.0.0.1:" + std::to_string(f.endpoint.local_endpoint().port()) +
+                               "/socket/websocket?vsn=9.0.0",
+                           ws::Options{}, RawClient{bad_vsn});
+    REQUIRE(run_until(f.io, [&] { return !bad_vsn->handshake_error.empty(); }));
+    CHECK(bad_vsn->handshake_error == "server answered HTTP 403");
+}
+
+TEST_CASE("malformed messages close only their own connection with 1007", "[server]") {
+    Fixture f;
+    auto bad = std::make_shared<Frames>(), good = std::make_shared<Frames>();
+    auto cb = f.connect(bad);
+    auto cg = f.connect(good);
+    REQUIRE(run_until(f.io, [&] { return bad->open && good->open; }));
+    asio::post(cb->get_executor(), [cb] { cb->send_text("this is not json"); });
+    REQUIRE(run_until(f.io, [&] { return bad->close_code != 0; }));
+    CHECK(bad->close_code == 1007);
+    send(cg, {nullptr, "1", "phoenix", "heartbeat", json::object()});
+    REQUIRE(run_until(f.io, [&] { return good->reply_to("1").has_value(); }));
+}
+
+TEST_CASE("broadcasts from a foreign thread with a multi-threaded io_context",
+          "[server][threads]") {
+    Fixture f;
+    constexpr int clients = 8, messages = 200;
+    std::vector<std::shared_ptr<Frames>> recs;
+    for (int i = 0; i < clients; ++i) {
+        recs.push_back(std::make_shared<Frames>());
+        auto c = f.connect(recs.back(), "user=t" + std::to_string(i));
+        REQUIRE(run_until(f.io, [&] { return recs.back()->open; }));
+        send(c, {"1", "1", "room:threads", "phx_join", json::object()});
+        REQUIRE(run_until(f.io, [&] { return recs.back()->reply_to("1").has_value(); }));
+    }
+    // Now let four threads run the io_context while another broadcasts.
+    auto guard = asio::make_work_guard(f.io);
+    std::vector<std::thread> pool;
+    for (int i = 0; i < 4; ++i)
+        pool.emplace_back([&] { f.io.run(); });
+    std::thread publisher([&] {
+        for (int n = 0; n < messages; ++n)
+            f.endpoint.broadcast("room:threads", "n", json{{"n", n}});
+    });
+    publisher.join();
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    bool all = false;
+    while (!all && std::chrono::steady_clock::now() < deadline) {
+        all = true;
+        for (auto& r : recs)
+            all = all && r->matching("n").size() == messages;
+        if (!all) std::this_thread::yield();
+    }
+    guard.reset();
+    f.io.stop();
+    for (auto& t : pool)
+        t.join();
+    REQUIRE(all);
+    // Each client saw the broadcasts in publication order.
+    for (auto& r : recs) {
+        auto got = r->matching("n");
+        for (int n = 0; n < messages; ++n)
+            CHECK(got[static_cast<std::size_t>(n)][4]["n"] == n);
+    }
+}

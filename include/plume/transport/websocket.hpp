@@ -99,34 +99,41 @@ inline void random_mask(unsigned char out[4]) {
     used += 4;
 }
 
-// A ConstBufferSequence over a vector of shared frames, so a gathered write
-// needs no allocation of its own.
+// A ConstBufferSequence over a vector of shared frames, from frame `first`
+// and byte `offset` in it, so a gathered write needs no allocation of its own
+// and a partly written queue resumes where the socket stopped.
 struct FrameBuffers {
     const std::vector<SharedFrame>* frames;
+    std::size_t first = 0;
+    std::size_t offset = 0;
     struct iterator {
         using iterator_category = std::bidirectional_iterator_tag;
         using value_type = asio::const_buffer;
         using difference_type = std::ptrdiff_t;
         using pointer = const asio::const_buffer*;
         using reference = asio::const_buffer;
-        std::vector<SharedFrame>::const_iterator it;
-        asio::const_buffer operator*() const { return asio::buffer(**it); }
-        iterator& operator++() { return ++it, *this; }
+        const FrameBuffers* seq;
+        std::size_t i;
+        asio::const_buffer operator*() const {
+            auto b = asio::buffer(*(*seq->frames)[i]);
+            return i == seq->first ? b + seq->offset : b;
+        }
+        iterator& operator++() { return ++i, *this; }
         iterator operator++(int) {
             auto t = *this;
-            ++it;
+            ++i;
             return t;
         }
-        iterator& operator--() { return --it, *this; }
+        iterator& operator--() { return --i, *this; }
         iterator operator--(int) {
             auto t = *this;
-            --it;
+            --i;
             return t;
         }
-        bool operator==(const iterator&) const = default;
+        bool operator==(const iterator& o) const { return i == o.i; }
     };
-    iterator begin() const { return {frames->begin()}; }
-    iterator end() const { return {frames->end()}; }
+    iterator begin() const { return {this, first}; }
+    iterator end() const { return {this, frames->size()}; }
 };
 
 template <class H, class C>
@@ -221,10 +228,11 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
     /// Client role: sends the upgrade request over an already-connected layer.
     void start_client(ClientRequest request) {
         state_ = state::client_handshake;
-        client_key_ = make_client_key();
+        auto& hs = handshake_state();
+        hs.client_key = make_client_key();
         if (options_->deflate.enabled) request.extensions = deflate_offer(options_->deflate);
-        auto bytes = client_request(request, client_key_);
-        client_request_ = std::make_unique<ClientRequest>(std::move(request));
+        auto bytes = client_request(request, hs.client_key);
+        hs.request = std::move(request);
         arm_timer(options_->handshake_timeout);
         set_nonblocking();
         enqueue(std::make_shared<const std::string>(std::move(bytes)), true);
@@ -317,32 +325,42 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
         layer_.lowest_layer().set_option(asio::ip::tcp::no_delay(true), ec);
     }
 
+    // Reads wait in a small buffer inside the connection, so Asio can read
+    // speculatively and skip re-arming epoll; when it fills up, the rest is
+    // drained into the per-thread buffer. An idle connection holds only this.
     void wait_readable() {
         if (reading_ || state_ == state::closed) return;
         reading_ = true;
-        layer_.lowest_layer().async_wait(
-            asio::socket_base::wait_read,
-            [self = this->shared_from_this()](std::error_code ec) { self->on_readable(ec); });
+        layer_.async_read_some(asio::buffer(inline_read_),
+                               [self = this->shared_from_this()](
+                                   std::error_code ec, std::size_t n) { self->on_read(ec, n); });
     }
 
-    void on_readable(std::error_code ec) {
+    void on_read(std::error_code ec, std::size_t n) {
         reading_ = false;
         if (state_ == state::closed) return;
         if (ec) return transport_failed();
-        char* buf = detail::thread_read_buffer();
-        // A few reads per wake-up, then yield to other connections.
-        for (int round = 0; round < 4 && state_ != state::closed; ++round) {
-            std::size_t n = layer_.read_some(asio::buffer(buf, detail::read_buffer_size), ec);
-            if (ec == asio::error::would_block || ec == asio::error::try_again) break;
-            if (ec) return transport_failed();
-            last_activity_ = std::chrono::steady_clock::now();
-            in_read_ = true;
-            on_bytes(buf, n);
-            in_read_ = false;
-            if (n < detail::read_buffer_size) break;
-        }
+        last_activity_ = std::chrono::steady_clock::now();
+        in_read_ = true;
+        on_bytes(inline_read_, n);
+        if (n == sizeof inline_read_) drain_socket();
+        in_read_ = false;
+        if (state_ == state::closed) return;
         flush();
         wait_readable();
+    }
+
+    // Reads what else is waiting, a few buffers' worth, then yields to others.
+    void drain_socket() {
+        char* buf = detail::thread_read_buffer();
+        for (int round = 0; round < 4 && state_ != state::closed; ++round) {
+            std::error_code ec;
+            std::size_t n = layer_.read_some(asio::buffer(buf, detail::read_buffer_size), ec);
+            if (ec == asio::error::would_block || ec == asio::error::try_again) return;
+            if (ec) return transport_failed();
+            on_bytes(buf, n);
+            if (n < detail::read_buffer_size) return;
+        }
     }
 
     void on_bytes(char* data, std::size_t n) {
@@ -368,11 +386,12 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
     // -------------------------------------------------------- handshake --
 
     void handshake_bytes(char* data, std::size_t n) {
-        std::size_t searched = hs_buf_.size();
-        hs_buf_.append(data, n);
-        auto end = http::find_head_end(hs_buf_, searched);
+        auto& buf = handshake_state().buffer;
+        std::size_t searched = buf.size();
+        buf.append(data, n);
+        auto end = http::find_head_end(buf, searched);
         if (end == std::string::npos) {
-            if (hs_buf_.size() > options_->max_header_size) {
+            if (buf.size() > options_->max_header_size) {
                 if (state_ == state::handshake)
                     refuse(http::error_response(431, "request head too large"));
                 else
@@ -385,13 +404,13 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
                 return refuse(http::error_response(431, "request head too large"));
             return client_failed("response head too large");
         }
-        std::string rest = hs_buf_.substr(end);
-        hs_buf_.resize(end);
+        std::string rest = buf.substr(end);
+        buf.resize(end);
         if (state_ == state::handshake)
             server_handshake();
         else
             client_handshake();
-        std::string().swap(hs_buf_);
+        handshake_.reset();
         // Frames the peer sent right behind its handshake.
         if (!rest.empty() && (state_ == state::open))
             if (auto f = parser_.consume(rest.data(), rest.size(), sink_)) fail(f.code, f.reason);
@@ -399,7 +418,7 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
 
     void server_handshake() {
         http::Request req;
-        if (int status = http::parse_request(hs_buf_, req))
+        if (int status = http::parse_request(handshake_->buffer, req))
             return refuse(http::error_response(status, "malformed request"));
         std::error_code ec;
         auto peer = layer_.lowest_layer().remote_endpoint(ec);
@@ -430,6 +449,7 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
             deflate_ = std::make_unique<DeflateSession>(*agreed, options_->deflate, true);
             parser_.set_deflate(deflate_.get());
         }
+        subprotocol_ = answer.subprotocol;
         auto res = switching_protocols(req, answer.subprotocol, extensions);
         for (auto& h : answer.headers)
             res.headers.push_back(h);
@@ -439,8 +459,9 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
 
     void client_handshake() {
         ServerResponse res;
-        if (!parse_response(hs_buf_, res)) return client_failed("malformed HTTP response");
-        if (auto problem = check_server_response(res, client_key_, *client_request_);
+        if (!parse_response(handshake_->buffer, res))
+            return client_failed("malformed HTTP response");
+        if (auto problem = check_server_response(res, handshake_->client_key, handshake_->request);
             !problem.empty())
             return client_failed(problem);
         if (auto ext = res.header("sec-websocket-extensions"); !ext.empty()) {
@@ -449,8 +470,7 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
             deflate_ = std::make_unique<DeflateSession>(*agreed, options_->deflate, false);
             parser_.set_deflate(deflate_.get());
         }
-        selected_subprotocol_ = std::string(res.header("sec-websocket-protocol"));
-        client_request_.reset();
+        subprotocol_ = std::string(res.header("sec-websocket-protocol"));
         open();
     }
 
@@ -476,7 +496,7 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
 
   public:
     /// The subprotocol the server chose (client role).
-    const std::string& subprotocol() const noexcept { return selected_subprotocol_; }
+    const std::string& subprotocol() const noexcept { return subprotocol_; }
 
   private:
     // ------------------------------------------------------------ close --
@@ -631,33 +651,71 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
         for (std::size_t i = 0; i < control_front_; ++i)
             kept += queue_[i]->size();
         queue_.resize(control_front_);
-        std::size_t inflight = 0;
-        for (auto& f : inflight_)
-            inflight += f->size();
-        queued_bytes_ = kept + inflight;
+        std::size_t inflight = 0;  // what the current write still has to send
+        for (std::size_t i = inflight_pos_; i < inflight_.size(); ++i)
+            inflight += inflight_[i]->size();
+        queued_bytes_ = kept + inflight - (inflight_.empty() ? 0 : inflight_offset_);
         fail(to_int(close_code::policy_violation), "send queue overflow");
     }
 
     void flush() {
-        if (writing_ || queue_.empty() || state_ == state::closed) return;
-        std::swap(queue_, inflight_);
-        control_front_ = 0;
-        writing_ = true;
-        asio::async_write(layer_, detail::FrameBuffers{&inflight_},
-                          [self = this->shared_from_this()](std::error_code ec, std::size_t n) {
-                              self->on_written(ec, n);
-                          });
+        while (!writing_ && !queue_.empty() && state_ != state::closed) {
+            std::swap(queue_, inflight_);
+            control_front_ = 0;
+            inflight_pos_ = 0;
+            inflight_offset_ = 0;
+            if constexpr (std::is_same_v<NextLayer, asio::ip::tcp::socket>) {
+                // Usually everything fits in the socket's buffer: then no
+                // asynchronous operation (and no completion handler) is needed.
+                std::error_code ec;
+                std::size_t n = layer_.write_some(
+                    detail::FrameBuffers{&inflight_, inflight_pos_, inflight_offset_}, ec);
+                if (ec && ec != asio::error::would_block && ec != asio::error::try_again)
+                    return transport_failed();
+                if (ec) n = 0;
+                advance_written(n);
+                if (inflight_pos_ == inflight_.size()) {
+                    write_done();
+                    continue;
+                }
+            }
+            writing_ = true;
+            asio::async_write(layer_,
+                              detail::FrameBuffers{&inflight_, inflight_pos_, inflight_offset_},
+                              [self = this->shared_from_this()](std::error_code ec, std::size_t n) {
+                                  self->on_written(ec, n);
+                              });
+        }
+        maybe_shutdown();
+    }
+
+    // Moves past `n` written bytes of the in-flight frames.
+    void advance_written(std::size_t n) {
+        queued_bytes_ -= std::min(n, queued_bytes_);
+        while (n > 0 && inflight_pos_ < inflight_.size()) {
+            std::size_t left = inflight_[inflight_pos_]->size() - inflight_offset_;
+            if (n < left) {
+                inflight_offset_ += n;
+                return;
+            }
+            n -= left;
+            ++inflight_pos_;
+            inflight_offset_ = 0;
+        }
+    }
+
+    void write_done() {
+        inflight_.clear();
+        if (inflight_.capacity() > 64) std::vector<SharedFrame>().swap(inflight_);
     }
 
     void on_written(std::error_code ec, std::size_t n) {
         writing_ = false;
-        queued_bytes_ -= std::min(n, queued_bytes_);
-        inflight_.clear();
-        if (inflight_.capacity() > 64) std::vector<SharedFrame>().swap(inflight_);
         if (state_ == state::closed) return;
         if (ec) return transport_failed();
+        advance_written(n);
+        write_done();
         flush();
-        maybe_shutdown();
     }
 
     Handler handler_;
@@ -668,14 +726,25 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
     Sink sink_{*this};
     std::vector<SharedFrame> queue_;     // waiting for the next write
     std::vector<SharedFrame> inflight_;  // in the current write
+    std::size_t inflight_pos_ = 0;       // first in-flight frame not fully written
+    std::size_t inflight_offset_ = 0;    // bytes of it already written
     std::size_t control_front_ = 0;      // control frames at the head of queue_
     std::size_t queued_bytes_ = 0;
     std::chrono::steady_clock::time_point last_activity_{};
+    char inline_read_[256];
     std::unique_ptr<DeflateSession> deflate_;
-    std::string hs_buf_;  // the HTTP head, only during the handshake
-    std::string client_key_;
-    std::unique_ptr<ClientRequest> client_request_;
-    std::string selected_subprotocol_;
+    // Only while handshaking: the HTTP head so far (and the client's request).
+    struct HandshakeState {
+        std::string buffer;
+        std::string client_key;
+        ClientRequest request;
+    };
+    HandshakeState& handshake_state() {
+        if (!handshake_) handshake_ = std::make_unique<HandshakeState>();
+        return *handshake_;
+    }
+    std::unique_ptr<HandshakeState> handshake_;
+    std::string subprotocol_;
     std::shared_ptr<registry_type> registry_;
     typename std::list<std::weak_ptr<Connection>>::iterator registry_pos_{};
     role role_;

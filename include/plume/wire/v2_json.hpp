@@ -200,7 +200,10 @@ struct V2Json {
         if (b.payload.is_binary())
             return detail::v2::write_binary<2>(detail::v2::kind_broadcast, {b.topic, b.event},
                                                b.payload.bytes());
-        return detail::v2::write_message_array(std::nullopt, std::nullopt, b.topic, b.event,
+        // A named empty ref, not std::nullopt temporaries: GCC 12 at -O3 warns
+        // (falsely) that the temporaries' strings may be uninitialized.
+        static const std::optional<std::string> no_ref;
+        return detail::v2::write_message_array(no_ref, no_ref, b.topic, b.event,
                                                b.payload.json());
     }
 

@@ -1,0 +1,705 @@
+// echo_throughput — round trips per second and latency percentiles against a
+// WebSocket echo server.
+//
+// Each of --connections keeps --pipeline messages of --size bytes in flight; a
+// reply is matched to its send (echo preserves order), checked byte for byte,
+// and its round-trip time goes into a log-linear histogram. Only replies that
+// arrive in the --seconds window after --warmup count. Asio opens the
+// connections; a raw epoll loop drives them (--driver asio keeps Asio). With --server the
+// program spawns the server itself (--port 0 --threads 1), reports its CPU time
+// from /proc, and stops it by PID with SIGTERM at the end.
+//
+//   echo_throughput --server build/release/examples/echo/echo_server
+//   echo_throughput --url ws://127.0.0.1:9001/ --connections 100 --size 64 --seconds 10
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <array>
+#include <atomic>
+#include <bit>
+#include <cerrno>
+#include <chrono>
+#include <cinttypes>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "support/bench_support.hpp"
+#include "support/ws_load_client.hpp"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using namespace plume_bench;
+
+/// Log-linear histogram of nanoseconds (HdrHistogram's layout): 128 exact
+/// buckets, then 64 sub-buckets per power of two, so any value is reported
+/// within 1/64 (1.6%) in a fixed 29 KiB, whatever the run's length.
+class LatencyHistogram {
+  public:
+    void record(std::uint64_t ns) {
+        ++counts_[index_of(ns)];
+        ++total_;
+        max_ = std::max(max_, ns);
+    }
+    void merge(const LatencyHistogram& other) {
+        for (std::size_t i = 0; i < counts_.size(); ++i)
+            counts_[i] += other.counts_[i];
+        total_ += other.total_;
+        max_ = std::max(max_, other.max_);
+    }
+    std::uint64_t total() const { return total_; }
+    std::uint64_t max() const { return max_; }
+
+    /// The highest value equivalent to the q-quantile's bucket (never above max).
+    std::uint64_t quantile(double q) const {
+        if (total_ == 0) return 0;
+        const auto rank = std::max<std::uint64_t>(
+            1, static_cast<std::uint64_t>(std::ceil(q * static_cast<double>(total_))));
+        std::uint64_t seen = 0;
+        for (std::size_t i = 0; i < counts_.size(); ++i) {
+            seen += counts_[i];
+            if (seen >= rank) return std::min(highest_in(i), max_);
+        }
+        return max_;
+    }
+
+  private:
+    static constexpr unsigned sub_bits = 7;
+    static constexpr std::size_t exact = std::size_t{1} << sub_bits;  // 128
+    static constexpr std::size_t half = exact / 2;                    // 64
+
+    static std::size_t index_of(std::uint64_t v) {
+        const auto width = static_cast<unsigned>(std::bit_width(v));
+        if (width <= sub_bits) return static_cast<std::size_t>(v);
+        const unsigned shift = width - sub_bits;  // v >> shift lies in [64, 128)
+        return exact + (shift - 1) * half + static_cast<std::size_t>((v >> shift) - half);
+    }
+    static std::uint64_t highest_in(std::size_t index) {
+        if (index < exact) return index;
+        const std::size_t shift = (index - exact) / half + 1;
+        const std::uint64_t low = ((index - exact) % half + half) << shift;
+        return low + (std::uint64_t{1} << shift) - 1;
+    }
+
+    std::vector<std::uint64_t> counts_ = std::vector<std::uint64_t>(exact + (64 - sub_bits) * half);
+    std::uint64_t total_ = 0;
+    std::uint64_t max_ = 0;
+};
+
+enum class Phase { warmup, measure, stop };
+
+struct Config {
+    std::string server;
+    std::vector<std::string> server_args;
+    std::string url;
+    std::string driver = "epoll";
+    int connections = 100;
+    int pipeline = 1;
+    std::size_t size = 64;
+    bool text = false;
+    double seconds = 10;
+    double warmup = 2;
+    int client_threads = 1;
+    int server_threads = 1;
+    bool show_server_output = false;
+};
+
+/// What main and the client threads share. Phase changes are the only
+/// coordination on the hot path: a relaxed load per echo.
+struct Shared {
+    std::atomic<Phase> phase{Phase::warmup};
+    std::atomic<int> opened{0};
+    std::atomic<int> open_failures{0};
+    std::atomic<int> threads_ready{0};
+    std::atomic<bool> go{false};
+    std::atomic<bool> abandon{false};
+    std::atomic<int> closed{0};
+    std::atomic<bool> first_error_reported{false};
+
+    void report(const char* what, std::string_view why) {
+        if (!first_error_reported.exchange(true))
+            std::fprintf(stderr, "echo_throughput: %s (%.*s)\n", what, static_cast<int>(why.size()),
+                         why.data());
+    }
+};
+
+/// Figures owned by one client thread; main reads them after join.
+struct ClientStats {
+    LatencyHistogram histogram;
+    std::uint64_t measured = 0;  // echoes received inside the window
+    std::uint64_t mismatches = 0;
+};
+
+/// The echo protocol of one connection, whatever drives its socket: stamps each
+/// message with a sequence number and send time, verifies each echo byte for
+/// byte and in order, and records its round trip while the window is open.
+class EchoState {
+  public:
+    enum class Next { send, close, wait, fail };
+
+    EchoState(const Config& config, ClientStats& stats, Shared& shared)
+        : stats_(stats),
+          shared_(shared),
+          op_(config.text ? Opcode::text : Opcode::binary),
+          payload_(config.size),
+          sent_at_(static_cast<std::size_t>(config.pipeline)) {
+        // Printable ASCII: valid as text (UTF-8) and as binary.
+        for (std::size_t i = 0; i < payload_.size(); ++i)
+            payload_[i] = static_cast<std::uint8_t>('a' + i % 26);
+        seq_bytes_ = payload_.size() >= 16 ? 16 : 0;
+    }
+
+    Opcode opcode() const { return op_; }
+
+    std::span<const std::uint8_t> next_message() {
+        if (seq_bytes_) write_seq(payload_.data(), next_seq_);
+        sent_at_[next_seq_ % sent_at_.size()] = Clock::now();
+        ++next_seq_;
+        return payload_;
+    }
+
+    Next on_echo(Opcode op, std::span<const std::uint8_t> data) {
+        const auto now = Clock::now();
+        if (next_seq_ == expected_seq_ || !matches(op, data)) {
+            ++stats_.mismatches;
+            shared_.report("unexpected echo",
+                           "payload, opcode or order differs from what was sent");
+            return Next::fail;
+        }
+        const auto sent = sent_at_[expected_seq_ % sent_at_.size()];
+        ++expected_seq_;
+        const Phase phase = shared_.phase.load(std::memory_order_relaxed);
+        if (phase == Phase::measure) {
+            stats_.histogram.record(static_cast<std::uint64_t>(
+                std::chrono::duration_cast<std::chrono::nanoseconds>(now - sent).count()));
+            ++stats_.measured;
+        }
+        if (phase != Phase::stop) return Next::send;
+        return next_seq_ == expected_seq_ ? Next::close : Next::wait;  // drained: end politely
+    }
+
+  private:
+    // 16 hex digits of sequence number: catches lost, duplicated or reordered echoes.
+    static void write_seq(std::uint8_t* at, std::uint64_t seq) {
+        static constexpr char hex[] = "0123456789abcdef";
+        for (int i = 15; i >= 0; --i, seq >>= 4)
+            at[i] = static_cast<std::uint8_t>(hex[seq & 15]);
+    }
+
+    bool matches(Opcode op, std::span<const std::uint8_t> data) const {
+        if (op != op_ || data.size() != payload_.size()) return false;
+        if (seq_bytes_) {
+            std::uint8_t expected[16];
+            write_seq(expected, expected_seq_);
+            if (std::memcmp(expected, data.data(), 16) != 0) return false;
+        }
+        return std::memcmp(data.data() + seq_bytes_, payload_.data() + seq_bytes_,
+                           data.size() - seq_bytes_) == 0;
+    }
+
+    ClientStats& stats_;
+    Shared& shared_;
+    Opcode op_;
+    std::vector<std::uint8_t> payload_;
+    std::size_t seq_bytes_ = 0;
+    std::vector<Clock::time_point> sent_at_;  // ring indexed by sequence number
+    std::uint64_t next_seq_ = 0;
+    std::uint64_t expected_seq_ = 0;
+};
+
+/// How long connections get to drain and close after the window before the
+/// rest are dropped.
+constexpr auto drain_limit = std::chrono::seconds(5);
+
+// ----------------------------------------------------------- epoll driver --
+
+/// The default driver: Asio only opens the connections; then each client thread
+/// runs its own level-triggered epoll loop over the raw sockets. Per round trip
+/// that is one send() and one recv() (plus a share of epoll_wait). Asio's
+/// reactor adds a third system call per message — a speculative recv() that
+/// fails with EAGAIN, or an epoll_ctl() for async_wait — and on a 2-core machine
+/// every microsecond the load generator spends is taken from the server.
+class EpollDriver {
+  public:
+    EpollDriver(const Config& config, ClientStats& stats, Shared& shared)
+        : config_(config),
+          stats_(stats),
+          shared_(shared),
+          epoll_fd_(epoll_create1(EPOLL_CLOEXEC)) {}
+    ~EpollDriver() {
+        for (auto& c : conns_)
+            if (!c.done) ::close(c.fd);
+        ::close(epoll_fd_);
+    }
+
+    void reserve(std::size_t n) { conns_.reserve(n); }
+
+    void adopt(LoadConnection::Detached detached) {
+        if (detached.fd < 0) {
+            shared_.report("connection lost", "could not take the socket from Asio");
+            shared_.closed.fetch_add(1);
+            return;
+        }
+        conns_.push_back(Raw{detached.fd, std::move(detached.reader),
+                             EchoState(config_, stats_, shared_), FastRng(random_seed())});
+        epoll_event ev{};
+        ev.events = EPOLLIN;
+        ev.data.u64 = conns_.size() - 1;
+        epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, detached.fd, &ev);
+    }
+
+    void run() {
+        for (auto& c : conns_) {
+            for (int i = 0; i < config_.pipeline; ++i)
+                queue(c, c.echo.opcode(), c.echo.next_message());
+            flush(c);
+        }
+        std::array<epoll_event, 256> events{};
+        std::optional<Clock::time_point> give_up;
+        while (closed_ < conns_.size()) {
+            const int n = epoll_wait(epoll_fd_, events.data(), static_cast<int>(events.size()), 50);
+            for (int i = 0; i < n; ++i) {
+                Raw& c = conns_[events[static_cast<std::size_t>(i)].data.u64];
+                const auto what = events[static_cast<std::size_t>(i)].events;
+                if (!c.done && (what & (EPOLLIN | EPOLLHUP | EPOLLERR))) read(c);
+                if (!c.done && (what & EPOLLOUT)) flush(c);
+            }
+            if (shared_.phase.load(std::memory_order_relaxed) == Phase::stop) {
+                if (!give_up) give_up = Clock::now() + drain_limit;
+                if (Clock::now() > *give_up) break;
+            }
+        }
+        if (closed_ < conns_.size())
+            shared_.report("connections still open after the drain limit", "dropped");
+        for (auto& c : conns_)
+            finish(c, nullptr);
+    }
+
+  private:
+    struct Raw {
+        int fd;
+        FrameReader reader;
+        EchoState echo;
+        FastRng rng;
+        std::vector<std::uint8_t> out{};  // frames the kernel has not taken yet
+        std::size_t out_sent = 0;
+        bool want_write = false;  // EPOLLOUT armed
+        bool close_sent = false;
+        bool close_received = false;
+        bool done = false;
+    };
+
+    struct Sink {
+        EpollDriver& d;
+        Raw& c;
+        bool stopped() const { return c.done; }
+        void on_message(Opcode op, std::span<const std::uint8_t> data) {
+            if (c.close_sent) return;  // the server may still be echoing
+            switch (c.echo.on_echo(op, data)) {
+                case EchoState::Next::send:
+                    return d.queue(c, c.echo.opcode(), c.echo.next_message());
+                case EchoState::Next::close:
+                    return d.queue_close(c, {});
+                case EchoState::Next::fail:
+                    return d.finish(c, "echo mismatch");
+                case EchoState::Next::wait:
+                    return;
+            }
+        }
+        void on_ping(std::span<const std::uint8_t> payload) {
+            if (!c.close_sent) d.queue(c, Opcode::pong, payload);
+        }
+        void on_close(std::span<const std::uint8_t> payload) {
+            c.close_received = true;
+            if (!c.close_sent)
+                d.queue_close(c, payload.first(std::min<std::size_t>(2, payload.size())));
+        }
+    };
+
+    void read(Raw& c) {
+        const auto space = c.reader.space();
+        const ssize_t n = ::recv(c.fd, space.data(), space.size(), MSG_DONTWAIT);
+        if (n > 0) {
+            c.reader.commit(static_cast<std::size_t>(n));
+            Sink sink{*this, c};
+            if (const char* error = c.reader.drain(sink)) return finish(c, error);
+            // Replies queued while draining leave in one send().
+            if (!c.done) flush(c);
+        } else if (n == 0) {
+            finish(c, c.close_sent && c.close_received ? nullptr : "server closed the connection");
+        } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+            finish(c, std::strerror(errno));
+        }
+    }
+
+    void queue(Raw& c, Opcode op, std::span<const std::uint8_t> payload) {
+        append_masked(c.out, c.rng, op, payload);
+    }
+
+    void queue_close(Raw& c, std::span<const std::uint8_t> body) {
+        static constexpr std::array<std::uint8_t, 2> normal{0x03, 0xE8};  // 1000
+        queue(c, Opcode::close, body.empty() ? std::span<const std::uint8_t>(normal) : body);
+        c.close_sent = true;
+    }
+
+    void flush(Raw& c) {
+        while (c.out_sent < c.out.size()) {
+            const ssize_t n = ::send(c.fd, c.out.data() + c.out_sent, c.out.size() - c.out_sent,
+                                     MSG_DONTWAIT | MSG_NOSIGNAL);
+            if (n > 0) {
+                c.out_sent += static_cast<std::size_t>(n);
+            } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+                return arm_write(c, true);  // the kernel buffer is full: wait for room
+            } else if (n < 0 && errno != EINTR) {
+                return finish(c, std::strerror(errno));
+            }
+        }
+        c.out.clear();
+        c.out_sent = 0;
+        arm_write(c, false);
+    }
+
+    void arm_write(Raw& c, bool on) {
+        if (c.want_write == on) return;
+        c.want_write = on;
+        epoll_event ev{};
+        ev.events = EPOLLIN | (on ? EPOLLOUT : 0u);
+        ev.data.u64 = static_cast<std::uint64_t>(&c - conns_.data());
+        epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, c.fd, &ev);
+    }
+
+    void finish(Raw& c, const char* error) {
+        if (c.done) return;
+        c.done = true;
+        ::close(c.fd);  // also leaves the epoll set
+        ++closed_;
+        shared_.closed.fetch_add(1);
+        if (error && shared_.phase.load() != Phase::stop) shared_.report("connection lost", error);
+    }
+
+    const Config& config_;
+    ClientStats& stats_;
+    Shared& shared_;
+    int epoll_fd_;
+    std::vector<Raw> conns_;  // reserved up front: epoll data holds indexes
+    std::size_t closed_ = 0;
+};
+
+// ------------------------------------------------------------ Asio driver --
+
+/// --driver asio: the same echo loop on LoadConnection, all in Asio. Kept to show
+/// what Asio's per-message system calls cost (compare the client CPU lines).
+class AsioEchoSession : public std::enable_shared_from_this<AsioEchoSession> {
+  public:
+    AsioEchoSession(std::shared_ptr<LoadConnection> connection, EchoState echo, Shared& shared,
+                    std::size_t& closed_here)
+        : connection_(std::move(connection)),
+          echo_(std::move(echo)),
+          shared_(shared),
+          closed_here_(closed_here) {}
+
+    void start(int pipeline) {
+        connection_->on_message([this](Opcode op, std::span<const std::uint8_t> data) {
+            switch (echo_.on_echo(op, data)) {
+                case EchoState::Next::send:
+                    return connection_->send(echo_.opcode(), echo_.next_message());
+                case EchoState::Next::close:
+                    return connection_->close(1000);
+                case EchoState::Next::fail:
+                    return connection_->abort();
+                case EchoState::Next::wait:
+                    return;
+            }
+        });
+        connection_->on_closed(
+            [self = shared_from_this()](std::error_code ec, std::string_view why) {
+                if (ec && self->shared_.phase.load() != Phase::stop)
+                    self->shared_.report("connection lost", why);
+                ++self->closed_here_;
+                self->shared_.closed.fetch_add(1);
+            });
+        for (int i = 0; i < pipeline; ++i)
+            connection_->send(echo_.opcode(), echo_.next_message());
+    }
+
+    void abort() { connection_->abort(); }
+
+  private:
+    std::shared_ptr<LoadConnection> connection_;
+    EchoState echo_;
+    Shared& shared_;
+    std::size_t& closed_here_;
+};
+
+// --------------------------------------------------------- client thread --
+
+/// One load-generating thread: opens its share of the connections with Asio,
+/// reports ready, waits for the go, then drives them until they have drained
+/// after the window (or drain_limit passes).
+void client_thread(const Config& config, const asio::ip::tcp::endpoint& server, const WsUrl& url,
+                   int count, Shared& shared, ClientStats& stats) {
+    asio::io_context io{1};  // one thread per context: Asio may skip its locking
+    LoadConnection::Options options;
+    options.host_header = url.host + ":" + std::to_string(url.port);
+    options.path = url.path;
+    options.read_buffer = std::max<std::size_t>(4096, 2 * (config.size + 14));
+    std::vector<std::shared_ptr<LoadConnection>> connections;
+    int settled = 0;
+    for (int i = 0; i < count; ++i) {
+        auto connection = LoadConnection::create(io, options, random_seed());
+        connection->async_open(server, std::nullopt, [&](std::error_code ec, std::string_view why) {
+            ++settled;
+            if (!ec) return void(shared.opened.fetch_add(1));
+            shared.open_failures.fetch_add(1);
+            shared.report(("open failed: " + ec.message()).c_str(), why);
+        });
+        connections.push_back(std::move(connection));
+    }
+    const auto open_deadline = Clock::now() + std::chrono::seconds(15);
+    while (settled < count && Clock::now() < open_deadline && !io.stopped())
+        io.run_one_for(std::chrono::milliseconds(50));
+    shared.threads_ready.fetch_add(1);
+    while (!shared.go.load())
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+
+    if (shared.abandon.load()) {
+        for (auto& c : connections)
+            c->abort();
+        io.restart();
+        io.run();
+        return;
+    }
+
+    if (config.driver == "epoll") {
+        EpollDriver driver(config, stats, shared);
+        driver.reserve(connections.size());
+        for (auto& c : connections)
+            driver.adopt(c->detach());
+        io.restart();
+        io.run();  // the detached sockets' cancelled reads complete here
+        connections.clear();
+        driver.run();
+        return;
+    }
+
+    std::size_t closed_here = 0;
+    std::vector<std::shared_ptr<AsioEchoSession>> sessions;
+    for (auto& c : connections)
+        sessions.push_back(std::make_shared<AsioEchoSession>(c, EchoState(config, stats, shared),
+                                                             shared, closed_here));
+    connections.clear();
+    for (auto& s : sessions)
+        s->start(config.pipeline);
+    io.restart();
+    std::optional<Clock::time_point> give_up;
+    while (closed_here < sessions.size() && !io.stopped()) {
+        io.run_one_for(std::chrono::milliseconds(50));
+        if (shared.phase.load(std::memory_order_relaxed) == Phase::stop) {
+            if (!give_up) give_up = Clock::now() + drain_limit;
+            if (Clock::now() > *give_up) break;
+        }
+    }
+    if (closed_here < sessions.size())
+        shared.report("connections still open after the drain limit", "dropped");
+    for (auto& s : sessions)
+        s->abort();
+    io.restart();
+    io.run();  // aborted operations complete; then no work is left
+}
+
+void print_usage() {
+    std::fputs(
+        "usage: echo_throughput (--server PATH [-- SERVER ARGS...] | --url ws://HOST:PORT/)\n"
+        "         [--connections 100] [--pipeline 1] [--size 64] [--text] [--seconds 10]\n"
+        "         [--warmup 2] [--client-threads 1] [--server-threads 1] [--driver epoll|asio]\n"
+        "         [--server-output]\n",
+        stderr);
+}
+
+template <typename Predicate>
+bool wait_until(Predicate done, std::chrono::milliseconds limit) {
+    const auto deadline = Clock::now() + limit;
+    while (!done()) {
+        if (Clock::now() >= deadline) return false;
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    return true;
+}
+
+/// The server's CPU seconds so far, or -1 when we did not spawn it (a plain
+/// double: GCC 12 warns falsely about optional<double> in the arithmetic below).
+double server_cpu(const ServerProcess& server) {
+    if (server.pid() <= 0) return -1;
+    return proc_cpu_seconds(server.pid()).value_or(-1);
+}
+
+int run(const Config& config) {
+    raise_fd_limit();
+    ServerProcess server;
+    WsUrl url;
+    if (!config.server.empty()) {
+        std::vector<std::string> args{"--port", "0", "--threads",
+                                      std::to_string(config.server_threads)};
+        args.insert(args.end(), config.server_args.begin(), config.server_args.end());
+        server.start(config.server, args, std::chrono::seconds(15), config.show_server_output);
+        url.host = server.host().empty() ? "127.0.0.1" : server.host();
+        url.port = server.port();
+    } else {
+        const auto parsed = parse_ws_url(config.url);
+        if (!parsed) throw std::runtime_error("bad --url (want ws://IP:PORT/PATH): " + config.url);
+        url = *parsed;
+    }
+    const asio::ip::tcp::endpoint endpoint(asio::ip::make_address(url.host), url.port);
+
+    Shared shared;
+    const auto thread_count = static_cast<std::size_t>(config.client_threads);
+    std::vector<ClientStats> stats(thread_count);
+    std::vector<std::thread> threads;
+    for (std::size_t t = 0; t < thread_count; ++t) {
+        // Connections split as evenly as they go.
+        const int count = config.connections / config.client_threads +
+                          (static_cast<int>(t) < config.connections % config.client_threads);
+        threads.emplace_back(client_thread, std::cref(config), std::cref(endpoint), std::cref(url),
+                             count, std::ref(shared), std::ref(stats[t]));
+    }
+    wait_until([&] { return shared.threads_ready.load() == config.client_threads; },
+               std::chrono::seconds(30));
+    if (shared.opened.load() != config.connections) {
+        shared.abandon = true;
+        shared.go = true;
+        for (auto& t : threads)
+            t.join();
+        std::fprintf(stderr, "echo_throughput: only %d of %d connections opened\n",
+                     shared.opened.load(), config.connections);
+        std::fprintf(stderr, "server: %s\n", server.stop(std::chrono::seconds(5)).c_str());
+        return 1;
+    }
+
+    shared.go = true;
+    std::this_thread::sleep_for(std::chrono::duration<double>(config.warmup));
+    const double server_cpu_before = server_cpu(server);
+    const double client_cpu_before = self_cpu_seconds();
+    const MachineCpu machine_before = machine_cpu();
+    const auto window_start = Clock::now();
+    shared.phase = Phase::measure;
+    std::this_thread::sleep_for(std::chrono::duration<double>(config.seconds));
+    shared.phase = Phase::stop;
+    const auto window_end = Clock::now();
+    const double client_cpu = self_cpu_seconds() - client_cpu_before;
+    const double server_cpu_after = server_cpu(server);
+    const MachineCpu machine_after = machine_cpu();
+
+    for (auto& t : threads)
+        t.join();  // each ends within drain_limit
+    const bool closed_cleanly = !shared.first_error_reported && shared.closed == config.connections;
+    const std::string server_end =
+        server.pid() > 0 ? server.stop(std::chrono::seconds(5)) : std::string("not spawned");
+
+    LatencyHistogram histogram;
+    std::uint64_t measured = 0, mismatches = 0;
+    for (const auto& s : stats) {
+        histogram.merge(s.histogram);
+        measured += s.measured;
+        mismatches += s.mismatches;
+    }
+    const double window = std::chrono::duration<double>(window_end - window_start).count();
+    const double rate = static_cast<double>(measured) / window;
+    const auto us = [&](double q) { return static_cast<double>(histogram.quantile(q)) / 1000.0; };
+    const std::string server_threads =
+        config.server.empty() ? "" : ", server --threads " + std::to_string(config.server_threads);
+
+    std::printf("echo_throughput\n");
+    std::printf("  server             %s\n",
+                config.server.empty() ? config.url.c_str() : config.server.c_str());
+    std::printf("  url                ws://%s:%u%s\n", url.host.c_str(), unsigned{url.port},
+                url.path.c_str());
+    std::printf("  connections        %d (pipeline %d each; %d client thread%s, %s driver%s)\n",
+                config.connections, config.pipeline, config.client_threads,
+                config.client_threads == 1 ? "" : "s", config.driver.c_str(),
+                server_threads.c_str());
+    std::printf("  message            %zu bytes %s\n", config.size,
+                config.text ? "text" : "binary");
+    std::printf("  duration           %.2f s measured after %.1f s warmup\n", window,
+                config.warmup);
+    std::printf("  round trips        %" PRIu64 "\n", measured);
+    std::printf("  round trips/s      %.0f\n", rate);
+    std::printf("  latency us         p50 %.1f  p90 %.1f  p99 %.1f  p99.9 %.1f  max %.1f\n",
+                us(0.50), us(0.90), us(0.99), us(0.999),
+                static_cast<double>(histogram.max()) / 1000.0);
+    // CPU per round trip stays meaningful when other processes share the cores,
+    // where round trips/s alone would just drop.
+    const double per_rt = measured ? 1e6 / static_cast<double>(measured) : 0;
+    if (server_cpu_before >= 0 && server_cpu_after >= 0) {
+        const double used = server_cpu_after - server_cpu_before;
+        std::printf(
+            "  server CPU         %.2f s in window (%.0f%% of one core, %.2f us per round "
+            "trip)\n",
+            used, 100.0 * used / window, used * per_rt);
+    }
+    std::printf(
+        "  client CPU         %.2f s in window (%.0f%% of one core, %.2f us per round "
+        "trip)\n",
+        client_cpu, 100.0 * client_cpu / window, client_cpu * per_rt);
+    if (server_cpu_before >= 0 && server_cpu_after >= 0) {
+        // Whatever else ran took CPU from this run: its rate is then a lower bound.
+        const double ours = client_cpu + server_cpu_after - server_cpu_before;
+        const double others = machine_after.busy - machine_before.busy - ours;
+        std::printf(
+            "  other load         %.0f%% of one core by other processes, %.0f%% stolen by "
+            "the hypervisor\n",
+            std::max(0.0, 100.0 * others / window),
+            100.0 * (machine_after.steal - machine_before.steal) / window);
+    }
+    std::printf("  echo mismatches    %" PRIu64 "\n", mismatches);
+    std::printf("  clean close        %s\n", closed_cleanly ? "yes" : "no");
+    std::printf("  server stop        %s\n", server_end.c_str());
+    const bool met = rate >= 100000 && us(0.99) < 2000;
+    std::printf("  target             >= 100000 rt/s and p99 < 2000 us: %s\n",
+                met ? "met" : "NOT met");
+    return mismatches == 0 && closed_cleanly ? 0 : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    try {
+        CliArgs args(argc, argv, {"text", "server-output", "help"});
+        if (args.flag("help")) return print_usage(), 0;
+        Config config;
+        config.server = args.get("server", "");
+        config.server_args = args.passthrough();
+        config.url = args.get("url", "");
+        config.driver = args.get("driver", "epoll");
+        config.connections = static_cast<int>(args.number("connections", 100));
+        config.pipeline = static_cast<int>(args.number("pipeline", 1));
+        config.size = static_cast<std::size_t>(args.number("size", 64));
+        config.text = args.flag("text");
+        config.seconds = args.number("seconds", 10);
+        config.warmup = args.number("warmup", 2);
+        config.client_threads = static_cast<int>(args.number("client-threads", 1));
+        config.server_threads = static_cast<int>(args.number("server-threads", 1));
+        config.show_server_output = args.flag("server-output");
+        args.finish();
+        if (config.server.empty() == config.url.empty()) {
+            print_usage();
+            return 2;
+        }
+        if (config.driver != "epoll" && config.driver != "asio")
+            throw std::runtime_error("--driver is epoll or asio");
+        if (config.connections < 1 || config.pipeline < 1 || config.client_threads < 1 ||
+            config.client_threads > config.connections || config.seconds <= 0 || config.warmup < 0)
+            throw std::runtime_error("counts must be positive (and threads <= connections)");
+        return run(config);
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "echo_throughput: %s\n", e.what());
+        return 1;
+    }
+}

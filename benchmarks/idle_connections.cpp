@@ -1,0 +1,340 @@
+// idle_connections — the server's resident memory per open, idle WebSocket.
+//
+// Spawns the server (--port 0, plus any arguments after `--`), samples its
+// VmRSS, opens --connections WebSockets (handshake completed, then silent; the
+// client still answers pings so an idle timeout based on pings is honoured),
+// lets the server settle, samples VmRSS again until it is stable, and prints
+// (after - before) / N. The client connections come from 127.0.0.2, 127.0.0.3,
+// ... so no single source address runs out of ephemeral ports.
+//
+//   idle_connections --server build/release/examples/echo/echo_server
+//   idle_connections --server ./echo_server --connections 15000 -- --threads 1
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <exception>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "support/bench_support.hpp"
+#include "support/ws_load_client.hpp"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using namespace plume_bench;
+
+struct Config {
+    std::string server;
+    std::vector<std::string> server_args;
+    int connections = 15000;
+    int per_source = 10000;
+    int concurrency = 200;
+    double open_timeout = 120;
+    double settle = 2;
+    bool show_server_output = false;
+};
+
+struct Counters {
+    std::atomic<int> opened{0};
+    std::atomic<int> failed{0};
+    std::atomic<int> closed{0};
+    std::atomic<bool> first_error_reported{false};
+};
+
+/// Opens the connections from the io thread, at most `concurrency` handshakes
+/// at a time: a burst of 15,000 SYNs would overflow the listen backlog and turn
+/// the measurement into a test of SYN retries.
+class Opener : public std::enable_shared_from_this<Opener> {
+  public:
+    Opener(asio::io_context& io, const Config& config, asio::ip::tcp::endpoint server,
+           std::string host_header, Counters& counters)
+        : io_(io),
+          config_(config),
+          server_(server),
+          host_header_(std::move(host_header)),
+          counters_(counters),
+          sources_((config.connections + config.per_source - 1) / config.per_source) {}
+
+    int sources() const { return sources_; }
+
+    void start() {
+        connections_.reserve(static_cast<std::size_t>(config_.connections));
+        for (int i = 0; i < config_.concurrency; ++i)
+            open_next();
+    }
+
+    /// Starts the close handshake on every open connection (io thread only).
+    void close_all() {
+        stopping_ = true;
+        for (auto& c : connections_)
+            c->close(1000);
+    }
+    void abort_all() {
+        stopping_ = true;
+        for (auto& c : connections_)
+            c->abort();
+    }
+    void release() { connections_.clear(); }
+
+  private:
+    void open_next() {
+        if (stopping_ || next_ >= config_.connections) return;
+        const int index = next_++;
+        // Round-robin over the sources keeps each one well below its port range.
+        const auto source =
+            asio::ip::address_v4((127u << 24) | static_cast<unsigned>(2 + index % sources_));
+        LoadConnection::Options options;
+        options.host_header = host_header_;
+        options.read_buffer = 512;  // idle: keep the client's own footprint small
+        auto connection = LoadConnection::create(io_, options, random_seed());
+        connection->on_closed([this](std::error_code ec, std::string_view why) {
+            // Any close before we start closing spoils the figure (an idle timeout?).
+            if (!stopping_) report("server closed an idle connection", ec, why);
+            counters_.closed.fetch_add(1);
+        });
+        connections_.push_back(connection);
+        connection->async_open(
+            server_, asio::ip::address(source),
+            [self = shared_from_this()](std::error_code ec, std::string_view why) {
+                if (ec) {
+                    self->report("open failed", ec, why);
+                    self->counters_.failed.fetch_add(1);
+                } else {
+                    self->counters_.opened.fetch_add(1);
+                }
+                self->open_next();
+            });
+    }
+
+    void report(const char* what, std::error_code ec, std::string_view why) {
+        if (!counters_.first_error_reported.exchange(true))
+            std::fprintf(stderr, "idle_connections: %s: %s (%.*s)\n", what, ec.message().c_str(),
+                         static_cast<int>(why.size()), why.data());
+    }
+
+    asio::io_context& io_;
+    const Config& config_;
+    asio::ip::tcp::endpoint server_;
+    std::string host_header_;
+    Counters& counters_;
+    int sources_;
+    int next_ = 0;
+    bool stopping_ = false;
+    std::vector<std::shared_ptr<LoadConnection>> connections_;
+};
+
+template <typename Predicate>
+bool wait_until(Predicate done, std::chrono::milliseconds limit) {
+    const auto deadline = Clock::now() + limit;
+    while (!done()) {
+        if (Clock::now() >= deadline) return false;
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return true;
+}
+
+long rss_kib(pid_t pid) {
+    return proc_status_kib(std::to_string(pid), "VmRSS").value_or(-1);
+}
+
+/// Samples VmRSS once a second until two samples agree within 0.5% (or 10 tries):
+/// allocators and the kernel may still be settling right after the last open.
+long stable_rss_kib(pid_t pid) {
+    long previous = rss_kib(pid);
+    for (int i = 0; i < 10; ++i) {
+        std::this_thread::sleep_for(std::chrono::seconds(1));
+        const long now = rss_kib(pid);
+        if (std::labs(now - previous) * 200 <= previous) return now;
+        previous = now;
+    }
+    return previous;
+}
+
+/// The kernel's slab memory, machine-wide (/proc/meminfo). Socket structures live
+/// there, not in any RSS; the delta is rough (other processes allocate too).
+long kernel_slab_kib() {
+    std::ifstream in("/proc/meminfo");
+    for (std::string line; std::getline(in, line);)
+        if (line.starts_with("Slab:")) return std::strtol(line.c_str() + 5, nullptr, 10);
+    return -1;
+}
+
+/// Opens one connection and closes it, so the baseline already includes what
+/// the first connection faults in once (handshake code pages, lazily built
+/// tables, per-thread buffers), which is not a per-connection cost.
+void warm_up(const asio::ip::tcp::endpoint& server, const std::string& host_header) {
+    asio::io_context io{1};
+    LoadConnection::Options options;
+    options.host_header = host_header;
+    auto connection = LoadConnection::create(io, options, random_seed());
+    connection->async_open(server, std::nullopt, [&](std::error_code ec, std::string_view why) {
+        if (ec) {
+            std::fprintf(stderr, "idle_connections: warm-up connection failed: %s (%.*s)\n",
+                         ec.message().c_str(), static_cast<int>(why.size()), why.data());
+            return;
+        }
+        connection->close(1000);
+    });
+    io.run_for(std::chrono::seconds(5));
+    connection->abort();
+}
+
+void print_usage() {
+    std::fputs(
+        "usage: idle_connections --server PATH [--connections 15000] [--per-source 10000]\n"
+        "         [--concurrency 200] [--open-timeout 120] [--settle 2] [--server-output]\n"
+        "         [-- SERVER ARGS...]\n",
+        stderr);
+}
+
+int run(const Config& config) {
+    const rlim_t fd_limit = raise_fd_limit();
+    if (fd_limit < static_cast<rlim_t>(config.connections) + 64)
+        throw std::runtime_error("RLIMIT_NOFILE hard limit " + std::to_string(fd_limit) +
+                                 " is too low for " + std::to_string(config.connections) +
+                                 " connections");
+
+    ServerProcess server;
+    std::vector<std::string> args{"--port", "0"};
+    args.insert(args.end(), config.server_args.begin(), config.server_args.end());
+    server.start(config.server, args, std::chrono::seconds(15), config.show_server_output);
+    const std::string host = server.host().empty() ? "127.0.0.1" : server.host();
+    const asio::ip::tcp::endpoint endpoint(asio::ip::make_address(host), server.port());
+
+    const std::string host_header = host + ":" + std::to_string(server.port());
+    warm_up(endpoint, host_header);
+    const long rss_before = stable_rss_kib(server.pid());
+    const RssBreakdown parts_before = proc_rss_breakdown(server.pid());
+    const long kernel_before = kernel_slab_kib();
+
+    asio::io_context io{1};
+    Counters counters;
+    auto opener = std::make_shared<Opener>(io, config, endpoint, host_header, counters);
+    if (opener->sources() > 253)
+        throw std::runtime_error("too many source addresses needed; raise --per-source");
+    asio::post(io, [opener] { opener->start(); });
+    auto guard = asio::make_work_guard(io);
+    std::thread io_thread([&io] { io.run(); });
+
+    const auto open_start = Clock::now();
+    auto last_progress = open_start;
+    const bool all_done = wait_until(
+        [&] {
+            if (Clock::now() - last_progress > std::chrono::seconds(5)) {
+                last_progress = Clock::now();
+                std::fprintf(stderr, "idle_connections: %d open, %d failed...\n",
+                             counters.opened.load(), counters.failed.load());
+            }
+            return counters.opened + counters.failed == config.connections;
+        },
+        std::chrono::milliseconds(static_cast<long>(config.open_timeout * 1000)));
+    const double open_seconds = std::chrono::duration<double>(Clock::now() - open_start).count();
+
+    long rss_after = -1;
+    RssBreakdown parts_after;
+    long kernel_after = -1;
+    long client_rss = -1;
+    int idle = 0;
+    if (all_done && counters.failed == 0) {
+        std::this_thread::sleep_for(std::chrono::duration<double>(config.settle));
+        rss_after = stable_rss_kib(server.pid());
+        parts_after = proc_rss_breakdown(server.pid());
+        kernel_after = kernel_slab_kib();
+        client_rss = proc_status_kib("self", "VmRSS").value_or(-1);
+        // Counted after the samples: a connection lost before then makes them invalid.
+        idle = counters.opened - counters.closed;
+    }
+    const long server_threads =
+        proc_status_kib(std::to_string(server.pid()), "Threads").value_or(-1);
+
+    // Close politely, then drop whatever has not finished in time.
+    asio::post(io, [opener] { opener->close_all(); });
+    const bool closed_cleanly =
+        wait_until([&] { return counters.closed == counters.opened; }, std::chrono::seconds(15));
+    asio::post(io, [opener] {
+        opener->abort_all();
+        opener->release();
+    });
+    guard.reset();
+    io_thread.join();
+    const std::string server_end = server.stop(std::chrono::seconds(10));
+
+    std::printf("idle_connections\n");
+    std::printf("  server             %s (%ld threads)\n", config.server.c_str(), server_threads);
+    std::printf("  url                ws://%s:%u/\n", host.c_str(), unsigned{server.port()});
+    std::printf(
+        "  connections        %d requested, %d opened, %d failed, in %.1f s from %d source "
+        "address%s\n",
+        config.connections, counters.opened.load(), counters.failed.load(), open_seconds,
+        opener->sources(), opener->sources() == 1 ? "" : "es");
+    if (rss_after < 0) {
+        std::printf("  result             not measured: not every connection opened\n");
+        std::printf("  server stop        %s\n", server_end.c_str());
+        return 1;
+    }
+    const double n = config.connections;
+    const auto per_conn = [&](long kib) { return static_cast<double>(kib) * 1024.0 / n; };
+    std::printf("  still open         %d when sampled\n", idle);
+    if (idle != config.connections) {
+        std::printf(
+            "  result             not valid: the server closed %d connections while they "
+            "were idle (idle timeout?)\n",
+            config.connections - idle);
+        std::printf("  server stop        %s\n", server_end.c_str());
+        return 1;
+    }
+    std::printf("  server RSS before  %ld KiB\n", rss_before);
+    std::printf("  server RSS after   %ld KiB\n", rss_after);
+    std::printf("  bytes per idle connection  %.0f\n", per_conn(rss_after - rss_before));
+    std::printf("    of which heap %.0f, other anonymous %.0f, stack %.0f, file %.0f (smaps)\n",
+                per_conn(parts_after.heap - parts_before.heap),
+                per_conn(parts_after.anon_other - parts_before.anon_other),
+                per_conn(parts_after.stack - parts_before.stack),
+                per_conn(parts_after.file - parts_before.file));
+    if (kernel_before >= 0 && kernel_after >= 0)
+        std::printf(
+            "  kernel slab        %+.0f bytes per connection, both ends, machine-wide "
+            "(not in RSS; rough)\n",
+            per_conn(kernel_after - kernel_before));
+    std::printf("  client RSS         %ld KiB (%.0f bytes per connection)\n", client_rss,
+                per_conn(client_rss));
+    std::printf("  clean close        %s\n", closed_cleanly ? "yes" : "no (aborted the rest)");
+    std::printf("  server stop        %s\n", server_end.c_str());
+    std::printf("  target             <= 2048 bytes per idle connection: %s\n",
+                per_conn(rss_after - rss_before) <= 2048 ? "met" : "NOT met");
+    return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    try {
+        CliArgs args(argc, argv, {"server-output", "help"});
+        if (args.flag("help")) return print_usage(), 0;
+        Config config;
+        config.server = args.get("server", "");
+        config.server_args = args.passthrough();
+        config.connections = static_cast<int>(args.number("connections", 15000));
+        config.per_source = static_cast<int>(args.number("per-source", 10000));
+        config.concurrency = static_cast<int>(args.number("concurrency", 200));
+        config.open_timeout = args.number("open-timeout", 120);
+        config.settle = args.number("settle", 2);
+        config.show_server_output = args.flag("server-output");
+        args.finish();
+        if (config.server.empty()) {
+            print_usage();
+            return 2;
+        }
+        if (config.connections < 1 || config.per_source < 1 || config.concurrency < 1)
+            throw std::runtime_error("counts must be positive");
+        return run(config);
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "idle_connections: %s\n", e.what());
+        return 1;
+    }
+}

@@ -1,0 +1,331 @@
+// benchmarks/support/bench_support.hpp — what both benchmark programs share:
+// flag parsing, spawning and stopping the server under test by PID, and
+// reading its memory and CPU figures from /proc.
+#pragma once
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <charconv>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <optional>
+#include <set>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+namespace plume_bench {
+
+/// `--name value`, `--name=value` and bare `--flag`s; everything after `--` is
+/// passed through to the server. Unknown flags are an error, reported by finish().
+class CliArgs {
+  public:
+    CliArgs(int argc, char** argv, std::set<std::string> bool_flags) {
+        for (int i = 1; i < argc; ++i) {
+            std::string arg = argv[i];
+            if (arg == "--") {
+                passthrough_.assign(argv + i + 1, argv + argc);
+                break;
+            }
+            if (!arg.starts_with("--")) throw std::runtime_error("unexpected argument: " + arg);
+            arg.erase(0, 2);
+            if (const auto eq = arg.find('='); eq != std::string::npos) {
+                values_[arg.substr(0, eq)] = arg.substr(eq + 1);
+            } else if (bool_flags.contains(arg)) {
+                values_[arg] = "1";
+            } else if (i + 1 < argc) {
+                values_[arg] = argv[++i];
+            } else {
+                throw std::runtime_error("--" + arg + " needs a value");
+            }
+        }
+    }
+
+    std::string get(const std::string& name, std::string fallback) {
+        used_.insert(name);
+        const auto it = values_.find(name);
+        return it == values_.end() ? fallback : it->second;
+    }
+    bool flag(const std::string& name) { return get(name, "") == "1"; }
+    double number(const std::string& name, double fallback) {
+        const std::string text = get(name, "");
+        if (text.empty()) return fallback;
+        char* end = nullptr;
+        const double v = std::strtod(text.c_str(), &end);
+        if (end == text.c_str() || *end != '\0')
+            throw std::runtime_error("--" + name + " wants a number, got " + text);
+        return v;
+    }
+    const std::vector<std::string>& passthrough() const { return passthrough_; }
+
+    /// Throws on any flag nobody asked for (a typo would otherwise be ignored).
+    void finish() const {
+        for (const auto& [name, value] : values_)
+            if (!used_.contains(name)) throw std::runtime_error("unknown flag --" + name);
+    }
+
+  private:
+    std::map<std::string, std::string> values_;
+    std::set<std::string> used_;
+    std::vector<std::string> passthrough_;
+};
+
+/// Raises the soft RLIMIT_NOFILE to the hard limit; the spawned server inherits it.
+inline rlim_t raise_fd_limit() {
+    rlimit limit{};
+    if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return 0;
+    limit.rlim_cur = limit.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &limit);
+    getrlimit(RLIMIT_NOFILE, &limit);
+    return limit.rlim_cur;
+}
+
+/// The server under test, spawned by us and stopped by its PID.
+class ServerProcess {
+  public:
+    ServerProcess() = default;
+    ServerProcess(const ServerProcess&) = delete;
+    ServerProcess& operator=(const ServerProcess&) = delete;
+    ~ServerProcess() { stop(std::chrono::seconds(5)); }
+
+    pid_t pid() const { return pid_; }
+    const std::string& host() const { return host_; }
+    std::uint16_t port() const { return port_; }
+
+    /// fork/exec `path args...` and waits (bounded) for its stdout line
+    /// "... listening on ws://HOST:PORT/". Later stdout is drained so the server
+    /// never blocks on a full pipe; it is echoed to stderr when `show_output`.
+    void start(const std::string& path, const std::vector<std::string>& args,
+               std::chrono::milliseconds timeout, bool show_output) {
+        int fds[2];
+        if (pipe2(fds, O_CLOEXEC) != 0) throw std::runtime_error("pipe2 failed");
+        const pid_t parent = getpid();
+        const pid_t child = fork();
+        if (child < 0) throw std::runtime_error("fork failed");
+        if (child == 0) {
+            // If the benchmark dies, the server must not outlive it.
+            prctl(PR_SET_PDEATHSIG, SIGTERM);
+            if (getppid() != parent) _exit(127);
+            dup2(fds[1], STDOUT_FILENO);
+            std::vector<char*> argv;
+            argv.push_back(const_cast<char*>(path.c_str()));
+            for (const auto& a : args)
+                argv.push_back(const_cast<char*>(a.c_str()));
+            argv.push_back(nullptr);
+            execv(path.c_str(), argv.data());
+            std::perror(("exec " + path).c_str());
+            _exit(127);
+        }
+        close(fds[1]);
+        pid_ = child;
+        out_fd_ = fds[0];
+
+        std::string pending;
+        const auto deadline = std::chrono::steady_clock::now() + timeout;
+        while (port_ == 0) {
+            const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                deadline - std::chrono::steady_clock::now());
+            pollfd p{out_fd_, POLLIN, 0};
+            if (left.count() <= 0 || poll(&p, 1, static_cast<int>(left.count())) <= 0) {
+                stop(std::chrono::seconds(2));
+                throw std::runtime_error("server printed no 'listening on ws://' line in time");
+            }
+            char chunk[4096];
+            const ssize_t n = read(out_fd_, chunk, sizeof chunk);
+            if (n <= 0) {
+                stop(std::chrono::seconds(2));
+                throw std::runtime_error("server exited before listening");
+            }
+            pending.append(chunk, static_cast<std::size_t>(n));
+            for (std::size_t eol; port_ == 0 && (eol = pending.find('\n')) != std::string::npos;) {
+                const std::string line = pending.substr(0, eol);
+                pending.erase(0, eol + 1);
+                if (show_output) std::fprintf(stderr, "[server] %s\n", line.c_str());
+                parse_listening_line(line);
+            }
+        }
+        drain_ = std::thread([fd = out_fd_, show_output] {
+            char chunk[4096];
+            for (ssize_t n; (n = read(fd, chunk, sizeof chunk)) > 0;)
+                if (show_output) std::fwrite(chunk, 1, static_cast<std::size_t>(n), stderr);
+        });
+    }
+
+    /// SIGTERM, then waits up to `grace` before SIGKILL. Says how it ended.
+    std::string stop(std::chrono::milliseconds grace) {
+        std::string how = "not running";
+        if (pid_ > 0) {
+            kill(pid_, SIGTERM);
+            int status = 0;
+            const auto deadline = std::chrono::steady_clock::now() + grace;
+            pid_t r = 0;
+            while ((r = waitpid(pid_, &status, WNOHANG)) == 0 &&
+                   std::chrono::steady_clock::now() < deadline)
+                std::this_thread::sleep_for(std::chrono::milliseconds(10));
+            if (r == 0) {
+                kill(pid_, SIGKILL);
+                waitpid(pid_, &status, 0);
+                how = "did not exit within the grace period after SIGTERM; killed";
+            } else if (WIFEXITED(status)) {
+                how = "exited with status " + std::to_string(WEXITSTATUS(status));
+            } else if (WIFSIGNALED(status)) {
+                how = "killed by signal " + std::to_string(WTERMSIG(status));
+            }
+            pid_ = -1;
+        }
+        if (drain_.joinable()) drain_.join();  // EOF once the server is gone
+        if (out_fd_ >= 0) close(out_fd_), out_fd_ = -1;
+        return how;
+    }
+
+  private:
+    void parse_listening_line(const std::string& line) {
+        constexpr std::string_view marker = "listening on ws://";
+        const auto at = line.find(marker);
+        if (at == std::string::npos) return;
+        std::string rest = line.substr(at + marker.size());
+        rest = rest.substr(0, rest.find('/'));
+        const auto colon = rest.rfind(':');
+        if (colon == std::string::npos) return;
+        unsigned port = 0;
+        const auto* first = rest.data() + colon + 1;
+        if (std::from_chars(first, rest.data() + rest.size(), port).ec != std::errc{} ||
+            port == 0 || port > 65535)
+            return;
+        host_ = rest.substr(0, colon);
+        if (host_.size() > 2 && host_.front() == '[') host_ = host_.substr(1, host_.size() - 2);
+        port_ = static_cast<std::uint16_t>(port);
+    }
+
+    pid_t pid_ = -1;
+    int out_fd_ = -1;
+    std::thread drain_;
+    std::string host_;
+    std::uint16_t port_ = 0;
+};
+
+/// A "Name:   123 kB" field of /proc/PID/status in KiB ("self" works too).
+inline std::optional<long> proc_status_kib(const std::string& pid, std::string_view field) {
+    std::ifstream in("/proc/" + pid + "/status");
+    for (std::string line; std::getline(in, line);) {
+        if (line.size() > field.size() && line.starts_with(field) && line[field.size()] == ':')
+            return std::strtol(line.c_str() + field.size() + 1, nullptr, 10);
+    }
+    return std::nullopt;
+}
+
+/// utime + stime of a whole process (all threads), in seconds.
+inline std::optional<double> proc_cpu_seconds(pid_t pid) {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+    std::string all((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    // comm may hold spaces; fields resume after its closing parenthesis.
+    const auto paren = all.rfind(')');
+    if (paren == std::string::npos) return std::nullopt;
+    std::istringstream fields(all.substr(paren + 2));
+    std::string skip;
+    for (int i = 3; i < 14; ++i)
+        fields >> skip;  // state .. cmajflt
+    unsigned long long utime = 0, stime = 0;
+    if (!(fields >> utime >> stime)) return std::nullopt;
+    return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+/// This process's own CPU time (all threads), in seconds.
+inline double self_cpu_seconds() {
+    rusage usage{};
+    getrusage(RUSAGE_SELF, &usage);
+    const auto secs = [](timeval t) { return t.tv_sec + t.tv_usec / 1e6; };
+    return secs(usage.ru_utime) + secs(usage.ru_stime);
+}
+
+/// Machine-wide CPU time from the "cpu" line of /proc/stat, in seconds: time
+/// spent running anything, and time the hypervisor gave to other guests. With
+/// our own processes' CPU subtracted, `busy` tells whether something else ran
+/// during a measurement and so how far to trust its rate.
+struct MachineCpu {
+    double busy = 0;
+    double steal = 0;
+};
+
+inline MachineCpu machine_cpu() {
+    std::ifstream in("/proc/stat");
+    std::string label;
+    unsigned long long user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0,
+                       steal = 0;
+    in >> label >> user >> nice >> system >> idle >> iowait >> irq >> softirq >> steal;
+    const double tick = static_cast<double>(sysconf(_SC_CLK_TCK));
+    return {static_cast<double>(user + nice + system + irq + softirq) / tick,
+            static_cast<double>(steal) / tick};
+}
+
+/// Resident memory of `pid` grouped by mapping kind from /proc/PID/smaps, in
+/// KiB: tells the main heap from other anonymous memory (arenas of other
+/// threads, large mmap'd buffers, stacks) and from file-backed pages.
+struct RssBreakdown {
+    long heap = 0;
+    long anon_other = 0;
+    long stack = 0;
+    long file = 0;
+    long total() const { return heap + anon_other + stack + file; }
+};
+
+inline RssBreakdown proc_rss_breakdown(pid_t pid) {
+    RssBreakdown out;
+    std::ifstream in("/proc/" + std::to_string(pid) + "/smaps");
+    enum class Kind { heap, anon, stack, file } kind = Kind::anon;
+    for (std::string line; std::getline(in, line);) {
+        if (line.empty()) continue;
+        // Mapping header lines start with a hex address range "lo-hi perms ...".
+        const auto dash = line.find('-');
+        if (dash != std::string::npos && dash > 0 &&
+            line.find_first_not_of("0123456789abcdef") == dash) {
+            std::istringstream header(line);
+            std::string range, perms, offset, dev, inode, name;
+            header >> range >> perms >> offset >> dev >> inode;
+            std::getline(header, name);
+            name.erase(0, name.find_first_not_of(' '));
+            if (name == "[heap]")
+                kind = Kind::heap;
+            else if (name.starts_with("[stack"))
+                kind = Kind::stack;
+            else if (name.empty() || name.starts_with('['))
+                kind = Kind::anon;
+            else
+                kind = Kind::file;
+            continue;
+        }
+        if (line.starts_with("Rss:")) {
+            const long kib = std::strtol(line.c_str() + 4, nullptr, 10);
+            switch (kind) {
+                case Kind::heap:
+                    out.heap += kib;
+                    break;
+                case Kind::anon:
+                    out.anon_other += kib;
+                    break;
+                case Kind::stack:
+                    out.stack += kib;
+                    break;
+                case Kind::file:
+                    out.file += kib;
+                    break;
+            }
+        }
+    }
+    return out;
+}
+
+}  // namespace plume_bench

@@ -217,7 +217,8 @@ int main(int argc, char** argv) try {
 
         std::printf("\nmemory (tracking replica, %d presences, diffs off)\n", users);
         std::printf(
-            "  live heap per presence:       %8.0f bytes  (%.1f allocations made per track)\n",
+            "  live heap per presence:       %8.0f bytes  (%.1f allocations per track, incl. the "
+            "meta)\n",
             static_cast<double>(heap1 - heap0) / users,
             static_cast<double>(allocs1 - allocs0) / users);
         std::printf("  RSS growth per presence:      %8.0f bytes\n",
@@ -226,7 +227,7 @@ int main(int argc, char** argv) try {
                     track_ms * 1000 / users);
         std::printf("\nreplication to a second replica\n");
         std::printf(
-            "  heartbeat with all of them:   %8zu bytes  (%.0f per presence), encoded in "
+            "  heartbeat with all of them:   %8zu bytes  (%.0f per presence), built+serialized in "
             "%.1f ms\n",
             heartbeat_bytes, static_cast<double>(heartbeat_bytes) / users, encode_ms);
         std::printf("  applied by the other replica: %8.1f ms, which then lists %zu\n", apply_ms,

@@ -76,6 +76,7 @@ struct UserSocket {
 class RoomChannel : public ps::Channel<UserSocket> {
   public:
     JoinResult join(std::string_view topic, const Payload&) override {
+        send_info("after_join");
         if (topic == "room:lobby") return ok();
         // Rooms named "room:private-<user>" admit only that user.
         constexpr std::string_view private_prefix = "room:private-";
@@ -83,6 +84,28 @@ class RoomChannel : public ps::Channel<UserSocket> {
             topic.substr(private_prefix.size()) != socket().user_id)
             return error({{"reason", "unauthorized"}});
         return ok();
+    }
+
+    // Runs right after the join reply (Phoenix's send(self(), :after_join)).
+    void handle_info(const json& message) override {
+        if (message != "after_join") return;
+        auto now = std::chrono::duration_cast<std::chrono::seconds>(
+                       std::chrono::system_clock::now().time_since_epoch())
+                       .count();
+        // Several tabs of one user each track a meta under the same key.
+        auto tracked =
+            track(socket().user_id, {{"online_at", std::to_string(now)}, {"typing", false}});
+        if (!tracked) std::cerr << "chat: track failed: " << tracked.error().message() << "\n";
+        push("presence_state", presence_state());
+    }
+
+    void set_typing(bool typing) {
+        auto updated = update_presence(socket().user_id, [typing](const json& meta) {
+            auto next = meta;
+            next["typing"] = typing;
+            return next;
+        });
+        if (!updated) std::cerr << "chat: update failed: " << updated.error().message() << "\n";
     }
 
     InResult handle_in(std::string_view event, const Payload& payload) override {
@@ -98,6 +121,10 @@ class RoomChannel : public ps::Channel<UserSocket> {
         }
         if (event == "typing") {
             broadcast_from("typing", json{{"user_id", socket().user_id}});
+            return noreply();
+        }
+        if (event == "typing:start" || event == "typing:stop") {
+            set_typing(event == "typing:start");
             return noreply();
         }
         if (event == "ping") return reply_ok(payload);

@@ -32,6 +32,7 @@
 #include <string_view>
 #include <vector>
 
+#include "plume/presence/presence.hpp"
 #include "plume/wire/message.hpp"
 
 namespace plume::server {
@@ -72,6 +73,7 @@ class ChannelHost {
     // Thread-safe: runs handle_info on the channel's strand if it still exists.
     virtual void host_post_info(const std::string& topic, const std::string& join_ref,
                                 nlohmann::json message) = 0;
+    virtual presence::Presence& host_presence() = 0;
 };
 
 }  // namespace detail
@@ -177,6 +179,33 @@ class Channel {
         host_->host_reply(r.topic, r.join_ref, r.ref, status, std::move(response));
     }
 
+    // ------------------------------------------------------------ presence --
+    // Phoenix.Presence for this channel's topic. Entries are owned by this
+    // channel incarnation: they leave by themselves when it ends (leave, crash,
+    // duplicate join, closed connection). Every change reaches the topic's
+    // subscribers as "presence_diff"; push presence_state() after each join.
+
+    /// Tracks `key` with `meta` (a JSON object); the new phx_ref, or an error
+    /// (already_tracked, invalid_meta, meta_too_large, ...).
+    Result<std::string> track(std::string_view key, nlohmann::json meta) {
+        return host_->host_presence().track(presence_owner_, topic_, key, std::move(meta));
+    }
+    /// Replaces the meta of a tracked key (a new phx_ref, phx_ref_prev set).
+    Result<std::string> update_presence(std::string_view key, nlohmann::json meta) {
+        return host_->host_presence().update(presence_owner_, topic_, key, std::move(meta));
+    }
+    /// Updates the meta with a function of the old one.
+    template <class F>
+    requires std::is_invocable_r_v<nlohmann::json, F&, const nlohmann::json&> Result<std::string>
+    update_presence(std::string_view key, F&& fn) {
+        return host_->host_presence().update(presence_owner_, topic_, key, std::forward<F>(fn));
+    }
+    std::error_code untrack(std::string_view key) {
+        return host_->host_presence().untrack(presence_owner_, topic_, key);
+    }
+    /// {"key": {"metas": [...]}}: the payload of "presence_state".
+    nlohmann::json presence_state() const { return host_->host_presence().presence_state(topic_); }
+
     /// Broadcast events this channel wants to see in handle_out before they
     /// reach its client; others take the encode-once fast lane.
     void intercept(std::initializer_list<std::string_view> events) {
@@ -230,6 +259,7 @@ class Channel {
     std::string join_ref_;
     std::optional<std::string> current_ref_;
     SocketT* socket_ = nullptr;
+    presence::OwnerId presence_owner_ = 0;
     detail::ChannelHost* host_ = nullptr;
     std::weak_ptr<detail::ChannelHost> host_weak_;
     std::vector<std::string> intercepted_;

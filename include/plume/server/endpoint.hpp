@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "plume/detail/base64.hpp"
+#include "plume/presence/presence.hpp"
 #include "plume/pubsub/pubsub.hpp"
 #include "plume/server/channel.hpp"
 #include "plume/server/origin.hpp"
@@ -56,6 +57,10 @@ struct EndpointConfig {
     std::string static_dir;
     /// Where log lines go; empty: standard error.
     std::function<void(std::string_view)> logger;
+    /// Presence (tracker periods, diff coalescing window, fetch and
+    /// handle_metas hooks). Its on_diff runs after the endpoint has sent the
+    /// diff to this node's subscribers as "presence_diff".
+    presence::PresenceOptions presence{};
 };
 
 /// Replaces the values of sensitive query parameters before a URL is logged
@@ -96,24 +101,33 @@ class Endpoint {
 
     Endpoint(asio::io_context& io, EndpointConfig config, A adapter = A{})
         : config_(std::move(config)),
+          io_(io),
           pubsub_(std::move(adapter)),
+          presence_(pubsub_, presence_options()),
           server_(io, config_.websocket, [this] { return session_type(this); }) {
         SocketT::channels(router_);
     }
 
     /// Listens on config().host:port (port 0 picks one). Throws on failure.
-    void start() { server_.listen(config_.host, config_.port); }
+    void start() {
+        server_.listen(config_.host, config_.port);
+        presence_.start(io_.get_executor());
+    }
 
     /// Stops accepting and closes every connection (1001 by default; 1012
     /// tells clients it is a restart). Safe from any thread.
     void stop(std::uint16_t code = transport::to_int(transport::close_code::going_away)) {
         server_.stop(code);
+        // Tells the other nodes at once that this node's presences are gone.
+        asio::post(io_, [this] { presence_.stop(); });
     }
 
     asio::ip::tcp::endpoint local_endpoint() const { return server_.local_endpoint(); }
     const EndpointConfig& config() const noexcept { return config_; }
     const Router<SocketT>& router() const noexcept { return router_; }
     pubsub::PubSub<A>& pubsub() noexcept { return pubsub_; }
+    /// The endpoint's Presence (channels use it through Channel::track).
+    presence::Presence& presence() noexcept { return presence_; }
     /// Sockets that completed the WebSocket handshake and are still open.
     std::size_t connection_count() const noexcept { return open_.load(); }
 
@@ -217,10 +231,22 @@ class Endpoint {
         return error_response(404, "not found");
     }
 
+    presence::OwnerId next_owner_id() noexcept { return ++owners_; }
     void connection_opened() noexcept { ++open_; }
     void connection_closed() noexcept { --open_; }
 
   private:
+    presence::PresenceOptions presence_options() {
+        auto opts = config_.presence;
+        auto user = std::move(opts.on_diff);
+        // Every node computes its own diffs, so they go to local subscribers only.
+        opts.on_diff = [this, user](const std::string& topic, const nlohmann::json& diff) {
+            pubsub_.local_broadcast(pubsub::make_message(topic, "presence_diff", diff));
+            if (user) user(topic, diff);
+        };
+        return opts;
+    }
+
     bool is_socket_path(std::string_view path, std::string_view transport) const {
         for (auto& p : config_.socket_paths)
             if (path.size() == p.size() + transport.size() && path.substr(0, p.size()) == p &&
@@ -257,7 +283,10 @@ class Endpoint {
     }
 
     EndpointConfig config_;
+    asio::io_context& io_;
     pubsub::PubSub<A> pubsub_;
+    presence::Presence presence_;
+    std::atomic<presence::OwnerId> owners_{0};
     Router<SocketT> router_;
     std::map<std::string, HttpHandler> routes_;
     std::atomic<std::size_t> open_{0};

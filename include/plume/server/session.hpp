@@ -157,6 +157,8 @@ class Session final : public detail::ChannelHost {
         });
     }
 
+    presence::Presence& host_presence() override { return endpoint_->presence(); }
+
     SocketT& socket() noexcept { return socket_; }
 
   private:
@@ -274,6 +276,7 @@ class Session final : public detail::ChannelHost {
         channel->topic_ = msg.topic;
         channel->join_ref_ = join_ref;
         channel->socket_ = &socket_;
+        channel->presence_owner_ = endpoint_->next_owner_id();
         channel->host_ = this;
         channel->host_weak_ = host_;
         channel->current_ref_ = msg.ref;
@@ -310,6 +313,8 @@ class Session final : public detail::ChannelHost {
         } catch (...) {
             endpoint_->log("terminate of " + topic + " raised");
         }
+        // Like Phoenix monitoring the channel process: its presences leave.
+        endpoint_->presence().untrack_all(joined.channel->presence_owner_);
         if (tell_client) send(wire::phx_close(topic, joined.join_ref));
     }
 

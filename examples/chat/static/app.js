@@ -1,5 +1,5 @@
 // The chat page: phoenix.js from the npm package, served by the C++ endpoint.
-import { Socket } from "/phoenix.mjs";
+import { Presence, Socket } from "/phoenix.mjs";
 
 const $ = (id) => document.getElementById(id);
 const status = (text) => { $("status").textContent = text; };
@@ -28,6 +28,14 @@ $("login").addEventListener("submit", async (e) => {
   socket.connect();
 
   const channel = socket.channel("room:lobby", {});
+  // Who is online, and who is typing: the server tracks every joined user
+  // with meta {online_at, typing} and sends presence_state / presence_diff.
+  const presence = new Presence(channel);
+  presence.onSync(() => {
+    const people = presence.list((id, { metas }) =>
+      metas.some((m) => m.typing) ? `${id} (typing…)` : id);
+    $("online").textContent = people.join(", ") || "nobody";
+  });
   channel.on("new_msg", ({ user_id, body }) => show(`${user_id}: ${body}`, "msg"));
   let typingTimer;
   channel.on("typing", ({ user_id }) => {
@@ -44,7 +52,13 @@ $("login").addEventListener("submit", async (e) => {
     })
     .receive("error", (r) => show(`join failed: ${r.reason}`, "error"));
 
-  $("body").addEventListener("input", () => channel.push("typing", {}));
+  let typingStop;
+  $("body").addEventListener("input", () => {
+    channel.push("typing", {});
+    if (!typingStop) channel.push("typing:start", {});
+    clearTimeout(typingStop);
+    typingStop = setTimeout(() => { channel.push("typing:stop", {}); typingStop = null; }, 1500);
+  });
   $("send").addEventListener("submit", (ev) => {
     ev.preventDefault();
     const body = $("body").value;
@@ -53,5 +67,5 @@ $("login").addEventListener("submit", async (e) => {
       .receive("error", (r) => show(`not sent: ${r.reason}`, "error"));
     $("body").value = "";
   });
-  window.plumeChat = { socket, channel };
+  window.plumeChat = { socket, channel, presence };
 });

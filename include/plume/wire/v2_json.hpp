@@ -203,8 +203,7 @@ struct V2Json {
         // A named empty ref, not std::nullopt temporaries: GCC 12 at -O3 warns
         // (falsely) that the temporaries' strings may be uninitialized.
         static const std::optional<std::string> no_ref;
-        return detail::v2::write_message_array(no_ref, no_ref, b.topic, b.event,
-                                               b.payload.json());
+        return detail::v2::write_message_array(no_ref, no_ref, b.topic, b.event, b.payload.json());
     }
 
     // ---- client view --------------------------------------------------------

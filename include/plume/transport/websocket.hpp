@@ -270,9 +270,31 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
     }
 
     /// Thread-safe variants: hop onto the connection's executor.
+    ///
+    /// Frames posted while the connection is busy wait in a mailbox that one
+    /// posted drain empties into a single gathered write, so a burst of
+    /// broadcasts costs one handler and one system call per connection, not
+    /// one per frame. The mailbox counts toward max_send_queue: a reader too
+    /// slow for its broadcasts is closed with 1008, never buffered without end.
     void post_send(SharedFrame frame) {
-        asio::post(get_executor(), [self = this->shared_from_this(),
-                                    f = std::move(frame)]() mutable { self->send(std::move(f)); });
+        bool schedule = false;
+        {
+            std::lock_guard lock(mailbox_mutex_);
+            if (mailbox_overflow_) return;
+            if (!mailbox_.empty() && mailbox_bytes_ + frame->size() > options_->max_send_queue) {
+                mailbox_overflow_ = true;
+                std::vector<SharedFrame>().swap(mailbox_);
+                mailbox_bytes_ = 0;
+            } else {
+                mailbox_bytes_ += frame->size();
+                mailbox_.push_back(std::move(frame));
+            }
+            schedule = !drain_posted_;
+            drain_posted_ = true;
+        }
+        if (schedule)
+            asio::post(get_executor(),
+                       [self = this->shared_from_this()] { self->drain_mailbox(); });
     }
     void post_close(std::uint16_t code, std::string reason = {}) {
         asio::post(get_executor(), [self = this->shared_from_this(), code, r = std::move(reason)] {
@@ -646,6 +668,27 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
     }
 
     // The slow-reader policy: drop what waits, tell the peer why, close.
+    void drain_mailbox() {
+        std::vector<SharedFrame> frames;
+        bool overflowed;
+        {
+            std::lock_guard lock(mailbox_mutex_);
+            frames.swap(mailbox_);
+            mailbox_bytes_ = 0;
+            drain_posted_ = false;
+            overflowed = mailbox_overflow_;
+            mailbox_overflow_ = false;
+        }
+        if (state_ != state::open) return;
+        if (overflowed) return overflow();
+        bool corked = in_read_;
+        in_read_ = true;  // queue them all, then one gathered write
+        for (auto& f : frames)
+            enqueue(std::move(f), false);
+        in_read_ = corked;
+        if (!corked) flush();
+    }
+
     void overflow() {
         std::size_t kept = 0;
         for (std::size_t i = 0; i < control_front_; ++i)
@@ -745,13 +788,18 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
     }
     std::unique_ptr<HandshakeState> handshake_;
     std::string subprotocol_;
+    std::mutex mailbox_mutex_;  // guards the mailbox: post_send runs on any thread
+    std::vector<SharedFrame> mailbox_;
+    std::size_t mailbox_bytes_ = 0;
+    bool drain_posted_ = false;
+    bool mailbox_overflow_ = false;
     std::shared_ptr<registry_type> registry_;
     typename std::list<std::weak_ptr<Connection>>::iterator registry_pos_{};
     role role_;
     state state_ = state::handshake;
     bool reading_ = false;
     bool writing_ = false;
-    bool in_read_ = false;
+    bool in_read_ = false;  // corked: sends queue up, one flush at the end
     bool close_queued_ = false;
     bool fin_sent_ = false;
     bool notified_ = false;

@@ -39,61 +39,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using namespace plume_bench;
 
-/// Log-linear histogram of nanoseconds (HdrHistogram's layout): 128 exact
-/// buckets, then 64 sub-buckets per power of two, so any value is reported
-/// within 1/64 (1.6%) in a fixed 29 KiB, whatever the run's length.
-class LatencyHistogram {
-  public:
-    void record(std::uint64_t ns) {
-        ++counts_[index_of(ns)];
-        ++total_;
-        max_ = std::max(max_, ns);
-    }
-    void merge(const LatencyHistogram& other) {
-        for (std::size_t i = 0; i < counts_.size(); ++i)
-            counts_[i] += other.counts_[i];
-        total_ += other.total_;
-        max_ = std::max(max_, other.max_);
-    }
-    std::uint64_t total() const { return total_; }
-    std::uint64_t max() const { return max_; }
-
-    /// The highest value equivalent to the q-quantile's bucket (never above max).
-    std::uint64_t quantile(double q) const {
-        if (total_ == 0) return 0;
-        const auto rank = std::max<std::uint64_t>(
-            1, static_cast<std::uint64_t>(std::ceil(q * static_cast<double>(total_))));
-        std::uint64_t seen = 0;
-        for (std::size_t i = 0; i < counts_.size(); ++i) {
-            seen += counts_[i];
-            if (seen >= rank) return std::min(highest_in(i), max_);
-        }
-        return max_;
-    }
-
-  private:
-    static constexpr unsigned sub_bits = 7;
-    static constexpr std::size_t exact = std::size_t{1} << sub_bits;  // 128
-    static constexpr std::size_t half = exact / 2;                    // 64
-
-    static std::size_t index_of(std::uint64_t v) {
-        const auto width = static_cast<unsigned>(std::bit_width(v));
-        if (width <= sub_bits) return static_cast<std::size_t>(v);
-        const unsigned shift = width - sub_bits;  // v >> shift lies in [64, 128)
-        return exact + (shift - 1) * half + static_cast<std::size_t>((v >> shift) - half);
-    }
-    static std::uint64_t highest_in(std::size_t index) {
-        if (index < exact) return index;
-        const std::size_t shift = (index - exact) / half + 1;
-        const std::uint64_t low = ((index - exact) % half + half) << shift;
-        return low + (std::uint64_t{1} << shift) - 1;
-    }
-
-    std::vector<std::uint64_t> counts_ = std::vector<std::uint64_t>(exact + (64 - sub_bits) * half);
-    std::uint64_t total_ = 0;
-    std::uint64_t max_ = 0;
-};
-
 enum class Phase { warmup, measure, stop };
 
 struct Config {

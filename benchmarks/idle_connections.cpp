@@ -138,32 +138,6 @@ bool wait_until(Predicate done, std::chrono::milliseconds limit) {
     return true;
 }
 
-long rss_kib(pid_t pid) {
-    return proc_status_kib(std::to_string(pid), "VmRSS").value_or(-1);
-}
-
-/// Samples VmRSS once a second until two samples agree within 0.5% (or 10 tries):
-/// allocators and the kernel may still be settling right after the last open.
-long stable_rss_kib(pid_t pid) {
-    long previous = rss_kib(pid);
-    for (int i = 0; i < 10; ++i) {
-        std::this_thread::sleep_for(std::chrono::seconds(1));
-        const long now = rss_kib(pid);
-        if (std::labs(now - previous) * 200 <= previous) return now;
-        previous = now;
-    }
-    return previous;
-}
-
-/// The kernel's slab memory, machine-wide (/proc/meminfo). Socket structures live
-/// there, not in any RSS; the delta is rough (other processes allocate too).
-long kernel_slab_kib() {
-    std::ifstream in("/proc/meminfo");
-    for (std::string line; std::getline(in, line);)
-        if (line.starts_with("Slab:")) return std::strtol(line.c_str() + 5, nullptr, 10);
-    return -1;
-}
-
 /// Opens one connection and closes it, so the baseline already includes what
 /// the first connection faults in once (handshake code pages, lazily built
 /// tables, per-thread buffers), which is not a per-connection cost.

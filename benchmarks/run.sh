@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
 # Builds the release preset and prints plume's benchmark figures: echo round
-# trips/s with latency percentiles, then server RSS per idle WebSocket.
+# trips/s with latency percentiles, server RSS per idle WebSocket, then the
+# chat example's memory per joined idle client and its broadcast fan-out.
 #
 #   benchmarks/run.sh                      # the figures the README quotes
-#   SERVER=/path/to/other_echo benchmarks/run.sh   # same programs, another server
+#   SERVER=/path/to/other_echo benchmarks/run.sh   # echo programs, another server
 #
-# Both programs spawn the server themselves and stop it by PID when done.
+# Every program spawns its server itself and stops it by PID when done; each
+# bounds its own run (timeouts on opening, joining, fan-out and closing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cmake --preset release >/dev/null
 # Only what the figures need: a test that does not build must not block them.
-cmake --build --preset release -j2 --target echo_server echo_throughput idle_connections
+cmake --build --preset release -j2 --target echo_server echo_throughput idle_connections \
+    chat channel_fanout
 
 server="${SERVER:-build/release/examples/echo/echo_server}"
 bench=build/release/benchmarks
@@ -21,3 +24,6 @@ echo
     --seconds 10 --warmup 2
 echo
 "$bench/idle_connections" --server "$server" --connections 15000
+echo
+"$bench/channel_fanout" --server build/release/examples/chat/chat --connections 10000 \
+    --messages 200 --rate 20

@@ -17,6 +17,7 @@
 #include <netinet/in.h>  // IP_BIND_ADDRESS_NO_PORT
 #include <openssl/evp.h>
 #include <asio.hpp>
+#include <plume/transport/frame.hpp>
 
 #include <algorithm>
 #include <array>
@@ -199,27 +200,21 @@ enum class FrameStatus { incomplete, ok, error };
 /// extension), a known opcode, control frames final and at most 125 bytes.
 inline FrameStatus parse_server_frame(std::span<const std::uint8_t> in, ServerFrame& out,
                                       const char*& error) {
-    if (in.size() < 2) return FrameStatus::incomplete;
-    out.fin = (in[0] & 0x80) != 0;
-    const std::uint8_t op = in[0] & 0x0F;
-    if ((in[0] & 0x70) != 0) return error = "RSV bit set without an extension", FrameStatus::error;
-    if (op > 0xA || (op > 0x2 && op < 0x8)) return error = "unknown opcode", FrameStatus::error;
-    if ((in[1] & 0x80) != 0) return error = "server frame is masked", FrameStatus::error;
+    // The byte layout is plume's own frame codec; the client-side checks are ours.
+    plume::transport::FrameHeader h;
+    const std::string_view bytes(reinterpret_cast<const char*>(in.data()), in.size());
+    if (plume::transport::parse_header(bytes, h) == plume::transport::header_status::need_more)
+        return FrameStatus::incomplete;
+    out.fin = h.fin;
+    const std::uint8_t op = h.opcode;
+    if (h.rsv1 || h.rsv2 || h.rsv3)
+        return error = "RSV bit set without an extension", FrameStatus::error;
+    if (!plume::transport::is_known_opcode(op)) return error = "unknown opcode", FrameStatus::error;
+    if (h.masked) return error = "server frame is masked", FrameStatus::error;
     out.op = static_cast<Opcode>(op);
-    std::uint64_t len = in[1] & 0x7F;
-    std::size_t pos = 2;
-    if (len == 126) {
-        if (in.size() < 4) return FrameStatus::incomplete;
-        len = (std::uint64_t{in[2]} << 8) | in[3];
-        pos = 4;
-    } else if (len == 127) {
-        if (in.size() < 10) return FrameStatus::incomplete;
-        len = 0;
-        for (std::size_t i = 0; i < 8; ++i)
-            len = (len << 8) | in[2 + i];
-        if (len >> 63) return error = "64-bit length has its top bit set", FrameStatus::error;
-        pos = 10;
-    }
+    const std::uint64_t len = h.payload_length;
+    const std::size_t pos = h.header_length;
+    if (len >> 63) return error = "64-bit length has its top bit set", FrameStatus::error;
     if (op >= 0x8 && (!out.fin || len > 125))
         return error = "fragmented or oversized control frame", FrameStatus::error;
     out.header_size = pos;

@@ -17,4 +17,5 @@ install(FILES
   ${CMAKE_CURRENT_BINARY_DIR}/plume-config.cmake
   ${CMAKE_CURRENT_BINARY_DIR}/plume-config-version.cmake
   cmake/FindAsio.cmake
+  cmake/FindLibUring.cmake
   DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/plume)

@@ -15,7 +15,8 @@
 // ("6.3.1-split.7"). Groups 12/13 are mirrored for permessage-deflate (this
 // server compresses and verifies the client's compressed echoes, window bits
 // and context takeover octet-exact), and group C holds client-only cases:
-// masking (C.1), the opening handshake (C.2), deflate negotiation (C.3).
+// masking (C.1), the opening handshake (C.2), deflate negotiation (C.3),
+// closing TCP (C.4).
 //
 // Written on raw `net` sockets with the helpers of frames.mjs, like the rest
 // of the suite: no WebSocket library sits between the testee and the judge.
@@ -23,7 +24,7 @@
 // Standalone:
 //   node tests/node/conformance/fuzzing_server.mjs --bin build/examples/echo_client/echo_client
 //        [--deflate] [--max-message N] [--cases 1.*,C.*] [--timeout-scale X] [--verbose]
-//   node tests/node/conformance/fuzzing_server.mjs --port 9001 [--deflate] ...   (wait for a testee)
+//   node tests/node/conformance/fuzzing_server.mjs --port 9001 [--deflate] ...   (serve one testee run, until /updateReports)
 // --deflate / --max-message describe the testee (and are passed to --bin): the
 // expected results depend on them. Exits 1 if any case FAILED.
 
@@ -363,6 +364,27 @@ function clientCases(opts) {
     // notes are swapped with the rest of the detail: "server" here names the client
     return T_(await C.deflateMix(ctx, { offers: { pmd: { clientMaxWindowBits: 8 } }, requireAccept: true, note: (a) => `server window ${a.clientMaxWindowBits} bits verified` }));
   });
+
+  // ---- C.4 closing the TCP connection
+  add('C.4.1', 'The server answers nothing after the closing handshake and keeps TCP open: the client waits for it (RFC 6455 7.1.1), then closes TCP after its own timeout', async (ctx) => {
+    const c = await ctx.connect();
+    await c.sendClose(1000);
+    await c.waitFor(() => c.serverGone, c.T.resp);
+    if (!c.closeRecv) {
+      await c.finish();
+      return T_(C.judge(c, { expect: null, close: C.CLEAN }));
+    }
+    const t0 = Date.now();
+    const patience = ctx.clientCloseTimeout + c.T.fail;
+    await c.waitFor(() => c.eof, patience);
+    const waited = Date.now() - t0;
+    if (!c.eof) {
+      c.kill();
+      return { outcome: 'FAILED', detail: `client kept the TCP connection open for ${patience} ms after the closing handshake` };
+    }
+    if (waited < 250) return { outcome: 'NON-STRICT', detail: `client closed TCP ${waited} ms after the closing handshake instead of waiting for the server to close it first` };
+    return { outcome: 'OK', detail: `client closed TCP ${waited} ms after the closing handshake` };
+  });
   return cases;
 }
 
@@ -552,6 +574,8 @@ export class FuzzingServer {
       deflateBudget: this.opts.deflateBudget ?? 256 * 1024,
       deflateCount: this.opts.deflateCount ?? 200,
       T: this.T,
+      // how long the testee waits for the server to close TCP (plume's Options::close_timeout)
+      clientCloseTimeout: this.opts.clientCloseTimeout ?? 5000,
       request: req,
       offer: clientPmdOffer(req),
       async connect(spec = null) {

@@ -327,10 +327,12 @@ function clientCases(opts) {
   bad('C.2.11', 'Sec-WebSocket-Protocol: chat (the client offered no subprotocol)', (a) => good101(a, ['Sec-WebSocket-Protocol: chat']));
   bad('C.2.12', 'permessage-deflate with server_max_window_bits=7 (invalid, or never offered)', (a) => good101(a, ['Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits=7']));
   bad('C.2.13', 'permessage-deflate with an unknown parameter', (a) => good101(a, ['Sec-WebSocket-Extensions: permessage-deflate; x_unknown=1']));
-  bad('C.2.14', 'Malformed status line ("HTTP/1.1 101")', (a) => good101(a).replace('HTTP/1.1 101 Switching Protocols', 'HTTP/1.1 1O1 Switching Protocols'));
+  bad('C.2.14', 'Malformed status code ("HTTP/1.1 1O1", a letter O)', (a) => good101(a).replace('HTTP/1.1 101 Switching Protocols', 'HTTP/1.1 1O1 Switching Protocols'));
   add('C.2.15', 'A text frame in the same TCP segment as the 101 response: the client must echo it', (ctx) => echoAfterOpen(ctx, { piggyback: F.encodeFrame({ opcode: OP.TEXT, payload: C.HELLO, mask: false }) }));
   add('C.2.16', 'The 101 response written in 1-octet chops, then a text frame: the client opens and echoes it', (ctx) => echoAfterOpen(ctx, { chopHead: 1, piggyback: F.encodeFrame({ opcode: OP.TEXT, payload: C.HELLO, mask: false }) }));
   add('C.2.17', '"Upgrade: WebSocket", "Connection: keep-alive, Upgrade" (case-insensitive tokens): the client opens and echoes', (ctx) => echoAfterOpen(ctx, { headers: ['Upgrade: WebSocket', 'Connection: keep-alive, Upgrade'], piggyback: F.encodeFrame({ opcode: OP.TEXT, payload: C.HELLO, mask: false }) }));
+
+  bad('C.2.18', 'A 101 response head of 1 MiB (a 1 MiB X-Padding header)', (a) => good101(a, [`X-Padding: ${'x'.repeat(1 << 20)}`]));
 
   // ---- C.3 permessage-deflate negotiation (only when the client offers it)
   const needOffer = (ctx) => {
@@ -384,6 +386,17 @@ function clientCases(opts) {
     }
     if (waited < 250) return { outcome: 'NON-STRICT', detail: `client closed TCP ${waited} ms after the closing handshake instead of waiting for the server to close it first` };
     return { outcome: 'OK', detail: `client closed TCP ${waited} ms after the closing handshake` };
+  });
+  add('C.4.2', 'The server sends a close frame and its FIN in one write: the client closes without a hang or a second close', async (ctx) => {
+    const c = await ctx.connect();
+    c.closeSent = { auto: false, seq: c.seq };
+    c.sock.end(F.encodeFrame({ opcode: OP.CLOSE, payload: F.closePayload(1000, 'bye'), mask: false }));
+    await c.waitFor(() => c.eof, c.T.resp);
+    if (!c.eof) c.kill();
+    if (c.violations.length) return T_(C.judge(c, { expect: null, close: C.CLEAN }));
+    if (c.killedByClient) return { outcome: 'FAILED', detail: `client did not close TCP within ${c.T.resp} ms after the server's close and FIN` };
+    if (c.closeRecv && c.closeRecv.code !== 1000) return { outcome: 'FAILED', detail: `client answered with close ${c.closeRecv.code} instead of echoing 1000` };
+    return { outcome: 'OK', detail: c.closeRecv ? 'client echoed 1000, then closed TCP' : 'client closed TCP' };
   });
   return cases;
 }

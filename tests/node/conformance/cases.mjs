@@ -96,6 +96,10 @@ export class Client {
     this.response = null;
     this.sock = null;
     this.keepData = true;
+    // This end masks what it sends and expects the peer's frames unmasked
+    // (the fuzzing server for client testees flips both: see fuzzing_server.mjs).
+    this.mask = true;
+    this.expectMasked = false;
   }
 
   open(timeout = this.T.handshake) {
@@ -220,7 +224,7 @@ export class Client {
       this._violation(`server sent a frame (opcode ${op}) after its close frame`);
       return;
     }
-    if (f.masked) this._violation(`server frame (opcode ${op}) is masked`);
+    if (f.masked !== this.expectMasked) this._violation(`server frame (opcode ${op}) is ${f.masked ? 'masked' : 'not masked'}`);
     if (!f.minimal) this._violation(`server frame (opcode ${op}) uses a non-minimal ${f.lengthForm}-bit length for ${f.length} octets`);
     const dataStart = op === OP.TEXT || op === OP.BINARY;
     const allowedRsv = this.pmd && dataStart ? 4 : 0;
@@ -232,7 +236,7 @@ export class Client {
     switch (op) {
       case OP.PING:
         this._push({ t: 'ping', data: f.payload });
-        if (!this.closeSent && !this.eof) this.write(F.encodeFrame({ opcode: OP.PONG, payload: f.payload }));
+        if (!this.closeSent && !this.eof) this.write(F.encodeFrame({ opcode: OP.PONG, payload: f.payload, mask: this.mask }));
         return;
       case OP.PONG: {
         const barrier = f.payload.length > 0 && f.payload.toString('latin1').startsWith('conformance-barrier-');
@@ -254,7 +258,7 @@ export class Client {
         if (!this.closeSent && !this.eof) {
           // answer the close (echoing the code, as Autobahn does)
           this.closeSent = { auto: true, seq: this.seq };
-          this.write(F.encodeFrame({ opcode: OP.CLOSE, payload: code === null ? EMPTY : F.closePayload(code) }));
+          this.write(F.encodeFrame({ opcode: OP.CLOSE, payload: code === null ? EMPTY : F.closePayload(code), mask: this.mask }));
         }
         this._push(ev);
         return;
@@ -333,7 +337,7 @@ export class Client {
    */
   async send(frames, { sync = false, chop = 0 } = {}) {
     const list = Array.isArray(frames) ? frames : [frames];
-    const bufs = list.map((f) => (Buffer.isBuffer(f) ? f : F.encodeFrame(f)));
+    const bufs = list.map((f) => (Buffer.isBuffer(f) ? f : F.encodeFrame({ mask: this.mask, ...f })));
     if (!sync && !chop) return this.write(bufs.length === 1 ? bufs[0] : Buffer.concat(bufs));
     for (const b of bufs) {
       if (this.serverGone) return false;
@@ -621,34 +625,50 @@ async function utf8Split(ctx, payload, valid) {
     })();
     return res;
   }
-  const scan = F.utf8Scan(payload);
-  const k = scan.invalidAt; // -1: only detectable at the end of the message
-  let out = { outcome: 'OK', detail: '' };
   const slow = [];
   const early = [];
   for (let i = 1; i <= n; i++) {
-    const c = await ctx.connect();
-    await c.send(fr(OP.TEXT, payload.subarray(0, i), { fin: false }));
-    const probe = await c.barrier();
-    let failedAfterFirst = probe !== 'pong';
-    if (probe === 'timeout') {
-      c.kill();
-      return { outcome: 'FAILED', detail: `split at octet ${i}: server neither answered a ping nor failed after the first fragment` };
-    }
-    if (!failedAfterFirst) {
-      await c.send(fr(OP.CONT, payload.subarray(i), { fin: true }));
-      await c.waitFor(() => c.serverGone, c.T.fail);
-      if (k >= 0 && k < i) slow.push(i);
-    } else if (k < 0 || k >= i) early.push(i);
-    await c.finish();
-    const r = judge(c, { expect: { OK: [] }, close: FAIL(1007) });
-    if (r.outcome === 'FAILED') return { outcome: 'FAILED', detail: `split at octet ${i} of ${n} (0x${payload.subarray(0, i).toString('hex')} | 0x${payload.subarray(i).toString('hex')}): ${r.detail}` };
+    const r = await utf8SplitAt(ctx, payload, i);
+    if (r.outcome === 'FAILED') return r;
+    if (r.slow) slow.push(i);
+    if (r.early) early.push(i);
   }
+  const k = F.utf8Scan(payload).invalidAt;
   if (slow.length) {
-    out = { outcome: 'NON-STRICT', detail: `not fail-fast: the first fragment already contained the invalid octet at index ${k}, but the server answered a ping and only failed after the complete message (split positions ${compactRanges(slow)})` };
+    return { outcome: 'NON-STRICT', detail: `not fail-fast: the first fragment already contained the invalid octet at index ${k}, but the server answered a ping and only failed after the complete message (split positions ${compactRanges(slow)})` };
   }
-  if (early.length && out.outcome === 'OK') out.detail = `note: failed before the invalid octet arrived at split positions ${compactRanges(early)}`;
-  return out;
+  return { outcome: 'OK', detail: early.length ? `note: failed before the invalid octet arrived at split positions ${compactRanges(early)}` : '' };
+}
+
+/**
+ * One connection of utf8Split for an invalid payload: the first `i` octets as
+ * a fragment, a ping probing fail-fast, then the rest. Returns a result plus
+ * slow (the server waited for the whole message although the invalid octet
+ * had arrived) and early (it failed before the invalid octet arrived).
+ */
+export async function utf8SplitAt(ctx, payload, i) {
+  const n = payload.length;
+  const k = F.utf8Scan(payload).invalidAt; // -1: only detectable at the end of the message
+  const c = await ctx.connect();
+  await c.send(fr(OP.TEXT, payload.subarray(0, i), { fin: false }));
+  const probe = await c.barrier();
+  const failedAfterFirst = probe !== 'pong';
+  if (probe === 'timeout') {
+    c.kill();
+    return { outcome: 'FAILED', detail: `split at octet ${i}: server neither answered a ping nor failed after the first fragment` };
+  }
+  let slow = false;
+  let early = false;
+  if (!failedAfterFirst) {
+    await c.send(fr(OP.CONT, payload.subarray(i), { fin: true }));
+    await c.waitFor(() => c.serverGone, c.T.fail);
+    slow = k >= 0 && k < i;
+  } else early = k < 0 || k >= i;
+  await c.finish();
+  const r = judge(c, { expect: { OK: [] }, close: FAIL(1007) });
+  if (r.outcome === 'FAILED') return { outcome: 'FAILED', detail: `split at octet ${i} of ${n} (0x${payload.subarray(0, i).toString('hex')} | 0x${payload.subarray(i).toString('hex')}): ${r.detail}` };
+  if (slow) return { outcome: 'NON-STRICT', slow, detail: `not fail-fast: the first fragment already contained the invalid octet at index ${k}, but the server answered a ping and only failed after the complete message` };
+  return { outcome: 'OK', early, detail: early ? 'note: failed before the invalid octet arrived' : r.detail };
 }
 
 function compactRanges(list) {
@@ -690,8 +710,8 @@ async function failFastChops(ctx, p1, p2, p3) {
   const c = await ctx.connect();
   const total = p1.length + p2.length + p3.length;
   const key = crypto.randomBytes(4);
-  const hdr = F.encodeHeader({ opcode: OP.TEXT, length: total, maskKey: key });
-  const masked = (p, off) => F.maskInPlace(Buffer.from(p), key, off);
+  const hdr = F.encodeHeader({ opcode: OP.TEXT, length: total, maskKey: key, mask: c.mask });
+  const masked = (p, off) => (c.mask ? F.maskInPlace(Buffer.from(p), key, off) : p);
   await c.write(Buffer.concat([hdr, masked(p1, 0)]));
   if (await c.waitFor(() => c.serverGone, c.T.failfast)) {
     await c.finish();
@@ -1065,7 +1085,9 @@ async function mustDecline(ctx, offers) {
  */
 export function buildCases() {
   const cases = [];
-  const add = (id, desc, run) => cases.push({ id, desc, run });
+  // extra: splitPayload marks a case that opens one connection per split
+  // position of an invalid UTF-8 payload (see utf8SplitAt)
+  const add = (id, desc, run, extra = {}) => cases.push({ id, desc, run, ...extra });
   const std = (id, desc, spec) => add(id, desc, (ctx) => standard(ctx, spec));
 
   // ---- 1 Framing
@@ -1196,7 +1218,7 @@ export function buildCases() {
   std('6.2.3', 'Send a valid UTF-8 text message in fragments of 1 octet', { send: (c) => c.send(F.fragmentMessage(OP.TEXT, hello8, 1)), expect: { OK: [TEXT(hello8)] } });
   std('6.2.4', 'Send a valid UTF-8 text message (kosme) in fragments of 1 octet', { send: (c) => c.send(F.fragmentMessage(OP.TEXT, KOSME, 1)), expect: { OK: [TEXT(KOSME)] } });
   std('6.3.1', 'Send invalid UTF-8 text message unfragmented', { send: (c) => c.send(fr(OP.TEXT, BAD_UTF8)), close: FAIL(1007) });
-  add('6.3.1-split', 'Same payload as 6.3.1 as two fragments split at every octet position (fail-fast probed)', (ctx) => utf8Split(ctx, BAD_UTF8, false));
+  add('6.3.1-split', 'Same payload as 6.3.1 as two fragments split at every octet position (fail-fast probed)', (ctx) => utf8Split(ctx, BAD_UTF8, false), { splitPayload: BAD_UTF8 });
   std('6.3.2', 'Send invalid UTF-8 text message in fragments of 1 octet', { send: (c) => c.send(F.fragmentMessage(OP.TEXT, BAD_UTF8, 1)), close: FAIL(1007) });
   const P1 = KOSME;
   const P2 = bytes('\xf4\x90\x80\x80');
@@ -1213,7 +1235,7 @@ export function buildCases() {
       std(id, `${title}: ${valid ? 'valid' : 'invalid'} UTF-8 text message in one frame (${hex})`, valid
         ? { send: (c) => c.send(fr(OP.TEXT, payload)), expect: { OK: [TEXT(payload)] } }
         : { send: (c) => c.send(fr(OP.TEXT, payload)), close: FAIL(1007) });
-      add(`${id}-split`, `${title}: the 6.${gi + 5}.${j + 1} payload as two fragments split at every octet position${valid ? '' : ' (fail-fast probed)'}`, (ctx) => utf8Split(ctx, payload, valid));
+      add(`${id}-split`, `${title}: the 6.${gi + 5}.${j + 1} payload as two fragments split at every octet position${valid ? '' : ' (fail-fast probed)'}`, (ctx) => utf8Split(ctx, payload, valid), valid ? {} : { splitPayload: payload });
     });
   });
 
@@ -1288,13 +1310,13 @@ export function buildCases() {
   add('9.9.1', 'Text message of --max-message + 1 octets in one frame: close 1009', (ctx) => bigMessage(ctx, { opcode: OP.TEXT, payload: repeatTo('BAsd7&jh23', ctx.maxMessage + 1) }));
   add('9.9.2', 'Binary message of --max-message + 1 octets in 1 MiB fragments: close 1009', (ctx) => bigMessage(ctx, { opcode: OP.BINARY, payload: Buffer.alloc(ctx.maxMessage + 1, 0xfe), fragmentSize: Math.min(M, Math.max(1, ctx.maxMessage >> 2)) }));
   add('9.9.3', 'Frame with a 64-bit length that has the most significant bit set: close 1002 (or 1009)', (ctx) => standard(ctx, {
-    send: (c) => c.write(Buffer.concat([F.encodeHeader({ opcode: OP.BINARY, length: (1n << 63n) + 5n }), Buffer.alloc(16)])),
+    send: (c) => c.write(Buffer.concat([F.encodeHeader({ opcode: OP.BINARY, length: (1n << 63n) + 5n, mask: c.mask }), Buffer.alloc(16)])),
     close: FAIL(1002, 1009),
   }));
   for (const [id, what, len] of [['9.9.4', '--max-message + 1', null], ['9.9.5', '2^62', 1n << 62n]]) {
     add(id, `Frame header announcing ${what} octets, followed by only 16 octets: close 1009 without waiting for the payload`, async (ctx) => {
       const c = await ctx.connect();
-      await c.write(Buffer.concat([F.encodeHeader({ opcode: OP.BINARY, length: len ?? BigInt(ctx.maxMessage + 1) }), Buffer.alloc(16)]));
+      await c.write(Buffer.concat([F.encodeHeader({ opcode: OP.BINARY, length: len ?? BigInt(ctx.maxMessage + 1), mask: c.mask }), Buffer.alloc(16)]));
       await c.waitFor(() => c.serverGone, c.T.fail);
       if (!c.serverGone) {
         c.kill();
@@ -1413,4 +1435,4 @@ export function buildCases() {
   return cases;
 }
 
-export { judge, standard };
+export { judge, standard, closeCleanly, deflateEcho, deflateMix, deflateNotNegotiated, serverCloseText, describe, CLEAN, FAIL, PROTO, fr, TEXT, BIN, PONG, HELLO, MSG_SIZES };

@@ -14,12 +14,18 @@
 //      at most); every client stamps each broadcast on receipt. Prints deliveries/s,
 //      push-to-delivery latency percentiles over all deliveries, messages lost, and the server's
 //      CPU per delivery from /proc/PID/stat.
-// Asio opens the sockets and does the HTTP upgrade; then each client thread
-// drives its share with a level-triggered epoll loop (one recv() per wake-up),
-// sending staggered Phoenix heartbeats so the server's 60 s timeout never fires.
+// Two load generators (--driver):
+//   plume  every client, publisher included, is a plume::client::Socket with a
+//          Channel: join(), on("new_msg", ...), push(); each client thread runs
+//          one io_context for its share of the sockets, which heartbeat themselves.
+//   epoll  Asio opens the sockets and does the HTTP upgrade; then each client
+//          thread drives its share with a level-triggered epoll loop (one recv()
+//          per wake-up), sending staggered Phoenix heartbeats so the server's 60 s
+//          timeout never fires. Cheapest per delivery; independent of plume's client.
 //
 //   channel_fanout                                  # 10,000 clients, 200 messages at 20/s
 //   channel_fanout --connections 1000 --rate 0 --server-threads 2 --client-threads 2
+//   channel_fanout --driver epoll
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -43,6 +49,8 @@
 #include <thread>
 #include <vector>
 
+#include <plume/client.hpp>
+
 #include "support/bench_support.hpp"
 #include "support/ws_load_client.hpp"
 
@@ -62,6 +70,7 @@ constexpr std::string_view heartbeat_reply_marker = R"(,"phoenix","phx_reply",)"
 struct Config {
     std::string server = "build/release/examples/chat/chat";
     std::vector<std::string> server_args;
+    std::string driver = "plume";
     int connections = 10000;
     int messages = 200;
     double rate = 20;
@@ -444,32 +453,257 @@ void client_thread(const Config& config, const asio::ip::tcp::endpoint& server,
     driver.run();
 }
 
+// --------------------------------------------------------- plume driver --
+
+/// What every plume::client::Socket of the benchmark is told: no reconnect
+/// and no rejoin within a run (a connection or a join lost is a figure, not
+/// something to repair), heartbeats every `heartbeat` seconds, and timeouts
+/// no shorter than the run's own bounds.
+plume::client::SocketOptions plume_options(const Config& config, const std::string& url,
+                                           std::string user_id, std::string local_address,
+                                           double heartbeat) {
+    using std::chrono::milliseconds;
+    const auto seconds = [](double s) { return milliseconds(static_cast<long>(s * 1000)); };
+    plume::client::SocketOptions o;
+    o.url = url;
+    o.params = {{"user_id", std::move(user_id)}};
+    o.local_address = std::move(local_address);
+    const auto never = [](unsigned) { return milliseconds(std::chrono::hours(24)); };
+    o.reconnect_after = never;
+    o.rejoin_after = never;
+    o.heartbeat_interval = seconds(heartbeat);
+    // A saturated server answers heartbeats seconds late: not a reason to
+    // drop the connection in a benchmark.
+    o.heartbeat_timeout = std::chrono::minutes(10);
+    o.timeout = seconds(config.join_timeout);
+    o.connect_timeout = seconds(config.open_timeout);
+    return o;
+}
+
+/// --driver plume: one client thread's subscribers, each a
+/// plume::client::Socket with one Channel joined to room:lobby, all on one
+/// io_context run by this thread. Broadcasts arrive through
+/// channel.on("new_msg"); heartbeats are the Socket's own.
+class PlumeDriver {
+  public:
+    PlumeDriver(const Config& config, Shared& shared, ThreadStats& stats, std::string url,
+                int first, int count, int sources, int concurrency)
+        : config_(config),
+          shared_(shared),
+          stats_(stats),
+          url_(std::move(url)),
+          first_(first),
+          count_(count),
+          sources_(sources),
+          concurrency_(concurrency) {}
+
+    void run() {
+        clients_.reserve(static_cast<std::size_t>(count_));
+        open_more();
+        const auto deadline = Clock::now() + std::chrono::milliseconds(
+                                                 static_cast<long>(config_.open_timeout * 1000));
+        while (settled_ < count_ && Clock::now() < deadline && shared_.phase.load() != Phase::abort)
+            step();
+        shared_.threads_running.fetch_add(1);
+
+        bool joins_sent = false;
+        std::optional<Clock::time_point> give_up;
+        for (;;) {
+            step();
+            const Phase phase = shared_.phase.load(std::memory_order_relaxed);
+            if (phase == Phase::abort) break;
+            if (phase == Phase::join && !joins_sent) {
+                joins_sent = true;
+                for (auto& c : clients_)
+                    if (c->opened && !c->lost) join(*c);
+            }
+            if (phase == Phase::close && !give_up) {
+                give_up = Clock::now() + std::chrono::seconds(10);
+                for (auto& c : clients_)
+                    c->socket.disconnect(1000);
+            }
+            if (give_up && (closed_ + lost_ >= opened_ || Clock::now() > *give_up)) break;
+        }
+        for (auto& c : clients_)
+            if (c->received < static_cast<std::uint32_t>(config_.messages))
+                stats_.lost += static_cast<std::uint32_t>(config_.messages) - c->received;
+        // Let the closing handshakes finish (bounded), then release the sockets
+        // here, while no other thread runs their handlers.
+        const auto drain_until = Clock::now() + std::chrono::seconds(5);
+        while (!io_.stopped() && Clock::now() < drain_until)
+            io_.run_for(std::chrono::milliseconds(50));
+        clients_.clear();
+        io_.restart();
+        io_.run_for(std::chrono::seconds(5));
+    }
+
+  private:
+    struct Client {
+        Client(asio::io_context& io, plume::client::SocketOptions options)
+            : socket(io, std::move(options)) {}
+        plume::client::Socket socket;
+        plume::client::Channel channel;
+        std::uint32_t received = 0;
+        std::uint32_t next_seq = 0;
+        bool opened = false;
+        bool failed = false;  // never opened
+        bool joined = false;  // the join was answered (ok or not)
+        bool lost = false;
+        bool closed = false;
+    };
+
+    // Runs the handlers that are ready (and waits up to 20 ms for some).
+    void step() {
+        if (io_.stopped()) io_.restart();
+        io_.run_for(std::chrono::milliseconds(20));
+    }
+
+    void open_more() {
+        while (in_flight_ < concurrency_ && next_ < first_ + count_ &&
+               shared_.phase.load() != Phase::abort) {
+            const int index = next_++;
+            const auto source =
+                asio::ip::address_v4((127u << 24) | static_cast<unsigned>(2 + index % sources_));
+            // Intervals a little apart, so that the heartbeats spread out over
+            // time (as the epoll driver's do) instead of coming in one burst.
+            const double heartbeat = config_.heartbeat * (0.75 + 0.5 * (index % 1000) / 1000.0);
+            auto owned = std::make_unique<Client>(
+                io_, plume_options(config_, url_, "u" + std::to_string(index), source.to_string(),
+                                   heartbeat));
+            Client* c = owned.get();
+            clients_.push_back(std::move(owned));
+            ++in_flight_;
+            c->channel = c->socket.channel(std::string(topic));
+            c->channel.on("new_msg",
+                          [this, c](const nlohmann::json& payload) { on_broadcast(*c, payload); });
+            c->socket.on_open([this, c] {
+                if (c->opened || c->failed) return;
+                c->opened = true;
+                ++opened_;
+                shared_.opened.fetch_add(1);
+                settle_one();
+            });
+            c->socket.on_error([this, c](std::error_code ec, const std::string& detail) {
+                on_error(*c, ec, detail);
+            });
+            c->socket.on_close([this, c](std::uint16_t code, const std::string& why) {
+                if (!c->opened || c->closed || c->lost) return;
+                const Phase phase = shared_.phase.load();
+                if (phase == Phase::close || phase == Phase::abort) {
+                    c->closed = true;
+                    ++closed_;
+                    shared_.closed.fetch_add(1);
+                    return;
+                }
+                shared_.report("server closed a client: " + std::to_string(code) + " " + why);
+                lose(*c);
+            });
+            c->socket.connect();
+        }
+    }
+
+    void settle_one() {
+        --in_flight_;
+        ++settled_;
+        open_more();
+    }
+
+    void on_error(Client& c, std::error_code ec, const std::string& detail) {
+        namespace pe = plume::client;
+        if (!c.opened) {
+            if (c.failed || ec != pe::error::connect_failed) return;
+            c.failed = true;
+            shared_.open_failed.fetch_add(1);
+            shared_.report("open failed: " + detail);
+            c.socket.disconnect();
+            return settle_one();
+        }
+        const Phase phase = shared_.phase.load();
+        if (phase == Phase::close || phase == Phase::abort) return;
+        // Messages the benchmark has no use for (on_close counts lost connections).
+        if (ec == pe::error::unknown_topic || ec == pe::error::unhandled_event ||
+            ec == pe::error::unexpected_reply || ec == pe::error::malformed_frame)
+            ++stats_.unexpected;
+        shared_.report(ec.message() + ": " + detail.substr(0, 200));
+    }
+
+    void join(Client& c) {
+        c.channel.join()
+            .receive("ok",
+                     [this, &c] {
+                         if (std::exchange(c.joined, true)) return;
+                         shared_.joined.fetch_add(1);
+                     })
+            .receive("error",
+                     [this, &c](const nlohmann::json& reason) {
+                         if (std::exchange(c.joined, true)) return;
+                         shared_.join_failed.fetch_add(1);
+                         shared_.report("join refused: " + reason.dump());
+                     })
+            .receive("timeout", [this, &c] {
+                if (std::exchange(c.joined, true)) return;
+                shared_.join_failed.fetch_add(1);
+                shared_.report("join timed out");
+            });
+    }
+
+    void on_broadcast(Client& c, const nlohmann::json& payload) {
+        const std::int64_t now = now_ns();
+        const auto body = payload.find("body");
+        std::uint32_t seq = 0;
+        std::int64_t sent = 0;
+        if (body == payload.end() || !body->is_string() ||
+            !parse_stamp(body->get_ref<const std::string&>(), seq, sent)) {
+            ++stats_.unexpected;
+            shared_.report("unexpected new_msg: " + payload.dump().substr(0, 200));
+            return;
+        }
+        if (seq != c.next_seq) ++stats_.out_of_order;
+        c.next_seq = seq + 1;
+        ++c.received;
+        ++stats_.delivered;
+        shared_.delivered.fetch_add(1, std::memory_order_relaxed);
+        stats_.latency.record(static_cast<std::uint64_t>(std::max<std::int64_t>(0, now - sent)));
+        stats_.last_delivery_ns = std::max(stats_.last_delivery_ns, now);
+    }
+
+    void lose(Client& c) {
+        if (std::exchange(c.lost, true)) return;
+        ++lost_;
+        shared_.lost.fetch_add(1);
+    }
+
+    const Config& config_;
+    Shared& shared_;
+    ThreadStats& stats_;
+    const std::string url_;
+    const int first_, count_, sources_, concurrency_;
+    asio::io_context io_{1};  // one thread: Asio may skip its locking
+    std::vector<std::unique_ptr<Client>> clients_;
+    int next_ = first_;
+    int in_flight_ = 0;
+    int settled_ = 0;
+    int opened_ = 0;
+    int closed_ = 0;
+    int lost_ = 0;
+};
+
+void plume_client_thread(const Config& config, const std::string& url, int first, int count,
+                         int sources, int concurrency, Shared& shared, ThreadStats& stats) {
+    PlumeDriver(config, shared, stats, url, first, count, sources, concurrency).run();
+}
+
 // -------------------------------------------------------------- publisher --
 
 /// The extra client that pushes new_msg, on its own thread and io_context.
 /// It joins too, so it also receives every broadcast: with --rate 0 that copy
 /// is its cue for the next push (--window pushes may be under way at once).
+/// The pacing is here; RawPublisher and PlumePublisher send.
 class Publisher {
   public:
-    Publisher(const Config& config, asio::ip::tcp::endpoint server, std::string host_header)
-        : config_(config),
-          server_(server),
-          host_header_(std::move(host_header)),
-          push_timer_(io_),
-          heartbeat_timer_(io_),
-          guard_(asio::make_work_guard(io_)) {
-        thread_ = std::thread([this] { io_.run(); });
-        asio::post(io_, [this] { open(); });
-    }
-    ~Publisher() {
-        asio::post(io_, [this] {
-            push_timer_.cancel();
-            heartbeat_timer_.cancel();
-            if (connection_) connection_->abort();
-        });
-        guard_.reset();
-        thread_.join();
-    }
+    explicit Publisher(const Config& config)
+        : config_(config), push_timer_(io_), guard_(asio::make_work_guard(io_)) {}
+    virtual ~Publisher() = default;  // the derived class stops the thread
 
     std::atomic<bool> ready{false};
     std::atomic<bool> failed{false};
@@ -492,12 +726,102 @@ class Publisher {
         asio::post(io_, [this] {
             closing_ = true;
             push_timer_.cancel();
+            disconnect();
+        });
+    }
+
+  protected:
+    /// Sends new_msg number `seq` with `body` (io thread).
+    virtual void send_new_msg(std::uint32_t seq, const std::string& body) = 0;
+    /// Closes the connection politely (io thread).
+    virtual void disconnect() = 0;
+
+    void run_thread() {
+        thread_ = std::thread([this] { io_.run(); });
+    }
+    /// Runs `teardown` on the io thread, then waits for the thread to end.
+    template <class F>
+    void stop_thread(F teardown) {
+        asio::post(io_, [this, teardown]() mutable {
+            push_timer_.cancel();
+            teardown();
+        });
+        guard_.reset();
+        if (thread_.joinable()) thread_.join();
+    }
+
+    /// One of our broadcasts came back (io thread).
+    void on_echo(std::string_view body) {
+        std::uint32_t seq = 0;
+        std::int64_t sent = 0;
+        if (!parse_stamp(body, seq, sent)) return;
+        const std::uint32_t back = echoed.fetch_add(1) + 1;
+        // --rate 0: keep --window pushes on their way.
+        if (config_.rate <= 0 && pushed < static_cast<std::uint32_t>(config_.messages) &&
+            pushed - back < static_cast<std::uint32_t>(config_.window))
+            push(pushed);
+    }
+
+    const Config& config_;
+    asio::io_context io_{1};
+    bool closing_ = false;
+
+  private:
+    void push(std::uint32_t seq) {
+        const std::int64_t now = now_ns();
+        if (seq == 0) first_push_ns = now;
+        last_push_ns = now;
+        pushed = seq + 1;
+        send_new_msg(seq, stamp_body(seq, now, config_.size));
+        if (seq + 1 >= static_cast<std::uint32_t>(config_.messages)) {
+            done_pushing = true;
+            return;
+        }
+        if (config_.rate <= 0) return;  // the echoes pace the pushes
+        // On an absolute schedule: a late push does not delay the ones after it.
+        push_timer_.expires_at(start_ +
+                               std::chrono::duration_cast<Clock::duration>(
+                                   std::chrono::duration<double>((seq + 1) / config_.rate)));
+        push_timer_.async_wait([this, seq](std::error_code ec) {
+            if (!ec) push(seq + 1);
+        });
+    }
+
+    asio::steady_timer push_timer_;
+    asio::executor_work_guard<asio::io_context::executor_type> guard_;
+    Clock::time_point start_{};
+    std::thread thread_;
+};
+
+/// --driver epoll: the publisher speaks raw frames over a LoadConnection.
+class RawPublisher final : public Publisher {
+  public:
+    RawPublisher(const Config& config, asio::ip::tcp::endpoint server, std::string host_header)
+        : Publisher(config),
+          server_(server),
+          host_header_(std::move(host_header)),
+          heartbeat_timer_(io_) {
+        asio::post(io_, [this] { open(); });
+        run_thread();
+    }
+    ~RawPublisher() override {
+        stop_thread([this] {
             heartbeat_timer_.cancel();
-            if (connection_) connection_->close(1000);
+            if (connection_) connection_->abort();
         });
     }
 
   private:
+    void send_new_msg(std::uint32_t seq, const std::string& body) override {
+        const std::string frame = R"(["1",")" + std::to_string(seq + 2) + R"(","room:lobby",)" +
+                                  R"("new_msg",{"body":")" + body + R"("}])";
+        connection_->send(Opcode::text, bytes_of(frame));
+    }
+    void disconnect() override {
+        heartbeat_timer_.cancel();
+        if (connection_) connection_->close(1000);
+    }
+
     void open() {
         LoadConnection::Options options;
         options.host_header = host_header_;
@@ -515,14 +839,7 @@ class Publisher {
                 ready = true;
                 heartbeat();
             } else if (text.starts_with(broadcast_prefix)) {
-                std::uint32_t seq = 0;
-                std::int64_t sent = 0;
-                if (!parse_stamp(text.substr(broadcast_prefix.size()), seq, sent)) return;
-                const std::uint32_t back = echoed.fetch_add(1) + 1;
-                // --rate 0: keep --window pushes on their way.
-                if (config_.rate <= 0 && pushed < static_cast<std::uint32_t>(config_.messages) &&
-                    pushed - back < static_cast<std::uint32_t>(config_.window))
-                    push(pushed);
+                on_echo(text.substr(broadcast_prefix.size()));
             }
         });
         connection_->on_closed([this](std::error_code ec, std::string_view why) {
@@ -556,41 +873,55 @@ class Publisher {
         });
     }
 
-    void push(std::uint32_t seq) {
-        const std::int64_t now = now_ns();
-        const std::string frame = R"(["1",")" + std::to_string(seq + 2) + R"(","room:lobby",)" +
-                                  R"("new_msg",{"body":")" + stamp_body(seq, now, config_.size) +
-                                  R"("}])";
-        if (seq == 0) first_push_ns = now;
-        last_push_ns = now;
-        pushed = seq + 1;
-        connection_->send(Opcode::text, bytes_of(frame));
-        if (seq + 1 >= static_cast<std::uint32_t>(config_.messages)) {
-            done_pushing = true;
-            return;
-        }
-        if (config_.rate <= 0) return;  // the echoes pace the pushes
-        // On an absolute schedule: a late push does not delay the ones after it.
-        push_timer_.expires_at(start_ +
-                               std::chrono::duration_cast<Clock::duration>(
-                                   std::chrono::duration<double>((seq + 1) / config_.rate)));
-        push_timer_.async_wait([this, seq](std::error_code ec) {
-            if (!ec) push(seq + 1);
-        });
-    }
-
-    const Config& config_;
     asio::ip::tcp::endpoint server_;
     std::string host_header_;
-    asio::io_context io_{1};
-    asio::steady_timer push_timer_;
     asio::steady_timer heartbeat_timer_;
-    asio::executor_work_guard<asio::io_context::executor_type> guard_;
     std::shared_ptr<LoadConnection> connection_;
-    Clock::time_point start_{};
     std::uint64_t heartbeat_ref_ = 0;
-    bool closing_ = false;
-    std::thread thread_;  // last: starts once everything above exists
+};
+
+/// --driver plume: the publisher is a plume::client::Socket too; it pushes
+/// with channel.push("new_msg", {"body": ...}).
+class PlumePublisher final : public Publisher {
+  public:
+    PlumePublisher(const Config& config, const std::string& url)
+        : Publisher(config),
+          socket_(std::make_unique<plume::client::Socket>(
+              io_, plume_options(config, url, "publisher", "", config.heartbeat))) {
+        channel_ = socket_->channel(std::string(topic));
+        channel_.on("new_msg", [this](const nlohmann::json& payload) {
+            const auto body = payload.find("body");
+            if (body != payload.end() && body->is_string())
+                on_echo(body->get_ref<const std::string&>());
+        });
+        socket_->on_error([this](std::error_code ec, const std::string& detail) {
+            if (!closing_)
+                std::fprintf(stderr, "channel_fanout: publisher: %s: %s\n", ec.message().c_str(),
+                             detail.c_str());
+        });
+        channel_.join()
+            .receive("ok", [this] { ready = true; })
+            .receive("error", [this](const nlohmann::json& reason) {
+                std::fprintf(stderr, "channel_fanout: publisher's join refused: %s\n",
+                             reason.dump().c_str());
+                failed = true;
+            });
+        socket_->connect();
+        run_thread();
+    }
+    ~PlumePublisher() override {
+        // Destroying the Socket stops its push timeouts (new_msg gets no reply).
+        stop_thread([this] { socket_.reset(); });
+    }
+
+  private:
+    void send_new_msg(std::uint32_t, const std::string& body) override {
+        channel_.push("new_msg", {{"body", body}});
+    }
+    void disconnect() override { socket_->disconnect(1000); }
+
+    std::unique_ptr<plume::client::Socket> socket_;
+    plume::client::Channel channel_;
 };
 
 // ------------------------------------------------------------------ main --
@@ -616,7 +947,8 @@ void print_usage() {
         "         [--messages 200] [--rate 20] [--size 64] [--server-threads 1]\n"
         "         [--client-threads 1] [--per-source 10000] [--concurrency 200]\n"
         "         [--open-timeout 120] [--join-timeout 60] [--settle 2] [--timeout 120]\n"
-        "         [--window 1] [--heartbeat 30] [--server-output] [-- SERVER ARGS...]\n",
+        "         [--window 1] [--heartbeat 30] [--driver plume|epoll] [--server-output]\n"
+        "         [-- SERVER ARGS...]\n",
         stderr);
 }
 
@@ -631,8 +963,10 @@ int run(const Config& config) {
         throw std::runtime_error("too many source addresses needed; raise --per-source");
 
     ServerProcess server;
-    std::vector<std::string> args{"--port", "0", "--threads",
-                                  std::to_string(config.server_threads)};
+    // --no-presence: the chat tracks every joiner otherwise, and each join's
+    // presence_diff to every subscriber would make joining N clients O(N^2).
+    std::vector<std::string> args{"--port", "0", "--threads", std::to_string(config.server_threads),
+                                  "--no-presence"};
     args.insert(args.end(), config.server_args.begin(), config.server_args.end());
     server.start(config.server, args, std::chrono::seconds(15), config.show_server_output);
     const std::string host = server.host().empty() ? "127.0.0.1" : server.host();
@@ -642,7 +976,12 @@ int run(const Config& config) {
 
     // The publisher first: its join also faults in what the first join needs
     // once (channel code, router, JSON), so the baseline holds that.
-    auto publisher = std::make_unique<Publisher>(config, endpoint, host_header);
+    const std::string socket_url = "ws://" + host_header + "/socket";
+    std::unique_ptr<Publisher> publisher;
+    if (config.driver == "plume")
+        publisher = std::make_unique<PlumePublisher>(config, socket_url);
+    else
+        publisher = std::make_unique<RawPublisher>(config, endpoint, host_header);
     if (!wait_until([&] { return publisher->ready.load() || publisher->failed.load(); }, 15) ||
         !publisher->ready) {
         std::fprintf(stderr, "channel_fanout: the publisher did not join\n");
@@ -651,6 +990,7 @@ int run(const Config& config) {
     const long rss_base = stable_rss_kib(pid);
     const RssBreakdown parts_base = proc_rss_breakdown(pid);
     const long slab_base = kernel_slab_kib();
+    const long client_rss_base = proc_status_kib("self", "VmRSS").value_or(-1);
 
     // Clients: open.
     Shared shared;
@@ -660,10 +1000,16 @@ int run(const Config& config) {
     const auto open_start = Clock::now();
     for (int t = 0, first = 0; t < threads; ++t) {
         const int count = config.connections / threads + (t < config.connections % threads);
-        pool.emplace_back(client_thread, std::cref(config), std::cref(endpoint),
-                          std::cref(host_header), first, count, sources,
-                          std::max(1, config.concurrency / threads), std::ref(shared),
-                          std::ref(stats[static_cast<std::size_t>(t)]));
+        const int concurrency = std::max(1, config.concurrency / threads);
+        auto& thread_stats = stats[static_cast<std::size_t>(t)];
+        if (config.driver == "plume")
+            pool.emplace_back(plume_client_thread, std::cref(config), std::cref(socket_url), first,
+                              count, sources, concurrency, std::ref(shared),
+                              std::ref(thread_stats));
+        else
+            pool.emplace_back(client_thread, std::cref(config), std::cref(endpoint),
+                              std::cref(host_header), first, count, sources, concurrency,
+                              std::ref(shared), std::ref(thread_stats));
         first += count;
     }
     auto last_progress = Clock::now();
@@ -715,6 +1061,7 @@ int run(const Config& config) {
     const RssBreakdown parts_joined = proc_rss_breakdown(pid);
     const long slab_joined = kernel_slab_kib();
     const long hwm_joined = proc_status_kib(std::to_string(pid), "VmHWM").value_or(-1);
+    const long client_rss_joined = proc_status_kib("self", "VmRSS").value_or(-1);
     if (shared.lost != 0)
         return give_up(std::to_string(shared.lost) + " connections ended while idle");
 
@@ -773,10 +1120,11 @@ int run(const Config& config) {
     std::printf("  url                ws://%s/socket/websocket?vsn=2.0.0&user_id=uK\n",
                 host_header.c_str());
     std::printf(
-        "  clients            %d joined %.*s (+1 publisher); %d client thread%s, %d source "
-        "address%s; opened in %.1f s, joined in %.1f s\n",
-        config.connections, static_cast<int>(topic.size()), topic.data(), threads,
-        threads == 1 ? "" : "s", sources, sources == 1 ? "" : "es", open_seconds, join_seconds);
+        "  clients            %d joined %.*s (+1 publisher); %s driver, %d client thread%s, %d "
+        "source address%s; opened in %.1f s, joined in %.1f s\n",
+        config.connections, static_cast<int>(topic.size()), topic.data(), config.driver.c_str(),
+        threads, threads == 1 ? "" : "s", sources, sources == 1 ? "" : "es", open_seconds,
+        join_seconds);
     std::printf("  server RSS         %ld KiB baseline, %ld KiB open, %ld KiB joined\n", rss_base,
                 rss_open, rss_joined);
     std::printf("  bytes per joined idle connection  %.0f\n", per_conn(rss_joined - rss_base));
@@ -795,6 +1143,9 @@ int run(const Config& config) {
             "  kernel slab        %+.0f bytes per connection, both ends, machine-wide (not in "
             "RSS; rough)\n",
             per_conn(slab_joined - slab_base));
+    std::printf(
+        "  client RSS         %ld KiB joined (%.0f bytes per joined connection, %s driver)\n",
+        client_rss_joined, per_conn(client_rss_joined - client_rss_base), config.driver.c_str());
 
     char pace[96];
     if (config.rate > 0)
@@ -865,6 +1216,7 @@ int main(int argc, char** argv) {
         config.timeout = args.number("timeout", 120);
         config.heartbeat = args.number("heartbeat", 30);
         config.window = static_cast<int>(args.number("window", 1));
+        config.driver = args.get("driver", config.driver);
         config.show_server_output = args.flag("server-output");
         args.finish();
         if (config.connections < 1 || config.messages < 1 || config.client_threads < 1 ||
@@ -873,6 +1225,8 @@ int main(int argc, char** argv) {
             config.heartbeat <= 0 || config.timeout <= 0 || config.size > 4000 || config.window < 1)
             throw std::runtime_error(
                 "counts must be positive, --rate >= 0, --size <= 4000 (the chat's limit)");
+        if (config.driver != "plume" && config.driver != "epoll")
+            throw std::runtime_error("--driver is plume or epoll");
         return run(config);
     } catch (const std::exception& e) {
         std::fprintf(stderr, "channel_fanout: %s\n", e.what());

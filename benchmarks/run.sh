@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the release preset and prints plume's benchmark figures: echo round
 # trips/s with latency percentiles, server RSS per idle WebSocket, then the
-# chat example's memory per joined idle client and its broadcast fan-out.
+# chat example's memory per joined idle client and its broadcast fan-out
+# (with plume's client, then with the epoll load generator).
 #
 #   benchmarks/run.sh                      # the figures the README quotes
 #   SERVER=/path/to/other_echo benchmarks/run.sh   # echo programs, another server
@@ -24,6 +25,11 @@ echo
     --seconds 10 --warmup 2
 echo
 "$bench/idle_connections" --server "$server" --connections 15000
-echo
-"$bench/channel_fanout" --server build/release/examples/chat/chat --connections 10000 \
-    --messages 200 --rate 20
+# The fan-out with plume's own client (the default), then with the raw epoll
+# load generator, which costs less CPU per delivery and shows the server's
+# latency without the client's queueing.
+for driver in plume epoll; do
+    echo
+    "$bench/channel_fanout" --server build/release/examples/chat/chat --connections 10000 \
+        --messages 200 --rate 20 --driver "$driver"
+done

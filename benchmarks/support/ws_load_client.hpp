@@ -9,9 +9,10 @@
 // connection can be detach()ed after its handshake and driven by a raw epoll
 // loop, which echo_throughput does to spend fewer system calls than Asio.
 //
-// TODO(later issue): port the benchmarks to plume's own client once it exists.
-// This one stays independent so the server can be measured before the client
-// lands, and so a client bug cannot flatter or hide a server's figures.
+// channel_fanout and idle_connections use plume's own client by default; this
+// one stays as their `--driver epoll`/`raw` and as echo_throughput's driver:
+// independent of plume, so a client bug cannot flatter or hide a server's
+// figures, and cheaper per message than a full Phoenix client.
 #pragma once
 
 #include <netinet/in.h>  // IP_BIND_ADDRESS_NO_PORT

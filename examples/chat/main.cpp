@@ -30,6 +30,10 @@ namespace {
 // Demo-wide settings the socket and channels read (set once in main).
 struct Settings {
     bool require_token = false;
+    // --no-presence: joins are not tracked, so a join costs O(1) instead of a
+    // presence_diff to every subscriber (benchmarks/channel_fanout measures
+    // the plain broadcast path with it).
+    bool presence = true;
     std::unique_ptr<ps::TokenSigner> tokens;
 } settings;
 
@@ -88,7 +92,7 @@ class RoomChannel : public ps::Channel<UserSocket> {
 
     // Runs right after the join reply (Phoenix's send(self(), :after_join)).
     void handle_info(const json& message) override {
-        if (message != "after_join") return;
+        if (message != "after_join" || !settings.presence) return;
         auto now = std::chrono::duration_cast<std::chrono::seconds>(
                        std::chrono::system_clock::now().time_since_epoch())
                        .count();
@@ -100,6 +104,7 @@ class RoomChannel : public ps::Channel<UserSocket> {
     }
 
     void set_typing(bool typing) {
+        if (!settings.presence) return;
         auto updated = update_presence(socket().user_id, [typing](const json& meta) {
             auto next = meta;
             next["typing"] = typing;
@@ -138,7 +143,7 @@ namespace {
     std::cerr << "chat: " << why << "\n"
               << "usage: chat [--host H] [--port N] [--require-token] [--secret KEY]\n"
                  "            [--static DIR] [--phoenix-js FILE] [--origin URL]... [--deflate]\n"
-                 "            [--max-message BYTES] [--threads N]\n";
+                 "            [--max-message BYTES] [--threads N] [--no-presence]\n";
     std::exit(2);
 }
 
@@ -189,6 +194,8 @@ int main(int argc, char** argv) {
             threads = static_cast<unsigned>(std::max<std::uint64_t>(1, number(i)));
         else if (a == "--require-token")
             settings.require_token = true;
+        else if (a == "--no-presence")
+            settings.presence = false;
         else if (a == "--secret")
             secret = text(i);
         else if (a == "--static")

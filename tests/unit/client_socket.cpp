@@ -113,6 +113,7 @@ struct Script {
     std::vector<json> frames;
     std::vector<std::string> targets;
     std::vector<std::vector<std::string>> subprotocols;
+    std::vector<std::string> peers;  // client source addresses
     int opened = 0;
 };
 
@@ -121,6 +122,7 @@ struct ScriptedHandler {
     void on_upgrade(const ws::UpgradeRequest& req, ws::UpgradeResponse& res) {
         script->targets.push_back(req.http.target);
         script->subprotocols.push_back(req.subprotocols);
+        script->peers.push_back(req.peer.address().to_string());
         for (auto& p : req.subprotocols)
             if (p == "phoenix") return res.accept("phoenix");
     }
@@ -702,6 +704,23 @@ TEST_CASE("auth_token goes in Sec-WebSocket-Protocol as phoenix.js sends it", "[
         REQUIRE(h.wait([&] { return !joined.is_null(); }));
         CHECK(joined["user"] == "token:s3cr3t+/?");
     }
+}
+
+TEST_CASE("local_address: the socket connects from that source address", "[client]") {
+    Harness h;
+    h.start_raw();
+    auto opts = h.options();
+    opts.local_address = "127.0.0.3";
+    pc::Socket s(h.io, opts);
+    Events ev;
+    ev.attach(s);
+    s.connect();
+    REQUIRE(h.wait([&] { return ev.opens == 1; }));
+    REQUIRE(h.script->peers.size() == 1);
+    CHECK(h.script->peers[0] == "127.0.0.3");
+
+    opts.local_address = "not-an-address";
+    CHECK_THROWS_AS(pc::Socket(h.io, opts), std::invalid_argument);
 }
 
 TEST_CASE("connect failures are reported and retried", "[client]") {

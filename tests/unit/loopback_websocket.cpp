@@ -4,6 +4,7 @@
 
 #include <plume/transport.hpp>
 
+#include <algorithm>
 #include <memory>
 #include <string>
 #include <vector>
@@ -93,6 +94,41 @@ TEST_CASE("client and server exchange text and binary messages", "[transport][lo
     asio::post(conn->get_executor(), [&] { conn->close(4001, "done"); });
     REQUIRE(run_until(f.io, [&] { return f.server.connection_count() == 0; }));
     CHECK(rec->close_code == 4001);
+}
+
+TEST_CASE("ClientRequest::local_address binds the client's source address",
+          "[transport][loopback]") {
+    struct PeerHandler : EchoHandler {
+        std::shared_ptr<std::vector<std::string>> peers;
+        void on_upgrade(const ws::UpgradeRequest& req, ws::UpgradeResponse&) {
+            peers->push_back(req.peer.address().to_string());
+        }
+    };
+    asio::io_context io;
+    auto peers = std::make_shared<std::vector<std::string>>();
+    ws::Server<PeerHandler> server(io, ws::Options{}, [peers] { return PeerHandler{{}, peers}; });
+    server.listen("127.0.0.1", 0);
+    const std::string url = "ws://127.0.0.1:" + std::to_string(server.local_endpoint().port());
+
+    std::vector<std::shared_ptr<Record>> recs;
+    for (const char* source : {"127.0.0.2", "127.0.0.3"}) {
+        ws::ClientRequest req;
+        req.local_address = asio::ip::make_address(source);
+        recs.push_back(std::make_shared<Record>());
+        ws::connect<ClientHandler>(io, url, ws::Options{}, ClientHandler{recs.back()},
+                                   std::move(req));
+    }
+    REQUIRE(run_until(io, [&] { return recs[0]->opened && recs[1]->opened; }));
+    std::sort(peers->begin(), peers->end());
+    CHECK(*peers == std::vector<std::string>{"127.0.0.2", "127.0.0.3"});
+
+    // No endpoint of the local address's family: a handshake error, not a hang.
+    ws::ClientRequest v6;
+    v6.local_address = asio::ip::make_address("::1");
+    auto failed = std::make_shared<Record>();
+    ws::connect<ClientHandler>(io, url, ws::Options{}, ClientHandler{failed}, std::move(v6));
+    REQUIRE(run_until(io, [&] { return !failed->handshake_error.empty(); }));
+    CHECK_FALSE(failed->opened);
 }
 
 TEST_CASE("permessage-deflate is negotiated and round-trips", "[transport][loopback][deflate]") {

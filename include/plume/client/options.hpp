@@ -102,6 +102,10 @@ struct SocketOptions {
     transport::Options websocket = default_client_transport();
     /// Extra HTTP headers for the upgrade request (e.g. Origin, User-Agent).
     std::vector<std::pair<std::string, std::string>> headers{};
+    /// Source IP address to connect from ("127.0.0.2"); empty: the OS
+    /// chooses. One process holding more connections to one server than an
+    /// address has ephemeral ports spreads them over several.
+    std::string local_address{};
 };
 
 /// Where a channel is in its life, as phoenix.js names it.

@@ -8,15 +8,20 @@
 // Failures before the WebSocket opens (DNS, TCP, a refused or malformed
 // handshake, the handshake timeout) reach the handler's optional
 // on_handshake_error(conn, what); the connection is then closed.
+//
+// ClientRequest::local_address binds the connection to a source address
+// first (many client connections to one server: 127.0.0.2, 127.0.0.3, ...).
 #pragma once
 
 #include <asio.hpp>
 
 #include <charconv>
+#include <iterator>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <system_error>
 
 #include "plume/transport/websocket.hpp"
 
@@ -74,6 +79,60 @@ template <class H, class C>
 void report_handshake_error(C& conn, std::string_view what) {
     if constexpr (HasOnHandshakeError<H, C>) conn.handler().on_handshake_error(conn, what);
 }
+
+using Endpoints = asio::ip::tcp::resolver::results_type;
+
+// Tries the endpoints from `it` on in order, each from `local` (only those of
+// its address family). asio::async_connect cannot do this: it reopens the
+// socket for every endpoint, which drops a bind made before.
+template <class Handler>
+void connect_from(asio::ip::tcp::socket& socket, Endpoints endpoints, Endpoints::iterator it,
+                  const asio::ip::address& local, std::error_code last, Handler handler) {
+    for (; it != endpoints.end(); ++it) {
+        const auto remote = it->endpoint();
+        if (remote.address().is_v4() != local.is_v4()) continue;
+        std::error_code ec;
+        socket.close(ec);
+        socket.open(remote.protocol(), ec);
+#if defined(IP_BIND_ADDRESS_NO_PORT)
+        // Leave the port to connect(): then it need only be unique per
+        // 4-tuple, not per local address, so bind() cannot run out of ports.
+        std::error_code ignored;
+        if (!ec)
+            socket.set_option(
+                asio::detail::socket_option::boolean<IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT>(true),
+                ignored);
+#endif
+        if (!ec) socket.bind(asio::ip::tcp::endpoint(local, 0), ec);
+        if (ec) {
+            last = ec;
+            continue;
+        }
+        auto next = std::next(it);
+        socket.async_connect(remote, [&socket, endpoints = std::move(endpoints), next, local,
+                                      handler = std::move(handler)](std::error_code ec) mutable {
+            // Cancelled (or closed by a timeout): no further attempt.
+            if (!ec || ec == asio::error::operation_aborted || !socket.is_open())
+                return handler(ec);
+            connect_from(socket, std::move(endpoints), next, local, ec, std::move(handler));
+        });
+        return;
+    }
+    handler(last ? last : make_error_code(asio::error::address_family_not_supported));
+}
+
+/// Connects `socket` to one of `endpoints`, from `local` when given;
+/// `handler(std::error_code)`.
+template <class Handler>
+void async_connect(asio::ip::tcp::socket& socket, const Endpoints& endpoints,
+                   const std::optional<asio::ip::address>& local, Handler handler) {
+    if (!local)
+        return asio::async_connect(
+            socket, endpoints,
+            [handler = std::move(handler)](
+                std::error_code ec, const asio::ip::tcp::endpoint&) mutable { handler(ec); });
+    connect_from(socket, endpoints, endpoints.begin(), *local, {}, std::move(handler));
+}
 }  // namespace detail
 
 /// Resolves, connects and starts the WebSocket handshake. Returns the
@@ -103,14 +162,13 @@ std::shared_ptr<Connection<Handler>> connect(asio::io_context& io, const Url& ur
         [conn, resolver, request = std::move(request)](
             std::error_code ec, asio::ip::tcp::resolver::results_type results) mutable {
             if (ec) return detail::report_handshake_error<Handler>(*conn, ec.message());
-            asio::async_connect(conn->next_layer(), results,
-                                [conn, request = std::move(request)](
-                                    std::error_code ec2, const asio::ip::tcp::endpoint&) mutable {
-                                    if (ec2)
-                                        return detail::report_handshake_error<Handler>(
-                                            *conn, ec2.message());
-                                    conn->start_client(std::move(request));
-                                });
+            auto local = request.local_address;
+            detail::async_connect(
+                conn->next_layer(), results, local,
+                [conn, request = std::move(request)](std::error_code ec2) mutable {
+                    if (ec2) return detail::report_handshake_error<Handler>(*conn, ec2.message());
+                    conn->start_client(std::move(request));
+                });
         });
     return conn;
 }

@@ -12,7 +12,9 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <openssl/sha.h>
+#include <asio/ip/address.hpp>
 
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -111,6 +113,11 @@ struct ClientRequest {
     std::vector<std::string> subprotocols;
     std::string extensions;  // Sec-WebSocket-Extensions offer, if any
     http::Fields headers;    // extra headers (Origin, Authorization, ...)
+    /// Not part of the HTTP request: the source address connect() binds the
+    /// TCP socket to (port chosen by the kernel), e.g. 127.0.0.2, 127.0.0.3,
+    /// ... to open more connections to one server than one address has
+    /// ephemeral ports. Unset: the OS picks the source address.
+    std::optional<asio::ip::address> local_address;
 };
 
 inline std::string client_request(const ClientRequest& r, std::string_view key) {

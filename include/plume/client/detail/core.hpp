@@ -480,6 +480,11 @@ class SocketImpl : public std::enable_shared_from_this<SocketImpl> {
         vsn_ = *vsn;
         auto url = transport::parse_url(endpoint_url(options_.url, Json::object(), options_.vsn));
         if (!url) throw std::invalid_argument("not a ws:// URL: " + options_.url);
+        if (!options_.local_address.empty()) {
+            std::error_code ec;
+            local_address_ = asio::ip::make_address(options_.local_address, ec);
+            if (ec) throw std::invalid_argument("not an IP address: " + options_.local_address);
+        }
         if (!options_.reconnect_after) options_.reconnect_after = phoenix_reconnect_after;
         if (!options_.rejoin_after) options_.rejoin_after = phoenix_rejoin_after;
     }
@@ -548,10 +553,9 @@ class SocketImpl : public std::enable_shared_from_this<SocketImpl> {
                 std::error_code ec, asio::ip::tcp::resolver::results_type results) mutable {
                 if (g != self->generation_) return;
                 if (ec) return self->connect_failed(g, "resolve: " + ec.message());
-                asio::async_connect(
-                    conn->next_layer(), results,
-                    [self, g, conn, request = std::move(request)](
-                        std::error_code ec2, const asio::ip::tcp::endpoint&) mutable {
+                transport::detail::async_connect(
+                    conn->next_layer(), results, self->local_address_,
+                    [self, g, conn, request = std::move(request)](std::error_code ec2) mutable {
                         if (g != self->generation_) return;
                         if (ec2) return self->connect_failed(g, "connect: " + ec2.message());
                         conn->start_client(std::move(request));
@@ -1012,6 +1016,7 @@ class SocketImpl : public std::enable_shared_from_this<SocketImpl> {
     Strand strand_;
     SocketOptions options_;
     std::shared_ptr<const transport::Options> transport_options_;
+    std::optional<asio::ip::address> local_address_;
     wire::Vsn vsn_ = wire::Vsn::v2;
     std::atomic<ConnectionState> conn_state_{ConnectionState::closed};
     std::atomic<std::uint64_t> next_callback_ref_{0};

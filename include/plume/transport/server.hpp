@@ -30,8 +30,8 @@ class Server {
     Server(
         asio::io_context& io, Options options, Factory factory = [] { return Handler{}; })
         : io_(io),
-          acceptor_(io),
-          retry_timer_(io),
+          acceptor_(asio::make_strand(io)),
+          retry_timer_(acceptor_.get_executor()),
           options_(std::make_shared<const Options>(std::move(options))),
           factory_(std::move(factory)),
           registry_(std::make_shared<typename connection_type::registry_type>()) {}
@@ -43,7 +43,8 @@ class Server {
         acceptor_.set_option(asio::socket_base::reuse_address(true));
         acceptor_.bind(ep);
         acceptor_.listen(asio::socket_base::max_listen_connections);
-        accept();
+        acceptor_.non_blocking(true);  // accept() below must not block
+        asio::dispatch(acceptor_.get_executor(), [this] { accept(); });
     }
 
     asio::ip::tcp::endpoint local_endpoint() const { return acceptor_.local_endpoint(); }
@@ -68,10 +69,17 @@ class Server {
     /// away by default; 1012 for a restart). Safe from any thread.
     void stop(std::uint16_t code = to_int(close_code::going_away),
               std::string reason = "server shutting down") {
+        // The acceptor is closed once no wait is pending on it: cancel here,
+        // close in the aborted wait's handler (never close a socket under a
+        // pending operation; see Connection::close_if_idle).
         asio::post(acceptor_.get_executor(), [this] {
-            std::error_code ec;
-            acceptor_.close(ec);
+            stopping_ = true;
             retry_timer_.cancel();
+            std::error_code ec;
+            if (accepting_)
+                acceptor_.cancel(ec);
+            else
+                acceptor_.close(ec);
         });
         {
             std::lock_guard lock(registry_->mutex);
@@ -81,33 +89,54 @@ class Server {
     }
 
   private:
+    // Runs on the acceptor's strand, like every use of acceptor_ after
+    // listen(). Waits until the listening socket is readable, then accepts
+    // what is waiting without blocking (a burst of connections costs one
+    // wake-up).
     void accept() {
-        acceptor_.async_accept(
-            asio::make_strand(io_), [this](std::error_code ec, asio::ip::tcp::socket socket) {
-                if (ec == asio::error::operation_aborted || !acceptor_.is_open()) return;
-                if (ec) {
-                    // Out of descriptors or memory: back off instead of spinning.
-                    retry_timer_.expires_after(std::chrono::milliseconds(50));
-                    retry_timer_.async_wait([this](std::error_code e) {
-                        if (!e) accept();
-                    });
-                    return;
-                }
-                {
-                    std::lock_guard lock(registry_->mutex);
-                    if (registry_->stopping) return;  // the socket closes with its scope
-                }
-                auto conn = std::make_shared<connection_type>(std::move(socket), options_,
-                                                              role::server, factory_());
-                conn->attach(registry_);
-                asio::dispatch(conn->get_executor(), [conn] { conn->start_server(); });
-                accept();
-            });
+        if (stopping_) return;
+        accepting_ = true;
+        acceptor_.async_wait(asio::socket_base::wait_read, [this](std::error_code ec) {
+            accepting_ = false;
+            if (stopping_) {
+                std::error_code ignored;
+                acceptor_.close(ignored);
+                return;
+            }
+            if (ec == asio::error::operation_aborted || !acceptor_.is_open()) return;
+            for (int i = 0; i < 64 && !ec; ++i) {
+                asio::ip::tcp::socket socket = acceptor_.accept(asio::make_strand(io_), ec);
+                if (ec == asio::error::would_block || ec == asio::error::try_again) return accept();
+                if (!ec) start_connection(std::move(socket));
+            }
+            if (ec && ec != asio::error::connection_aborted) {
+                // Out of descriptors or memory: back off instead of spinning.
+                retry_timer_.expires_after(std::chrono::milliseconds(50));
+                retry_timer_.async_wait([this](std::error_code e) {
+                    if (!e) accept();
+                });
+                return;
+            }
+            accept();
+        });
+    }
+
+    void start_connection(asio::ip::tcp::socket socket) {
+        {
+            std::lock_guard lock(registry_->mutex);
+            if (registry_->stopping) return;  // the socket closes with its scope
+        }
+        auto conn = std::make_shared<connection_type>(std::move(socket), options_, role::server,
+                                                      factory_());
+        conn->attach(registry_);
+        asio::dispatch(conn->get_executor(), [conn] { conn->start_server(); });
     }
 
     asio::io_context& io_;
-    asio::ip::tcp::acceptor acceptor_;
+    asio::ip::tcp::acceptor acceptor_;  // on its own strand
     asio::steady_timer retry_timer_;
+    bool accepting_ = false;  // an async_wait is pending (acceptor strand only)
+    bool stopping_ = false;   // stop() ran (acceptor strand only)
     std::shared_ptr<const Options> options_;
     Factory factory_;
     std::shared_ptr<typename connection_type::registry_type> registry_;

@@ -360,7 +360,7 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
 
     void on_read(std::error_code ec, std::size_t n) {
         reading_ = false;
-        if (state_ == state::closed) return;
+        if (state_ == state::closed) return close_if_idle();
         if (ec) return transport_failed();
         last_activity_ = std::chrono::steady_clock::now();
         in_read_ = true;
@@ -581,11 +581,28 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
     void finish() {
         if (state_ == state::closed) return;
         state_ = state::closed;
-        std::error_code ec;
         timer_.cancel();
-        layer_.lowest_layer().close(ec);
         queue_.clear();
         queued_bytes_ = 0;
+        std::error_code ec;
+        if (reading_ || writing_) {
+            // Closed when the pending operations return; shutdown() makes
+            // them return even where cancel() does not reach them.
+            layer_.lowest_layer().cancel(ec);
+            layer_.lowest_layer().shutdown(asio::socket_base::shutdown_both, ec);
+        } else {
+            layer_.lowest_layer().close(ec);
+        }
+    }
+
+    // A socket is closed only while no operation is pending on it: with
+    // Asio 1.22's io_uring backend (PLUME_IO_URING), an operation whose socket
+    // is closed or cancelled under it can stay pending for good, leaking the
+    // connection and keeping io_context::run() from returning.
+    void close_if_idle() {
+        if (reading_ || writing_) return;
+        std::error_code ec;
+        layer_.lowest_layer().close(ec);
     }
 
     // ----------------------------------------------------------- timers --
@@ -754,7 +771,7 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
 
     void on_written(std::error_code ec, std::size_t n) {
         writing_ = false;
-        if (state_ == state::closed) return;
+        if (state_ == state::closed) return close_if_idle();
         if (ec) return transport_failed();
         advance_written(n);
         write_done();

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test: formatting, the developer build (unit, Node interop and
 # conformance, CMake consumer tests), then the whole suite again under
-# AddressSanitizer + UndefinedBehaviorSanitizer. Exits non-zero on any failure.
+# AddressSanitizer + UndefinedBehaviorSanitizer, and builds the examples on the
+# io_uring backend. Exits non-zero on any failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -18,4 +19,9 @@ for preset in dev asan; do
     echo "== $preset tests"
     ctest --preset "$preset"
 done
+# The experimental io_uring backend (README: "io_uring backend") is built, not
+# run here: with Asio 1.22 its stop() can hang (a known Asio problem).
+echo "== uring build (examples only)"
+cmake --preset uring >/dev/null
+cmake --build --preset uring -j "$jobs" --target echo_server echo_client chat cli_client
 echo "== all tests passed"

@@ -10,6 +10,7 @@
 // handlers run serially on its own strand.
 #pragma once
 
+#include <sys/socket.h>
 #include <asio.hpp>
 
 #include <functional>
@@ -69,15 +70,16 @@ class Server {
     /// away by default; 1012 for a restart). Safe from any thread.
     void stop(std::uint16_t code = to_int(close_code::going_away),
               std::string reason = "server shutting down") {
-        // The acceptor is closed once no wait is pending on it: cancel here,
-        // close in the aborted wait's handler (never close a socket under a
-        // pending operation; see Connection::close_if_idle).
+        // The acceptor is closed once no wait is pending on it: shutdown()
+        // ends a pending wait (the socket stops listening and polls as hung
+        // up), its handler closes. Never cancel() or close() under a pending
+        // operation: see Connection::close_if_idle.
         asio::post(acceptor_.get_executor(), [this] {
             stopping_ = true;
             retry_timer_.cancel();
             std::error_code ec;
             if (accepting_)
-                acceptor_.cancel(ec);
+                ::shutdown(acceptor_.native_handle(), SHUT_RDWR);
             else
                 acceptor_.close(ec);
         });

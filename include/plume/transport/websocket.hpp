@@ -585,20 +585,18 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
         queue_.clear();
         queued_bytes_ = 0;
         std::error_code ec;
-        if (reading_ || writing_) {
-            // Closed when the pending operations return; shutdown() makes
-            // them return even where cancel() does not reach them.
-            layer_.lowest_layer().cancel(ec);
+        if (reading_ || writing_)  // the pending operations end with EOF/EPIPE, then close
             layer_.lowest_layer().shutdown(asio::socket_base::shutdown_both, ec);
-        } else {
+        else
             layer_.lowest_layer().close(ec);
-        }
     }
 
-    // A socket is closed only while no operation is pending on it: with
-    // Asio 1.22's io_uring backend (PLUME_IO_URING), an operation whose socket
-    // is closed or cancelled under it can stay pending for good, leaking the
-    // connection and keeping io_context::run() from returning.
+    // A socket is closed only while no operation is pending on it, and its
+    // operations are ended by shutdown(), never cancelled: Asio 1.22's
+    // io_uring backend (PLUME_IO_URING) submits cancellations without
+    // setting their user data, so their completions land on whatever
+    // operation last used that ring slot: operations are lost (a leaked
+    // connection, an io_context::run() that never returns) or completed twice.
     void close_if_idle() {
         if (reading_ || writing_) return;
         std::error_code ec;

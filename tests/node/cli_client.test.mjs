@@ -10,38 +10,28 @@
 // Every wait is on an output line or event, bounded; processes are stopped by PID.
 import { describe, it, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import readline from 'node:readline';
-import { Inbox, startServer, withTimeout, phxConnect, closeAllClients, joinOk } from './support/servers.mjs';
+import {
+  Inbox,
+  binaryFromEnv,
+  spawnTracked,
+  startServer,
+  withTimeout,
+  phxConnect,
+  closeAllClients,
+  joinOk,
+} from './support/servers.mjs';
 
 const T = { timeout: 60000 };
-const live = new Set();
-process.on('exit', () => {
-  for (const proc of live) {
-    try {
-      process.kill(proc.pid, 'SIGKILL');
-    } catch {
-      // already gone
-    }
-  }
-});
 
 /** Starts cli_client; stdout and stderr lines go to two Inboxes. */
 function startCli(args) {
-  const bin = process.env.PLUME_CLI_CLIENT_BIN;
-  if (!bin) throw new Error('PLUME_CLI_CLIENT_BIN is not set (build/dev/examples/cli_client/cli_client)');
-  const proc = spawn(bin, args, { stdio: ['pipe', 'pipe', 'pipe'] });
-  live.add(proc);
+  const bin = binaryFromEnv('PLUME_CLI_CLIENT_BIN', 'build/dev/examples/cli_client/cli_client');
+  const { proc, exited, kill } = spawnTracked(bin, args, { stdio: ['pipe', 'pipe', 'pipe'] });
   const out = new Inbox('cli stdout');
   const err = new Inbox('cli stderr');
   readline.createInterface({ input: proc.stdout }).on('line', (l) => out.push(l));
   readline.createInterface({ input: proc.stderr }).on('line', (l) => err.push(l));
-  const exited = new Promise((resolve) => {
-    proc.once('exit', (code, signal) => {
-      live.delete(proc);
-      resolve({ code, signal });
-    });
-  });
   return {
     proc,
     out,
@@ -51,15 +41,7 @@ function startCli(args) {
     end: () => proc.stdin.end(),
     waitOut: (text, timeoutMs = 8000) => out.waitFor((l) => l === text, { timeoutMs, what: JSON.stringify(text) }),
     waitErr: (re, timeoutMs = 8000) => err.waitFor((l) => re.test(l), { timeoutMs, what: String(re) }),
-    kill() {
-      if (proc.exitCode === null && proc.signalCode === null) {
-        try {
-          process.kill(proc.pid, 'SIGKILL');
-        } catch {
-          // already gone
-        }
-      }
-    },
+    kill,
   };
 }
 

@@ -9,29 +9,16 @@
 // Every wait is on an event, bounded; the driver is stopped by PID.
 import { describe, it, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import readline from 'node:readline';
-import { Inbox, withTimeout } from './support/servers.mjs';
+import { Inbox, binaryFromEnv, spawnTracked, withTimeout } from './support/servers.mjs';
 import { startV2Server } from './support/v2_ws_server.mjs';
 
 const T = { timeout: 30000 };
-const live = new Set();
-process.on('exit', () => {
-  for (const proc of live) {
-    try {
-      process.kill(proc.pid, 'SIGKILL');
-    } catch {
-      // already gone
-    }
-  }
-});
 
 /** Starts client_driver; its stdout JSON lines go to `events` (an Inbox). */
 function startDriver(args) {
-  const bin = process.env.PLUME_CLIENT_DRIVER_BIN;
-  if (!bin) throw new Error('PLUME_CLIENT_DRIVER_BIN is not set (build/dev/tests/client_driver)');
-  const proc = spawn(bin, args, { stdio: ['pipe', 'pipe', 'pipe'] });
-  live.add(proc);
+  const bin = binaryFromEnv('PLUME_CLIENT_DRIVER_BIN', 'build/dev/tests/client_driver');
+  const { proc, exited, kill } = spawnTracked(bin, args, { stdio: ['pipe', 'pipe', 'pipe'] });
   const events = new Inbox('client_driver');
   let stderr = '';
   proc.stderr.setEncoding('utf8');
@@ -44,12 +31,6 @@ function startDriver(args) {
     } catch {
       events.push({ ev: 'unparsable', line });
     }
-  });
-  const exited = new Promise((resolve) => {
-    proc.once('exit', (code, signal) => {
-      live.delete(proc);
-      resolve({ code, signal });
-    });
   });
   const driver = {
     proc,
@@ -67,15 +48,7 @@ function startDriver(args) {
       await driver.waitFor((e) => e.ev === 'bye', 'bye');
       return withTimeout(exited, 5000, 'client_driver exit');
     },
-    kill() {
-      if (proc.exitCode === null && proc.signalCode === null) {
-        try {
-          process.kill(proc.pid, 'SIGKILL');
-        } catch {
-          // already gone
-        }
-      }
-    },
+    kill,
   };
   return driver;
 }

@@ -10,38 +10,86 @@
 // The binary path comes from the named env variable (CTest sets it). The
 // server is always started on 127.0.0.1, with `--port 0` unless the args name
 // a port, and the port is read from the stdout line `listening on
-// (ws|http)://HOST:PORT/`. Every process started here is killed by PID when
-// the test process exits, whatever happened.
+// (ws|http)://HOST:PORT/`. Every process started here (or handed to
+// trackProcess) is killed by PID when the test process exits, whatever happened.
 import { spawn } from 'node:child_process';
 import http from 'node:http';
 import WebSocket from 'ws';
 import { Socket } from 'phoenix';
 
 const LISTEN_RE = /listening on (?:ws|http):\/\/(\[[^\]]+\]|[^:/\s]+):(\d+)\//;
+
+// ------------------------------------------------------------ processes
+
 const live = new Set();
 
 process.on('exit', () => {
-  for (const proc of live) {
-    try {
-      process.kill(proc.pid, 'SIGKILL');
-    } catch {
-      // already gone
-    }
-  }
+  for (const proc of live) signalProcess(proc, 'SIGKILL');
 });
 
-/** The binary named by env variable `binEnvVar`; throws a helpful error when unset. */
-export function serverBinary(binEnvVar) {
-  const bin = process.env[binEnvVar];
-  if (!bin) {
-    throw new Error(
-      `${binEnvVar} is not set: point it at the server binary ` +
-        '(PLUME_CHAT_BIN=build/dev/examples/chat/chat, ' +
-        'PLUME_CHANNEL_SERVER_BIN=build/dev/tests/channel_test_server)'
-    );
+/** Sends `signal` to `proc` by PID unless it has exited already (its PID may be reused). */
+export function signalProcess(proc, signal = 'SIGKILL') {
+  if (proc.exitCode !== null || proc.signalCode !== null) return;
+  try {
+    process.kill(proc.pid, signal);
+  } catch {
+    // already gone
   }
+}
+
+/**
+ * Tracks a child process so that it is SIGKILLed by PID if the test process
+ * exits first.
+ *
+ * @returns {{exited: Promise<{code: number|null, signal: string|null}>, kill: () => void,
+ *   exitWithin: (ms: number) => Promise<{code: number|null, signal: string|null}|null>}}
+ *   `exited` resolves once it has exited; kill() SIGKILLs it unless it is gone already;
+ *   exitWithin(ms) resolves with the exit status, or, when the process has not exited
+ *   within `ms`, SIGKILLs it and resolves with null once it is gone.
+ */
+export function trackProcess(proc) {
+  live.add(proc);
+  const exited = new Promise((resolve) => {
+    const done = (code, signal) => {
+      live.delete(proc);
+      resolve({ code, signal });
+    };
+    if (proc.exitCode !== null || proc.signalCode !== null) done(proc.exitCode, proc.signalCode);
+    else proc.once('exit', done);
+  });
+  const kill = () => signalProcess(proc, 'SIGKILL');
+  const exitWithin = async (ms) => {
+    let timer;
+    const late = new Promise((resolve) => {
+      timer = setTimeout(() => resolve(null), ms);
+    });
+    const first = await Promise.race([exited, late]);
+    clearTimeout(timer);
+    if (first !== null) return first;
+    kill();
+    await exited;
+    return null;
+  };
+  return { exited, kill, exitWithin };
+}
+
+/** Spawns `bin` and tracks it (see trackProcess); returns {proc, exited, kill, exitWithin}. */
+export function spawnTracked(bin, args, options = {}) {
+  const proc = spawn(bin, args, options);
+  return { proc, ...trackProcess(proc) };
+}
+
+/** The binary named by env variable `envVar`; throws naming an example path when unset. */
+export function binaryFromEnv(
+  envVar,
+  example = 'PLUME_CHAT_BIN=build/dev/examples/chat/chat, PLUME_CHANNEL_SERVER_BIN=build/dev/tests/channel_test_server'
+) {
+  const bin = process.env[envVar];
+  if (!bin) throw new Error(`${envVar} is not set: point it at the binary (${example})`);
   return bin;
 }
+
+// -------------------------------------------------------------- servers
 
 /**
  * Spawns a plume server and resolves once it prints its listening line.
@@ -57,14 +105,13 @@ export function serverBinary(binEnvVar) {
  *   `wsUrl` = ws://HOST:PORT/socket/websocket (for raw clients, add ?vsn=…).
  */
 export function startServer(binEnvVar, args = [], { startTimeoutMs = 10000 } = {}) {
-  const bin = serverBinary(binEnvVar);
+  const bin = binaryFromEnv(binEnvVar);
   const fullArgs = [];
   if (!args.includes('--port')) fullArgs.push('--port', '0');
   if (!args.includes('--host')) fullArgs.push('--host', '127.0.0.1');
   fullArgs.push(...args);
 
-  const proc = spawn(bin, fullArgs, { stdio: ['ignore', 'pipe', 'pipe'] });
-  live.add(proc);
+  const { proc, exited, kill, exitWithin } = spawnTracked(bin, fullArgs, { stdio: ['ignore', 'pipe', 'pipe'] });
 
   let stdout = '';
   let stderr = '';
@@ -72,24 +119,13 @@ export function startServer(binEnvVar, args = [], { startTimeoutMs = 10000 } = {
     `command: ${bin} ${fullArgs.join(' ')}\n--- stdout ---\n${stdout.slice(-4000)}` +
     `\n--- stderr ---\n${stderr.slice(-4000)}`;
 
-  const exited = new Promise((resolve) => {
-    proc.once('exit', (code, signal) => {
-      live.delete(proc);
-      resolve({ code, signal });
-    });
-  });
-
   return new Promise((resolve, reject) => {
     let settled = false;
     const fail = (why) => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
-      try {
-        process.kill(proc.pid, 'SIGKILL');
-      } catch {
-        // already gone
-      }
+      kill();
       reject(new Error(`${bin} did not start: ${why}\n${output()}`));
     };
     const timer = setTimeout(
@@ -116,31 +152,12 @@ export function startServer(binEnvVar, args = [], { startTimeoutMs = 10000 } = {
       const host = m[1];
       const port = Number(m[2]);
       const stop = async (signal = 'SIGTERM', timeoutMs = 10000) => {
-        if (proc.exitCode === null && proc.signalCode === null) {
-          try {
-            process.kill(proc.pid, signal);
-          } catch {
-            // already gone
-          }
-        }
-        let killTimer;
-        const killed = new Promise((res) => {
-          killTimer = setTimeout(() => {
-            try {
-              process.kill(proc.pid, 'SIGKILL');
-            } catch {
-              // already gone
-            }
-            res(null);
-          }, timeoutMs);
-        });
-        const first = await Promise.race([exited, killed]);
-        clearTimeout(killTimer);
-        if (first === null) {
-          await exited;
+        signalProcess(proc, signal);
+        const status = await exitWithin(timeoutMs);
+        if (status === null) {
           throw new Error(`${bin} did not exit within ${timeoutMs} ms of ${signal}; killed\n${output()}`);
         }
-        return first;
+        return status;
       };
       resolve({
         host,

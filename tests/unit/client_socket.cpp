@@ -16,6 +16,7 @@
 #include <mutex>
 #include <thread>
 
+#include "support/full_listener.hpp"
 #include "support/run_until.hpp"
 
 namespace pc = plume::client;
@@ -741,6 +742,30 @@ TEST_CASE("connect failures are reported and retried", "[client]") {
     CHECK(ev.opens == 0);
     h.start_endpoint(port);
     CHECK(h.wait([&] { return joined; }));
+}
+
+TEST_CASE("disconnect() while the TCP connect is pending ends it and leaves nothing behind",
+          "[client]") {
+    Harness h;
+    plume::test::FullListener listener(h.io);
+    auto opts = h.options();
+    opts.url = listener.url("/socket");
+    Events ev;
+    {
+        pc::Socket s(h.io, opts);
+        ev.attach(s);
+        s.connect();
+        REQUIRE(h.wait([&] { return listener.connects_pending() == 1; }));
+        s.disconnect();
+        REQUIRE(h.wait([&] { return listener.connects_pending() == 0; }));
+        CHECK_FALSE(s.is_connected());
+    }
+    CHECK(ev.opens == 0);
+    CHECK(ev.errors.empty());  // the user asked for it: no connect_failed
+    // No operation or timer is left behind: run() runs out of work.
+    h.io.restart();
+    h.io.run_for(5s);
+    CHECK(h.io.stopped());
 }
 
 TEST_CASE("public calls from other threads are posted to the strand", "[client]") {

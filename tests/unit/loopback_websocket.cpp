@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "support/full_listener.hpp"
 #include "support/run_until.hpp"
 
 namespace ws = plume::transport;
@@ -229,6 +230,25 @@ TEST_CASE("a failed TCP connect reports a handshake error", "[transport][loopbac
                                ClientHandler{rec});
     REQUIRE(run_until(io, [&] { return !rec->handshake_error.empty(); }));
     CHECK_FALSE(rec->opened);
+}
+
+TEST_CASE("closing a client whose TCP connect is pending ends the connect",
+          "[transport][loopback]") {
+    asio::io_context io;
+    plume::test::FullListener listener(io);
+    auto rec = std::make_shared<Record>();
+    auto conn = ws::connect<ClientHandler>(io, listener.url(), ws::Options{}, ClientHandler{rec});
+    REQUIRE(run_until(io, [&] { return listener.connects_pending() == 1; }));
+    asio::post(conn->get_executor(), [&] { conn->close(); });
+    REQUIRE(run_until(io, [&] { return !rec->handshake_error.empty(); }));
+    CHECK(listener.connects_pending() == 0);
+    CHECK_FALSE(rec->opened);
+    CHECK_FALSE(conn->next_layer().is_open());
+    // No operation is left behind: run() runs out of work.
+    conn.reset();
+    io.restart();
+    io.run_for(std::chrono::seconds(5));
+    CHECK(io.stopped());
 }
 
 TEST_CASE("URLs parse into host, port and target", "[transport][url]") {

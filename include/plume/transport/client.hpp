@@ -82,56 +82,60 @@ void report_handshake_error(C& conn, std::string_view what) {
 
 using Endpoints = asio::ip::tcp::resolver::results_type;
 
-// Tries the endpoints from `it` on in order, each from `local` (only those of
-// its address family). asio::async_connect cannot do this: it reopens the
-// socket for every endpoint, which drops a bind made before.
-template <class Handler>
-void connect_from(asio::ip::tcp::socket& socket, Endpoints endpoints, Endpoints::iterator it,
-                  const asio::ip::address& local, std::error_code last, Handler handler) {
+// Tries the endpoints from `it` on in order, each from `local` when given
+// (then only those of its address family). asio::async_connect cannot do
+// this: it reopens the socket for every endpoint, which drops a bind made
+// before, and it would go on to the next endpoint after conn was finished.
+template <class Conn, class Handler>
+void connect_from(Conn& conn, Endpoints endpoints, Endpoints::iterator it,
+                  const std::optional<asio::ip::address>& local, std::error_code last,
+                  Handler handler) {
+    auto& socket = conn.next_layer();
     for (; it != endpoints.end(); ++it) {
+        if (conn.finished()) return handler(make_error_code(asio::error::operation_aborted));
         const auto remote = it->endpoint();
-        if (remote.address().is_v4() != local.is_v4()) continue;
+        if (local && remote.address().is_v4() != local->is_v4()) continue;
         std::error_code ec;
-        socket.close(ec);
+        socket.close(ec);  // nothing is pending on it between attempts
         socket.open(remote.protocol(), ec);
+        if (!ec && local) {
 #if defined(IP_BIND_ADDRESS_NO_PORT)
-        // Leave the port to connect(): then it need only be unique per
-        // 4-tuple, not per local address, so bind() cannot run out of ports.
-        std::error_code ignored;
-        if (!ec)
+            // Leave the port to connect(): then it need only be unique per
+            // 4-tuple, not per local address, so bind() cannot run out of ports.
+            std::error_code ignored;
             socket.set_option(
                 asio::detail::socket_option::boolean<IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT>(true),
                 ignored);
 #endif
-        if (!ec) socket.bind(asio::ip::tcp::endpoint(local, 0), ec);
+            socket.bind(asio::ip::tcp::endpoint(*local, 0), ec);
+        }
         if (ec) {
             last = ec;
             continue;
         }
         auto next = std::next(it);
-        socket.async_connect(remote, [&socket, endpoints = std::move(endpoints), next, local,
+        conn.connect_started();
+        socket.async_connect(remote, [&conn, endpoints = std::move(endpoints), next, local,
                                       handler = std::move(handler)](std::error_code ec) mutable {
-            // Cancelled (or closed by a timeout): no further attempt.
-            if (!ec || ec == asio::error::operation_aborted || !socket.is_open())
-                return handler(ec);
-            connect_from(socket, std::move(endpoints), next, local, ec, std::move(handler));
+            // Finished meanwhile (a close, a timeout): no further attempt.
+            if (!conn.connect_done() || ec == asio::error::operation_aborted)
+                return handler(make_error_code(asio::error::operation_aborted));
+            if (!ec) return handler(ec);
+            connect_from(conn, std::move(endpoints), next, local, ec, std::move(handler));
         });
         return;
     }
     handler(last ? last : make_error_code(asio::error::address_family_not_supported));
 }
 
-/// Connects `socket` to one of `endpoints`, from `local` when given;
-/// `handler(std::error_code)`.
-template <class Handler>
-void async_connect(asio::ip::tcp::socket& socket, const Endpoints& endpoints,
+/// Connects `conn`'s socket to one of `endpoints`, from `local` when given;
+/// `handler(std::error_code)`. `conn` must outlive the operation (the handler
+/// usually holds it). Closing `conn` meanwhile ends the attempt with
+/// operation_aborted.
+template <class Conn, class Handler>
+void async_connect(Conn& conn, const Endpoints& endpoints,
                    const std::optional<asio::ip::address>& local, Handler handler) {
-    if (!local)
-        return asio::async_connect(
-            socket, endpoints,
-            [handler = std::move(handler)](
-                std::error_code ec, const asio::ip::tcp::endpoint&) mutable { handler(ec); });
-    connect_from(socket, endpoints, endpoints.begin(), *local, {}, std::move(handler));
+    connect_from(conn, endpoints, endpoints.begin(), local, {}, std::move(handler));
 }
 }  // namespace detail
 
@@ -164,7 +168,7 @@ std::shared_ptr<Connection<Handler>> connect(asio::io_context& io, const Url& ur
             if (ec) return detail::report_handshake_error<Handler>(*conn, ec.message());
             auto local = request.local_address;
             detail::async_connect(
-                conn->next_layer(), results, local,
+                *conn, results, local,
                 [conn, request = std::move(request)](std::error_code ec2) mutable {
                     if (ec2) return detail::report_handshake_error<Handler>(*conn, ec2.message());
                     conn->start_client(std::move(request));

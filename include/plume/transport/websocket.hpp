@@ -308,6 +308,22 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
         finish();
     }
 
+    /// Client role, for the connect helpers of client.hpp: a TCP connect is
+    /// in flight on next_layer(). Until connect_done(), finishing the
+    /// connection ends that connect with shutdown() instead of closing the
+    /// socket under it (see close_if_idle).
+    void connect_started() noexcept { connecting_ = true; }
+    /// The connect completed; false if the connection was finished meanwhile
+    /// (its socket is closed now, and the connect must not go on).
+    bool connect_done() {
+        connecting_ = false;
+        if (state_ != state::closed) return true;
+        close_if_idle();
+        return false;
+    }
+    /// close() or abort() ran, or the transport failed: nothing more will happen.
+    bool finished() const noexcept { return state_ == state::closed; }
+
     void attach(std::shared_ptr<registry_type> registry) {
         std::lock_guard lock(registry->mutex);
         registry_pos_ = registry->live.insert(registry->live.end(), this->weak_from_this());
@@ -585,7 +601,9 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
         queue_.clear();
         queued_bytes_ = 0;
         std::error_code ec;
-        if (reading_ || writing_)  // the pending operations end with EOF/EPIPE, then close
+        // Pending operations end with EOF/EPIPE (a connect with ECONNRESET),
+        // then the socket closes.
+        if (reading_ || writing_ || connecting_)
             layer_.lowest_layer().shutdown(asio::socket_base::shutdown_both, ec);
         else
             layer_.lowest_layer().close(ec);
@@ -598,7 +616,7 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
     // operation last used that ring slot: operations are lost (a leaked
     // connection, an io_context::run() that never returns) or completed twice.
     void close_if_idle() {
-        if (reading_ || writing_) return;
+        if (reading_ || writing_ || connecting_) return;
         std::error_code ec;
         layer_.lowest_layer().close(ec);
     }
@@ -814,7 +832,8 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
     state state_ = state::handshake;
     bool reading_ = false;
     bool writing_ = false;
-    bool in_read_ = false;  // corked: sends queue up, one flush at the end
+    bool connecting_ = false;  // client role: a TCP connect is pending on layer_
+    bool in_read_ = false;     // corked: sends queue up, one flush at the end
     bool close_queued_ = false;
     bool fin_sent_ = false;
     bool notified_ = false;

@@ -554,7 +554,7 @@ class SocketImpl : public std::enable_shared_from_this<SocketImpl> {
                 if (g != self->generation_) return;
                 if (ec) return self->connect_failed(g, "resolve: " + ec.message());
                 transport::detail::async_connect(
-                    conn->next_layer(), results, self->local_address_,
+                    *conn, results, self->local_address_,
                     [self, g, conn, request = std::move(request)](std::error_code ec2) mutable {
                         if (g != self->generation_) return;
                         if (ec2) return self->connect_failed(g, "connect: " + ec2.message());

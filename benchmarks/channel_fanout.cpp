@@ -342,20 +342,14 @@ class FanoutDriver {
     }
 
     void flush(Conn& c) {
-        while (c.out_sent < c.out.size()) {
-            const ssize_t n = ::send(c.fd, c.out.data() + c.out_sent, c.out.size() - c.out_sent,
-                                     MSG_DONTWAIT | MSG_NOSIGNAL);
-            if (n > 0) {
-                c.out_sent += static_cast<std::size_t>(n);
-            } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-                return arm_write(c, true);
-            } else if (n < 0 && errno != EINTR) {
+        switch (send_pending(c.fd, c.out, c.out_sent)) {
+            case SendState::done:
+                return arm_write(c, false);
+            case SendState::blocked:
+                return arm_write(c, true);  // the kernel buffer is full: wait for room
+            case SendState::failed:
                 return finish(c, std::strerror(errno));
-            }
         }
-        c.out.clear();
-        c.out_sent = 0;
-        arm_write(c, false);
     }
 
     void arm_write(Conn& c, bool on) {
@@ -953,11 +947,7 @@ void print_usage() {
 }
 
 int run(const Config& config) {
-    const rlim_t fd_limit = raise_fd_limit();
-    if (fd_limit < static_cast<rlim_t>(config.connections) + 64)
-        throw std::runtime_error("RLIMIT_NOFILE hard limit " + std::to_string(fd_limit) +
-                                 " is too low for " + std::to_string(config.connections) +
-                                 " connections");
+    require_fd_limit(config.connections);
     const int sources = (config.connections + config.per_source - 1) / config.per_source;
     if (sources > 253)
         throw std::runtime_error("too many source addresses needed; raise --per-source");

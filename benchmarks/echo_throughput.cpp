@@ -6,7 +6,10 @@
 // and its round-trip time goes into a log-linear histogram. Only replies that
 // arrive in the --seconds window after --warmup count. Asio opens the
 // connections; a raw epoll loop drives them (--driver asio keeps Asio, --driver uring
-// uses io_uring when liburing was found at build time). With --server the
+// uses io_uring when liburing was found at build time). The client threads
+// busy-poll (--poll busy) when they and the server threads fit the cores: a
+// CPU that halts while waiting costs every reply a wake-up, which on a VM is
+// a hypervisor exit and a wait to be scheduled again. With --server the
 // program spawns the server itself (--port 0 --threads 1), reports its CPU time
 // from /proc, and stops it by PID with SIGTERM at the end.
 //
@@ -58,6 +61,7 @@ struct Config {
     double warmup = 2;
     int client_threads = 1;
     int server_threads = 1;
+    bool busy_poll = true;  // --poll busy: client threads never sleep in the kernel
     bool show_server_output = false;
 };
 
@@ -168,87 +172,109 @@ class EchoState {
 /// rest are dropped.
 constexpr auto drain_limit = std::chrono::seconds(5);
 
-// ----------------------------------------------------------- epoll driver --
+// ------------------------------------------------------- raw socket drivers --
 
-/// The default driver: Asio only opens the connections; then each client thread
-/// runs its own level-triggered epoll loop over the raw sockets. Per round trip
-/// that is one send() and one recv() (plus a share of epoll_wait). Asio's
-/// reactor adds a third system call per message — a speculative recv() that
-/// fails with EAGAIN, or an epoll_ctl() for async_wait — and on a 2-core machine
-/// every microsecond the load generator spends is taken from the server.
-class EpollDriver {
+/// One connection the epoll or io_uring driver took over from Asio.
+struct RawConnection {
+    int fd;
+    FrameReader reader;
+    EchoState echo;
+    FastRng rng;
+    std::vector<std::uint8_t> out{};  // frames queued for the next send
+    bool close_sent = false;
+    bool close_received = false;
+    bool done = false;
+};
+
+/// What the epoll and io_uring drivers share: the connections taken from Asio,
+/// the echo protocol on the bytes they read, queueing replies, ending a
+/// connection, and the drain after the window. `Conn` is a RawConnection with
+/// the driver's own send state.
+template <class Conn>
+class RawDriver {
   public:
-    EpollDriver(const Config& config, ClientStats& stats, Shared& shared)
-        : config_(config),
-          stats_(stats),
-          shared_(shared),
-          epoll_fd_(epoll_create1(EPOLL_CLOEXEC)) {}
-    ~EpollDriver() {
-        for (auto& c : conns_)
-            if (!c.done) ::close(c.fd);
-        ::close(epoll_fd_);
-    }
-
     void reserve(std::size_t n) { conns_.reserve(n); }
 
-    void adopt(LoadConnection::Detached detached) {
+  protected:
+    RawDriver(const Config& config, ClientStats& stats, Shared& shared)
+        : config_(config), stats_(stats), shared_(shared) {}
+    ~RawDriver() {
+        for (auto& c : conns_)
+            if (!c.done) ::close(c.fd);
+    }
+
+    /// Takes over a socket; false (and counted as closed) if Asio could not let it go.
+    bool take(LoadConnection::Detached detached) {
         if (detached.fd < 0) {
             shared_.report("connection lost", "could not take the socket from Asio");
             shared_.closed.fetch_add(1);
-            return;
+            return false;
         }
-        conns_.push_back(Raw{detached.fd, std::move(detached.reader),
-                             EchoState(config_, stats_, shared_), FastRng(random_seed())});
-        epoll_event ev{};
-        ev.events = EPOLLIN;
-        ev.data.u64 = conns_.size() - 1;
-        epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, detached.fd, &ev);
+        conns_.push_back(Conn{{detached.fd, std::move(detached.reader),
+                               EchoState(config_, stats_, shared_), FastRng(random_seed())}});
+        return true;
     }
 
-    void run() {
-        for (auto& c : conns_) {
-            for (int i = 0; i < config_.pipeline; ++i)
-                queue(c, c.echo.opcode(), c.echo.next_message());
-            flush(c);
-        }
-        std::array<epoll_event, 256> events{};
-        std::optional<Clock::time_point> give_up;
-        while (closed_ < conns_.size()) {
-            const int n = epoll_wait(epoll_fd_, events.data(), static_cast<int>(events.size()), 50);
-            for (int i = 0; i < n; ++i) {
-                Raw& c = conns_[events[static_cast<std::size_t>(i)].data.u64];
-                const auto what = events[static_cast<std::size_t>(i)].events;
-                if (!c.done && (what & (EPOLLIN | EPOLLHUP | EPOLLERR))) read(c);
-                if (!c.done && (what & EPOLLOUT)) flush(c);
-            }
-            if (shared_.phase.load(std::memory_order_relaxed) == Phase::stop) {
-                if (!give_up) give_up = Clock::now() + drain_limit;
-                if (Clock::now() > *give_up) break;
-            }
-        }
+    void queue_first_messages(Conn& c) {
+        for (int i = 0; i < config_.pipeline; ++i)
+            queue(c, c.echo.opcode(), c.echo.next_message());
+    }
+
+    /// Hands `n` bytes that arrived to the frame reader; echoes queue their
+    /// replies in c.out. False once the connection has ended.
+    bool received(Conn& c, std::size_t n) {
+        c.reader.commit(n);
+        Sink sink{*this, c};
+        if (const char* error = c.reader.drain(sink)) finish(c, error);
+        return !c.done;
+    }
+
+    /// The loop's condition: connections are still open and, after the
+    /// window, the drain limit has not passed.
+    bool running() {
+        if (closed_ == conns_.size()) return false;
+        if (shared_.phase.load(std::memory_order_relaxed) != Phase::stop) return true;
+        if (!give_up_) give_up_ = Clock::now() + drain_limit;
+        return Clock::now() <= *give_up_;
+    }
+
+    void finish_all() {
         if (closed_ < conns_.size())
             shared_.report("connections still open after the drain limit", "dropped");
         for (auto& c : conns_)
             finish(c, nullptr);
     }
 
-  private:
-    struct Raw {
-        int fd;
-        FrameReader reader;
-        EchoState echo;
-        FastRng rng;
-        std::vector<std::uint8_t> out{};  // frames the kernel has not taken yet
-        std::size_t out_sent = 0;
-        bool want_write = false;  // EPOLLOUT armed
-        bool close_sent = false;
-        bool close_received = false;
-        bool done = false;
-    };
+    void finish(Conn& c, const char* error) {
+        if (c.done) return;
+        c.done = true;
+        // Ends pending operations too (their completions are ignored); close()
+        // also takes the socket out of an epoll set.
+        ::shutdown(c.fd, SHUT_RDWR);
+        ::close(c.fd);
+        ++closed_;
+        shared_.closed.fetch_add(1);
+        if (error && shared_.phase.load() != Phase::stop) shared_.report("connection lost", error);
+    }
 
+    void finish_read_error(Conn& c, int error) {
+        if (error == 0)
+            finish(c, c.close_sent && c.close_received ? nullptr : "server closed the connection");
+        else
+            finish(c, std::strerror(error));
+    }
+
+    std::size_t index(const Conn& c) const { return static_cast<std::size_t>(&c - conns_.data()); }
+
+    const Config& config_;
+    ClientStats& stats_;
+    Shared& shared_;
+    std::vector<Conn> conns_;  // reserved up front: epoll data and user_data hold indexes
+
+  private:
     struct Sink {
-        EpollDriver& d;
-        Raw& c;
+        RawDriver& d;
+        Conn& c;
         bool stopped() const { return c.done; }
         void on_message(Opcode op, std::span<const std::uint8_t> data) {
             if (c.close_sent) return;  // the server may still be echoing
@@ -273,73 +299,104 @@ class EpollDriver {
         }
     };
 
-    void read(Raw& c) {
-        const auto space = c.reader.space();
-        const ssize_t n = ::recv(c.fd, space.data(), space.size(), MSG_DONTWAIT);
-        if (n > 0) {
-            c.reader.commit(static_cast<std::size_t>(n));
-            Sink sink{*this, c};
-            if (const char* error = c.reader.drain(sink)) return finish(c, error);
-            // Replies queued while draining leave in one send().
-            if (!c.done) flush(c);
-        } else if (n == 0) {
-            finish(c, c.close_sent && c.close_received ? nullptr : "server closed the connection");
-        } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-            finish(c, std::strerror(errno));
-        }
-    }
-
-    void queue(Raw& c, Opcode op, std::span<const std::uint8_t> payload) {
+    void queue(Conn& c, Opcode op, std::span<const std::uint8_t> payload) {
         append_masked(c.out, c.rng, op, payload);
     }
 
-    void queue_close(Raw& c, std::span<const std::uint8_t> body) {
+    void queue_close(Conn& c, std::span<const std::uint8_t> body) {
         static constexpr std::array<std::uint8_t, 2> normal{0x03, 0xE8};  // 1000
         queue(c, Opcode::close, body.empty() ? std::span<const std::uint8_t>(normal) : body);
         c.close_sent = true;
     }
 
-    void flush(Raw& c) {
-        while (c.out_sent < c.out.size()) {
-            const ssize_t n = ::send(c.fd, c.out.data() + c.out_sent, c.out.size() - c.out_sent,
-                                     MSG_DONTWAIT | MSG_NOSIGNAL);
-            if (n > 0) {
-                c.out_sent += static_cast<std::size_t>(n);
-            } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-                return arm_write(c, true);  // the kernel buffer is full: wait for room
-            } else if (n < 0 && errno != EINTR) {
-                return finish(c, std::strerror(errno));
-            }
-        }
-        c.out.clear();
-        c.out_sent = 0;
-        arm_write(c, false);
+    std::size_t closed_ = 0;
+    std::optional<Clock::time_point> give_up_;
+};
+
+// ----------------------------------------------------------- epoll driver --
+
+struct EpollConnection : RawConnection {
+    std::size_t out_sent = 0;  // bytes of `out` the kernel has taken
+    bool want_write = false;   // EPOLLOUT armed
+};
+
+/// The default driver: Asio only opens the connections; then each client thread
+/// runs its own level-triggered epoll loop over the raw sockets. Per round trip
+/// that is one send() and one recv() (plus a share of epoll_wait). Asio's
+/// reactor adds a third system call per message — a speculative recv() that
+/// fails with EAGAIN, or an epoll_ctl() for async_wait — and on a 2-core machine
+/// every microsecond the load generator spends is taken from the server.
+class EpollDriver : public RawDriver<EpollConnection> {
+  public:
+    EpollDriver(const Config& config, ClientStats& stats, Shared& shared)
+        : RawDriver(config, stats, shared), epoll_fd_(epoll_create1(EPOLL_CLOEXEC)) {}
+    ~EpollDriver() { ::close(epoll_fd_); }
+
+    void adopt(LoadConnection::Detached detached) {
+        if (!take(std::move(detached))) return;
+        epoll_event ev{};
+        ev.events = EPOLLIN;
+        ev.data.u64 = conns_.size() - 1;
+        epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, conns_.back().fd, &ev);
     }
 
-    void arm_write(Raw& c, bool on) {
+    void run() {
+        for (auto& c : conns_) {
+            queue_first_messages(c);
+            flush(c);
+        }
+        // Busy polling never lets this thread's CPU halt, so the server's
+        // replies need no wake-up (see --poll).
+        const int timeout_ms = config_.busy_poll ? 0 : 50;
+        std::array<epoll_event, 256> events{};
+        while (running()) {
+            const int n =
+                epoll_wait(epoll_fd_, events.data(), static_cast<int>(events.size()), timeout_ms);
+            for (int i = 0; i < n; ++i) {
+                auto& c = conns_[events[static_cast<std::size_t>(i)].data.u64];
+                const auto what = events[static_cast<std::size_t>(i)].events;
+                if (!c.done && (what & (EPOLLIN | EPOLLHUP | EPOLLERR))) read(c);
+                if (!c.done && (what & EPOLLOUT)) flush(c);
+            }
+        }
+        finish_all();
+    }
+
+  private:
+    void read(EpollConnection& c) {
+        const auto space = c.reader.space();
+        const ssize_t n = ::recv(c.fd, space.data(), space.size(), MSG_DONTWAIT);
+        if (n > 0) {
+            // Replies queued while draining leave in one send().
+            if (received(c, static_cast<std::size_t>(n))) flush(c);
+        } else if (n == 0) {
+            finish_read_error(c, 0);
+        } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+            finish_read_error(c, errno);
+        }
+    }
+
+    void flush(EpollConnection& c) {
+        switch (send_pending(c.fd, c.out, c.out_sent)) {
+            case SendState::done:
+                return arm_write(c, false);
+            case SendState::blocked:
+                return arm_write(c, true);  // the kernel buffer is full: wait for room
+            case SendState::failed:
+                return finish(c, std::strerror(errno));
+        }
+    }
+
+    void arm_write(EpollConnection& c, bool on) {
         if (c.want_write == on) return;
         c.want_write = on;
         epoll_event ev{};
         ev.events = EPOLLIN | (on ? EPOLLOUT : 0u);
-        ev.data.u64 = static_cast<std::uint64_t>(&c - conns_.data());
+        ev.data.u64 = index(c);
         epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, c.fd, &ev);
     }
 
-    void finish(Raw& c, const char* error) {
-        if (c.done) return;
-        c.done = true;
-        ::close(c.fd);  // also leaves the epoll set
-        ++closed_;
-        shared_.closed.fetch_add(1);
-        if (error && shared_.phase.load() != Phase::stop) shared_.report("connection lost", error);
-    }
-
-    const Config& config_;
-    ClientStats& stats_;
-    Shared& shared_;
     int epoll_fd_;
-    std::vector<Raw> conns_;  // reserved up front: epoll data holds indexes
-    std::size_t closed_ = 0;
 };
 
 // ------------------------------------------------------------ Asio driver --
@@ -388,122 +445,66 @@ class AsioEchoSession : public std::enable_shared_from_this<AsioEchoSession> {
     std::size_t& closed_here_;
 };
 
-// --------------------------------------------------------- client thread --
-
-/// One load-generating thread: opens its share of the connections with Asio,
-/// reports ready, waits for the go, then drives them until they have drained
-/// after the window (or drain_limit passes).
 #if defined(PLUME_BENCH_URING)
 // ---------------------------------------------------------- io_uring driver --
 
+struct UringConnection : RawConnection {
+    std::vector<std::uint8_t> sending{};  // the frames of the send in flight
+    std::size_t sent = 0;
+    bool send_pending = false;
+};
+
 /// --driver uring: the epoll driver's echo loop on io_uring. Every connection
 /// keeps one recv armed; replies go out as send operations; one
-/// io_uring_submit_and_wait() per loop submits and reaps them for all
-/// connections, so the load generator makes a fraction of a system call per
-/// round trip instead of two. On this 2-core VM that leaves the server more of
-/// the machine.
-class UringDriver {
+/// io_uring_enter() per loop submits and reaps them for all connections, so
+/// the load generator makes a fraction of a system call per round trip
+/// instead of two.
+class UringDriver : public RawDriver<UringConnection> {
   public:
     UringDriver(const Config& config, ClientStats& stats, Shared& shared)
-        : config_(config), stats_(stats), shared_(shared) {}
+        : RawDriver(config, stats, shared) {}
     ~UringDriver() {
-        for (auto& c : conns_)
-            if (!c.done) ::close(c.fd);
         if (ring_ready_) io_uring_queue_exit(&ring_);
     }
 
-    void reserve(std::size_t n) { conns_.reserve(n); }
-
-    void adopt(LoadConnection::Detached detached) {
-        if (detached.fd < 0) {
-            shared_.report("connection lost", "could not take the socket from Asio");
-            shared_.closed.fetch_add(1);
-            return;
-        }
-        conns_.push_back(Raw{detached.fd, std::move(detached.reader),
-                             EchoState(config_, stats_, shared_), FastRng(random_seed())});
-    }
+    void adopt(LoadConnection::Detached detached) { take(std::move(detached)); }
 
     void run() {
         const auto entries = std::bit_ceil(static_cast<unsigned>(2 * conns_.size() + 8));
         if (io_uring_queue_init(entries, &ring_, 0) < 0) {
             shared_.report("io_uring_queue_init failed", std::strerror(errno));
-            for (auto& c : conns_)
-                finish(c, nullptr);
+            finish_all();
             return;
         }
         ring_ready_ = true;
         for (auto& c : conns_) {
-            for (int i = 0; i < config_.pipeline; ++i)
-                append_masked(c.out, c.rng, c.echo.opcode(), c.echo.next_message());
+            queue_first_messages(c);
             start_send(c);
             start_recv(c);
         }
-        std::optional<Clock::time_point> give_up;
-        while (closed_ < conns_.size()) {
-            __kernel_timespec wait{0, 50'000'000};
-            io_uring_cqe* cqe = nullptr;
-            io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, &wait, nullptr);
+        while (running()) {
+            if (config_.busy_poll) {
+                // Enters the kernel without waiting: completions are posted
+                // by task work that runs on the way back.
+                io_uring_submit_and_get_events(&ring_);
+            } else {
+                __kernel_timespec wait{0, 50'000'000};
+                io_uring_cqe* cqe = nullptr;
+                io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, &wait, nullptr);
+            }
             unsigned head = 0;
             unsigned seen = 0;
+            io_uring_cqe* cqe = nullptr;
             io_uring_for_each_cqe(&ring_, head, cqe) {
                 ++seen;
                 on_completion(cqe->user_data, cqe->res);
             }
             io_uring_cq_advance(&ring_, seen);
-            if (shared_.phase.load(std::memory_order_relaxed) == Phase::stop) {
-                if (!give_up) give_up = Clock::now() + drain_limit;
-                if (Clock::now() > *give_up) break;
-            }
         }
-        if (closed_ < conns_.size())
-            shared_.report("connections still open after the drain limit", "dropped");
-        for (auto& c : conns_)
-            finish(c, nullptr);
+        finish_all();
     }
 
   private:
-    struct Raw {
-        int fd;
-        FrameReader reader;
-        EchoState echo;
-        FastRng rng;
-        std::vector<std::uint8_t> out{};      // frames waiting for the next send
-        std::vector<std::uint8_t> sending{};  // the frames of the send in flight
-        std::size_t sent = 0;
-        bool send_pending = false;
-        bool close_sent = false;
-        bool close_received = false;
-        bool done = false;
-    };
-
-    struct Sink {
-        UringDriver& d;
-        Raw& c;
-        bool stopped() const { return c.done; }
-        void on_message(Opcode op, std::span<const std::uint8_t> data) {
-            if (c.close_sent) return;
-            switch (c.echo.on_echo(op, data)) {
-                case EchoState::Next::send:
-                    return append_masked(c.out, c.rng, c.echo.opcode(), c.echo.next_message());
-                case EchoState::Next::close:
-                    return d.queue_close(c, {});
-                case EchoState::Next::fail:
-                    return d.finish(c, "echo mismatch");
-                case EchoState::Next::wait:
-                    return;
-            }
-        }
-        void on_ping(std::span<const std::uint8_t> payload) {
-            if (!c.close_sent) append_masked(c.out, c.rng, Opcode::pong, payload);
-        }
-        void on_close(std::span<const std::uint8_t> payload) {
-            c.close_received = true;
-            if (!c.close_sent)
-                d.queue_close(c, payload.first(std::min<std::size_t>(2, payload.size())));
-        }
-    };
-
     // user_data: connection index * 2, plus 1 for a send.
     io_uring_sqe* sqe() {
         io_uring_sqe* e = io_uring_get_sqe(&ring_);
@@ -514,19 +515,14 @@ class UringDriver {
         return e;
     }
 
-    std::uint64_t index(const Raw& c) const {
-        return static_cast<std::uint64_t>(&c - conns_.data());
-    }
-
-    void start_recv(Raw& c) {
+    void start_recv(UringConnection& c) {
         const auto space = c.reader.space();
         io_uring_sqe* e = sqe();
         io_uring_prep_recv(e, c.fd, space.data(), space.size(), 0);
         io_uring_sqe_set_data64(e, index(c) * 2);
-        ++inflight_;
     }
 
-    void start_send(Raw& c) {
+    void start_send(UringConnection& c) {
         if (c.send_pending || c.done) return;
         if (c.sent == c.sending.size()) {
             if (c.out.empty()) return;
@@ -539,12 +535,10 @@ class UringDriver {
                            MSG_NOSIGNAL);
         io_uring_sqe_set_data64(e, index(c) * 2 + 1);
         c.send_pending = true;
-        ++inflight_;
     }
 
     void on_completion(std::uint64_t data, int res) {
-        --inflight_;
-        Raw& c = conns_[data / 2];
+        auto& c = conns_[data / 2];
         if (data % 2 == 1) {
             c.send_pending = false;
             if (c.done) return;
@@ -553,47 +547,36 @@ class UringDriver {
             return start_send(c);
         }
         if (c.done) return;
-        if (res == 0)
-            return finish(
-                c, c.close_sent && c.close_received ? nullptr : "server closed the connection");
-        if (res < 0) return finish(c, std::strerror(-res));
-        c.reader.commit(static_cast<std::size_t>(res));
-        Sink sink{*this, c};
-        if (const char* error = c.reader.drain(sink)) return finish(c, error);
-        if (c.done) return;
+        if (res <= 0) return finish_read_error(c, -res);
+        if (!received(c, static_cast<std::size_t>(res))) return;
         start_send(c);
         start_recv(c);
     }
 
-    void queue_close(Raw& c, std::span<const std::uint8_t> body) {
-        static constexpr std::array<std::uint8_t, 2> normal{0x03, 0xE8};  // 1000
-        append_masked(c.out, c.rng, Opcode::close,
-                      body.empty() ? std::span<const std::uint8_t>(normal) : body);
-        c.close_sent = true;
-    }
-
-    void finish(Raw& c, const char* error) {
-        if (c.done) return;
-        c.done = true;
-        // Pending operations end with the socket; their completions are ignored.
-        ::shutdown(c.fd, SHUT_RDWR);
-        ::close(c.fd);
-        ++closed_;
-        shared_.closed.fetch_add(1);
-        if (error && shared_.phase.load() != Phase::stop) shared_.report("connection lost", error);
-    }
-
-    const Config& config_;
-    ClientStats& stats_;
-    Shared& shared_;
     io_uring ring_{};
     bool ring_ready_ = false;
-    std::vector<Raw> conns_;  // reserved up front: user_data holds indexes
-    std::size_t closed_ = 0;
-    std::size_t inflight_ = 0;
 };
 #endif
 
+// --------------------------------------------------------- client thread --
+
+/// Hands the opened connections over to a raw-socket driver and runs it.
+template <class Driver>
+void drive(asio::io_context& io, std::vector<std::shared_ptr<LoadConnection>>& connections,
+           const Config& config, ClientStats& stats, Shared& shared) {
+    Driver driver(config, stats, shared);
+    driver.reserve(connections.size());
+    for (auto& c : connections)
+        driver.adopt(c->detach());
+    io.restart();
+    io.run();  // the detached sockets' cancelled reads complete here
+    connections.clear();
+    driver.run();
+}
+
+/// One load-generating thread: opens its share of the connections with Asio,
+/// reports ready, waits for the go, then drives them until they have drained
+/// after the window (or drain_limit passes).
 void client_thread(const Config& config, const asio::ip::tcp::endpoint& server, const WsUrl& url,
                    int count, Shared& shared, ClientStats& stats) {
     asio::io_context io{1};  // one thread per context: Asio may skip its locking
@@ -629,29 +612,9 @@ void client_thread(const Config& config, const asio::ip::tcp::endpoint& server, 
     }
 
 #if defined(PLUME_BENCH_URING)
-    if (config.driver == "uring") {
-        UringDriver driver(config, stats, shared);
-        driver.reserve(connections.size());
-        for (auto& c : connections)
-            driver.adopt(c->detach());
-        io.restart();
-        io.run();  // the detached sockets' cancelled reads complete here
-        connections.clear();
-        driver.run();
-        return;
-    }
+    if (config.driver == "uring") return drive<UringDriver>(io, connections, config, stats, shared);
 #endif
-    if (config.driver == "epoll") {
-        EpollDriver driver(config, stats, shared);
-        driver.reserve(connections.size());
-        for (auto& c : connections)
-            driver.adopt(c->detach());
-        io.restart();
-        io.run();  // the detached sockets' cancelled reads complete here
-        connections.clear();
-        driver.run();
-        return;
-    }
+    if (config.driver == "epoll") return drive<EpollDriver>(io, connections, config, stats, shared);
 
     std::size_t closed_here = 0;
     std::vector<std::shared_ptr<AsioEchoSession>> sessions;
@@ -664,7 +627,10 @@ void client_thread(const Config& config, const asio::ip::tcp::endpoint& server, 
     io.restart();
     std::optional<Clock::time_point> give_up;
     while (closed_here < sessions.size() && !io.stopped()) {
-        io.run_one_for(std::chrono::milliseconds(50));
+        if (config.busy_poll)
+            io.poll();
+        else
+            io.run_one_for(std::chrono::milliseconds(50));
         if (shared.phase.load(std::memory_order_relaxed) == Phase::stop) {
             if (!give_up) give_up = Clock::now() + drain_limit;
             if (Clock::now() > *give_up) break;
@@ -684,7 +650,7 @@ void print_usage() {
         "         [--connections 100] [--pipeline 1] [--size 64] [--text] [--seconds 10]\n"
         "         [--warmup 2] [--client-threads 1] [--server-threads 1] [--driver "
         "epoll|asio|uring]\n"
-        "         [--server-output]\n",
+        "         [--poll busy|block] [--server-output]\n",
         stderr);
 }
 
@@ -785,10 +751,10 @@ int run(const Config& config) {
                 config.server.empty() ? config.url.c_str() : config.server.c_str());
     std::printf("  url                ws://%s:%u%s\n", url.host.c_str(), unsigned{url.port},
                 url.path.c_str());
-    std::printf("  connections        %d (pipeline %d each; %d client thread%s, %s driver%s)\n",
+    std::printf("  connections        %d (pipeline %d each; %d client thread%s, %s driver, %s%s)\n",
                 config.connections, config.pipeline, config.client_threads,
                 config.client_threads == 1 ? "" : "s", config.driver.c_str(),
-                server_threads.c_str());
+                config.busy_poll ? "busy polling" : "blocking waits", server_threads.c_str());
     std::printf("  message            %zu bytes %s\n", config.size,
                 config.text ? "text" : "binary");
     std::printf("  duration           %.2f s measured after %.1f s warmup\n", window,
@@ -851,6 +817,13 @@ int main(int argc, char** argv) {
         config.client_threads = static_cast<int>(args.number("client-threads", 1));
         config.server_threads = static_cast<int>(args.number("server-threads", 1));
         config.show_server_output = args.flag("server-output");
+        // Spinning threads only help while every thread has a core of its own.
+        const auto cores = std::max(1u, std::thread::hardware_concurrency());
+        const bool fits =
+            static_cast<unsigned>(config.client_threads + config.server_threads) <= cores;
+        const std::string poll = args.get("poll", fits ? "busy" : "block");
+        if (poll != "busy" && poll != "block") throw std::runtime_error("--poll is busy or block");
+        config.busy_poll = poll == "busy";
         args.finish();
         if (config.server.empty() == config.url.empty()) {
             print_usage();

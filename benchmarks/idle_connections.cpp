@@ -276,11 +276,7 @@ void print_usage() {
 }
 
 int run(const Config& config) {
-    const rlim_t fd_limit = raise_fd_limit();
-    if (fd_limit < static_cast<rlim_t>(config.connections) + 64)
-        throw std::runtime_error("RLIMIT_NOFILE hard limit " + std::to_string(fd_limit) +
-                                 " is too low for " + std::to_string(config.connections) +
-                                 " connections");
+    require_fd_limit(config.connections);
 
     ServerProcess server;
     std::vector<std::string> args{"--port", "0"};

@@ -96,6 +96,14 @@ inline rlim_t raise_fd_limit() {
     return limit.rlim_cur;
 }
 
+/// raise_fd_limit(), and an error unless `connections` (plus some spare) fit in it.
+inline void require_fd_limit(int connections) {
+    const rlim_t fd_limit = raise_fd_limit();
+    if (fd_limit < static_cast<rlim_t>(connections) + 64)
+        throw std::runtime_error("RLIMIT_NOFILE hard limit " + std::to_string(fd_limit) +
+                                 " is too low for " + std::to_string(connections) + " connections");
+}
+
 /// The server under test, spawned by us and stopped by its PID.
 class ServerProcess {
   public:

@@ -17,11 +17,13 @@
 
 #include <netinet/in.h>  // IP_BIND_ADDRESS_NO_PORT
 #include <openssl/evp.h>
+#include <sys/socket.h>
 #include <asio.hpp>
 #include <plume/transport/frame.hpp>
 
 #include <algorithm>
 #include <array>
+#include <cerrno>
 #include <cstdint>
 #include <cstring>
 #include <functional>
@@ -329,6 +331,28 @@ inline void append_masked(std::vector<std::uint8_t>& out, FastRng& rng, Opcode o
     std::array<std::uint8_t, 4> key{};
     std::memcpy(key.data(), &r, 4);
     append_client_frame(out, op, true, payload, key);
+}
+
+/// What send_pending() left: everything sent, the kernel's buffer full (wait
+/// for EPOLLOUT), or a failure (errno tells).
+enum class SendState { done, blocked, failed };
+
+/// Writes `out` from byte `sent` on without blocking, for the raw-socket
+/// drivers; once everything is out, `out` is cleared and `sent` reset.
+inline SendState send_pending(int fd, std::vector<std::uint8_t>& out, std::size_t& sent) {
+    while (sent < out.size()) {
+        const ssize_t n =
+            ::send(fd, out.data() + sent, out.size() - sent, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (n > 0)
+            sent += static_cast<std::size_t>(n);
+        else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return SendState::blocked;
+        else if (n < 0 && errno != EINTR)
+            return SendState::failed;
+    }
+    out.clear();
+    sent = 0;
+    return SendState::done;
 }
 
 /// One client WebSocket. Create with create(), set the handlers, then

@@ -3,11 +3,12 @@
 // nothing is normalised by a client library.
 //
 // Run: PLUME_ECHO_BIN=build/dev/examples/echo/echo_server node --test echo_handshake.test.mjs
-import { describe, it, before, after, afterEach } from 'node:test';
+import { describe, it, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import net from 'node:net';
 import { startEcho } from './support/echo_server.mjs';
+import { serverPerSuite, withTimeout } from './support/servers.mjs';
 
 const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
 const RFC_KEY = 'dGhlIHNhbXBsZSBub25jZQ==';
@@ -29,14 +30,6 @@ function acceptFor(key) {
 
 function newKey() {
   return crypto.randomBytes(16).toString('base64');
-}
-
-function withTimeout(promise, ms, what) {
-  let timer;
-  const timeout = new Promise((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
 function upgradeRequest({ path = '/', key = newKey(), extra = [], method = 'GET' } = {}) {
@@ -301,13 +294,7 @@ async function expectRejected(port, req, status) {
 // ------------------------------------------------------------------ tests
 
 describe('echo_server HTTP upgrade (raw sockets)', () => {
-  let server;
-  before(async () => {
-    server = await startEcho([]);
-  });
-  after(async () => {
-    await server?.stop();
-  });
+  const server = serverPerSuite(() => startEcho([]));
 
   describe('successful upgrades', () => {
     it('computes the RFC 6455 example Accept value with SHA-1', () => {
@@ -644,13 +631,7 @@ describe('echo_server HTTP upgrade (raw sockets)', () => {
 });
 
 describe('echo_server --handshake-timeout 1 (raw sockets)', () => {
-  let server;
-  before(async () => {
-    server = await startEcho(['--handshake-timeout', '1']);
-  });
-  after(async () => {
-    await server?.stop();
-  });
+  const server = serverPerSuite(() => startEcho(['--handshake-timeout', '1']));
 
   /** The connection must be closed after ~1 s; any response before that must be a 408. */
   async function expectTimedOut(conn, t0) {
@@ -721,13 +702,7 @@ describe('echo_server --handshake-timeout 1 (raw sockets)', () => {
 });
 
 describe('echo_server --idle-timeout 1 (raw sockets)', () => {
-  let server;
-  before(async () => {
-    server = await startEcho(['--idle-timeout', '1']);
-  });
-  after(async () => {
-    await server?.stop();
-  });
+  const server = serverPerSuite(() => startEcho(['--idle-timeout', '1']));
 
   it('sends close 1001 "idle timeout" and closes TCP even if the client never answers', { timeout: 30000 }, async () => {
     const key = newKey();

@@ -3,25 +3,18 @@
 // Run: PLUME_ECHO_BIN=build/dev/examples/echo/echo_server node --test echo_ws.test.mjs
 // (cwd tests/node, after `npm ci`). Every wait is on an event, bounded by a
 // timeout; every server is started on 127.0.0.1 and stopped by PID.
-import { describe, it, before, after, afterEach } from 'node:test';
+import { describe, it, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import net from 'node:net';
 import WebSocket from 'ws';
 import { startEcho } from './support/echo_server.mjs';
+import { serverPerSuite, withTimeout } from './support/servers.mjs';
 
 const KiB = 1024;
 const MiB = 1024 * 1024;
 
 // ---------------------------------------------------------------- helpers
-
-function withTimeout(promise, ms, what) {
-  let timer;
-  const timeout = new Promise((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
 
 const openClients = new Set();
 
@@ -221,13 +214,7 @@ const SIZES = [0, 125, 126, 65535, 65536, 1 * MiB, 8 * MiB];
 // ------------------------------------------------------------------ tests
 
 describe('echo_server (default options) with the ws client', () => {
-  let server;
-  before(async () => {
-    server = await startEcho([]);
-  });
-  after(async () => {
-    await server?.stop();
-  });
+  const server = serverPerSuite(() => startEcho([]));
 
   describe('text and binary echo', () => {
     for (const size of SIZES) {
@@ -509,13 +496,7 @@ describe('echo_server (default options) with the ws client', () => {
 });
 
 describe('echo_server --max-message 1024', () => {
-  let server;
-  before(async () => {
-    server = await startEcho(['--max-message', '1024']);
-  });
-  after(async () => {
-    await server?.stop();
-  });
+  const server = serverPerSuite(() => startEcho(['--max-message', '1024']));
 
   it('echoes a message of exactly 1024 bytes', async () => {
     const c = await Client.open(server.url);
@@ -579,13 +560,7 @@ async function echoCountingBytes(c, data, isBinary, timeoutMs = 20000) {
 }
 
 describe('echo_server --deflate with the ws client', () => {
-  let server;
-  before(async () => {
-    server = await startEcho(['--deflate']);
-  });
-  after(async () => {
-    await server?.stop();
-  });
+  const server = serverPerSuite(() => startEcho(['--deflate']));
 
   async function openDeflate(pmd = {}) {
     const c = await Client.open(server.url, { perMessageDeflate: pmd });
@@ -695,13 +670,7 @@ describe('echo_server --deflate with the ws client', () => {
 });
 
 describe('echo_server --deflate --max-message 1024', () => {
-  let server;
-  before(async () => {
-    server = await startEcho(['--deflate', '--max-message', '1024']);
-  });
-  after(async () => {
-    await server?.stop();
-  });
+  const server = serverPerSuite(() => startEcho(['--deflate', '--max-message', '1024']));
 
   it('echoes a compressed message that inflates to exactly 1024 bytes', async () => {
     const c = await Client.open(server.url, { perMessageDeflate: { threshold: 0 } });
@@ -724,13 +693,7 @@ describe('echo_server --deflate --max-message 1024', () => {
 // ------------------------------------------------------------ idle timeout
 
 describe('echo_server --idle-timeout 1', () => {
-  let server;
-  before(async () => {
-    server = await startEcho(['--idle-timeout', '1']);
-  });
-  after(async () => {
-    await server?.stop();
-  });
+  const server = serverPerSuite(() => startEcho(['--idle-timeout', '1']));
 
   it('closes a silent connection with 1001 "idle timeout" after about 1 s', { timeout: 15000 }, async () => {
     const c = await Client.open(server.url);
@@ -770,13 +733,7 @@ describe('echo_server --idle-timeout 1', () => {
 // ------------------------------------------------------------- slow reader
 
 describe('echo_server --max-send-queue 262144 (slow reader policy)', () => {
-  let server;
-  before(async () => {
-    server = await startEcho(['--max-send-queue', String(256 * KiB)]);
-  });
-  after(async () => {
-    await server?.stop();
-  });
+  const server = serverPerSuite(() => startEcho(['--max-send-queue', String(256 * KiB)]));
 
   it('closes a client that stops reading, while another client echoes normally', { timeout: 120000 }, async (t) => {
     const slow = await Client.open(server.url);
@@ -912,13 +869,7 @@ describe('echo_server shutdown', () => {
 
 for (const extra of [[], ['--threads', '2']]) {
   describe(`echo_server ${extra.join(' ') || '(default threads)'} with 50 concurrent clients`, () => {
-    let server;
-    before(async () => {
-      server = await startEcho(extra);
-    });
-    after(async () => {
-      await server?.stop();
-    });
+    const server = serverPerSuite(() => startEcho(extra));
 
     it('echoes 100 messages for each of 50 concurrent clients, in order and without cross-talk', { timeout: 60000 }, async () => {
       const clients = await Promise.all(Array.from({ length: 50 }, () => Client.open(server.url, {}, 10000)));

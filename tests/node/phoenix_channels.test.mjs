@@ -8,10 +8,12 @@
 //        node --test phoenix_channels.test.mjs
 // Every wait is on an event or callback, bounded by a timeout that fails the
 // test; servers listen on 127.0.0.1 and are stopped by PID.
-import { describe, it, before, after, afterEach } from 'node:test';
+import { describe, it, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   startServer,
+  serverPerSuite,
+  closeClientsAndStop,
   withTimeout,
   openRaw,
   rawUpgrade,
@@ -24,7 +26,6 @@ import {
   pushResult,
   joinResult,
   joinOk,
-  closeAllClients,
 } from './support/servers.mjs';
 
 const BIN = 'PLUME_CHANNEL_SERVER_BIN';
@@ -46,18 +47,7 @@ const UNMATCHED = { status: 'error', response: { reason: 'unmatched topic' } };
 // ============================================================ shared server
 
 describe('channel_test_server: phoenix.js and raw V2 clients', () => {
-  let server;
-
-  before(async () => {
-    server = await startServer(BIN);
-  });
-  afterEach(async () => {
-    await closeAllClients();
-  });
-  after(async () => {
-    await closeAllClients();
-    if (server) await server.stop();
-  });
+  const server = serverPerSuite(() => startServer(BIN), { closeClientsAfterEach: true });
 
   // ------------------------------------------------------------- joins
 
@@ -763,17 +753,7 @@ function j1ref(joins) {
 // ====================================================== dedicated servers
 
 describe('channel_test_server: disconnects', () => {
-  let server;
-  before(async () => {
-    server = await startServer(BIN);
-  });
-  afterEach(async () => {
-    await closeAllClients();
-  });
-  after(async () => {
-    await closeAllClients();
-    if (server) await server.stop();
-  });
+  const server = serverPerSuite(() => startServer(BIN), { closeClientsAfterEach: true });
 
   async function userSockets() {
     const mk = async (user) => {
@@ -824,17 +804,7 @@ describe('channel_test_server: disconnects', () => {
 });
 
 describe('channel_test_server: --max-channels 3', () => {
-  let server;
-  before(async () => {
-    server = await startServer(BIN, ['--max-channels', '3']);
-  });
-  afterEach(async () => {
-    await closeAllClients();
-  });
-  after(async () => {
-    await closeAllClients();
-    if (server) await server.stop();
-  });
+  const server = serverPerSuite(() => startServer(BIN, ['--max-channels', '3']), { closeClientsAfterEach: true });
 
   it('the 4th join → error {reason:"too many channels joined"}; after a leave a join succeeds', T, async () => {
     const socket = await phxConnect(server.socketUrl);
@@ -873,14 +843,7 @@ describe('channel_test_server: --max-channels 3', () => {
 });
 
 describe('channel_test_server: --idle-timeout 1', () => {
-  let server;
-  before(async () => {
-    server = await startServer(BIN, ['--idle-timeout', '1']);
-  });
-  after(async () => {
-    await closeAllClients();
-    if (server) await server.stop();
-  });
+  const server = serverPerSuite(() => startServer(BIN, ['--idle-timeout', '1']));
 
   it('a silent socket is closed (not with 1000); phoenix.js heartbeats keep a socket open', T, async () => {
     const socket = await phxConnect(server.socketUrl, { heartbeatIntervalMs: 200 });
@@ -897,14 +860,9 @@ describe('channel_test_server: --idle-timeout 1', () => {
 });
 
 describe('channel_test_server: --origin allow-list', () => {
-  let server;
-  before(async () => {
-    server = await startServer(BIN, ['--origin', 'http://allowed.example', '--origin', '//*.wild.example']);
-  });
-  after(async () => {
-    await closeAllClients();
-    if (server) await server.stop();
-  });
+  const server = serverPerSuite(() =>
+    startServer(BIN, ['--origin', 'http://allowed.example', '--origin', '//*.wild.example'])
+  );
 
   it('only listed origins upgrade; the same host is not implicitly allowed', T, async () => {
     const url = `${server.wsUrl}?vsn=2.0.0`;
@@ -921,10 +879,7 @@ describe('channel_test_server: --origin allow-list', () => {
 
 describe('channel_test_server: restart on the same port', () => {
   let server;
-  after(async () => {
-    await closeAllClients();
-    if (server) await server.stop();
-  });
+  after(() => closeClientsAndStop(server));
 
   it('phoenix.js reconnects to a new server on the same port and rejoins by itself; pushes work', T, async () => {
     server = await startServer(BIN);

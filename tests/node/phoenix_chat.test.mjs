@@ -6,11 +6,13 @@
 //        node --test phoenix_chat.test.mjs
 // Every wait is on an event or callback, bounded by a timeout that fails the
 // test; servers listen on 127.0.0.1 and are stopped by PID.
-import { describe, it, before, after, afterEach } from 'node:test';
+import { describe, it, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import {
   startServer,
+  serverPerSuite,
+  closeClientsAndStop,
   withTimeout,
   openRaw,
   rawUpgrade,
@@ -21,7 +23,6 @@ import {
   pushResult,
   joinResult,
   joinOk,
-  closeAllClients,
 } from './support/servers.mjs';
 
 const BIN = 'PLUME_CHAT_BIN';
@@ -31,17 +32,7 @@ const v2 = (server, params = {}) =>
   `${server.wsUrl}?${new URLSearchParams({ vsn: '2.0.0', ...params })}`;
 
 describe('chat: rooms with phoenix.js (user_id connect param)', () => {
-  let server;
-  before(async () => {
-    server = await startServer(BIN);
-  });
-  afterEach(async () => {
-    await closeAllClients();
-  });
-  after(async () => {
-    await closeAllClients();
-    if (server) await server.stop();
-  });
+  const server = serverPerSuite(() => startServer(BIN), { closeClientsAfterEach: true });
 
   it('serves the demo page, app.js and phoenix.mjs', T, async () => {
     const page = await httpGet(`${server.url}/`);
@@ -216,14 +207,7 @@ describe('chat: rooms with phoenix.js (user_id connect param)', () => {
 });
 
 describe('chat --threads 2: broadcasts from several threads', () => {
-  let server;
-  before(async () => {
-    server = await startServer(BIN, ['--threads', '2']);
-  });
-  after(async () => {
-    await closeAllClients();
-    if (server) await server.stop();
-  });
+  const server = serverPerSuite(() => startServer(BIN, ['--threads', '2']));
 
   it('every client gets every message of every sender exactly once, each sender\'s in order', T, async () => {
     const clients = [];
@@ -257,17 +241,10 @@ describe('chat --threads 2: broadcasts from several threads', () => {
 });
 
 describe('chat --require-token: tokens from GET /token', () => {
-  let server;
-  before(async () => {
-    server = await startServer(BIN, ['--require-token', '--secret', 'a-test-secret-that-is-long-enough-0123456789']);
-  });
-  afterEach(async () => {
-    await closeAllClients();
-  });
-  after(async () => {
-    await closeAllClients();
-    if (server) await server.stop();
-  });
+  const server = serverPerSuite(
+    () => startServer(BIN, ['--require-token', '--secret', 'a-test-secret-that-is-long-enough-0123456789']),
+    { closeClientsAfterEach: true }
+  );
 
   async function tokenFor(user) {
     const res = await httpGet(`${server.url}/token?user=${encodeURIComponent(user)}`);
@@ -349,14 +326,7 @@ describe('chat --require-token: tokens from GET /token', () => {
 });
 
 describe('chat --origin allow-list', () => {
-  let server;
-  before(async () => {
-    server = await startServer(BIN, ['--origin', 'https://chat.example']);
-  });
-  after(async () => {
-    await closeAllClients();
-    if (server) await server.stop();
-  });
+  const server = serverPerSuite(() => startServer(BIN, ['--origin', 'https://chat.example']));
 
   it('the listed origin upgrades, others (including the server\'s own host) get 403', T, async () => {
     const url = v2(server, { user_id: 'o' });
@@ -370,10 +340,7 @@ describe('chat --origin allow-list', () => {
 
 describe('chat: server shutdown and restart', () => {
   let server;
-  after(async () => {
-    await closeAllClients();
-    if (server) await server.stop();
-  });
+  after(() => closeClientsAndStop(server));
 
   it('SIGTERM closes sockets with 1001; phoenix.js reconnects to a new server on the same port and rejoins', T, async () => {
     server = await startServer(BIN);

@@ -1,19 +1,12 @@
 // phoenix.js Presence (onJoin, onLeave, onSync, list) against the chat demo:
 // clients see each other join, update their meta (typing), leave, and vanish
 // when their connection drops.
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Presence } from 'phoenix';
-import { closeAllClients, joinOk, phxConnect, startServer, withTimeout } from './support/servers.mjs';
+import { joinOk, phxConnect, serverPerSuite, startServer, withTimeout } from './support/servers.mjs';
 
-let server;
-before(async () => {
-  server = await startServer('PLUME_CHAT_BIN');
-});
-after(async () => {
-  await closeAllClients();
-  if (server) await server.stop();
-});
+const server = serverPerSuite(() => startServer('PLUME_CHAT_BIN'));
 
 // A client joined to a room with a phoenix.js Presence that records events.
 async function member(user, topic) {

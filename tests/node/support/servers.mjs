@@ -7,6 +7,10 @@
 //   ... new Socket(server.socketUrl, {transport: WebSocket}) ...
 //   await server.stop();
 //
+// or, for one server shared by the tests of a describe() (or of a file):
+//
+//   const server = serverPerSuite(() => startServer('PLUME_CHAT_BIN', ['--threads', '2']));
+//
 // The binary path comes from the named env variable (CTest sets it). The
 // server is always started on 127.0.0.1, with `--port 0` unless the args name
 // a port, and the port is read from the stdout line `listening on
@@ -14,6 +18,7 @@
 // trackProcess) is killed by PID when the test process exits, whatever happened.
 import { spawn } from 'node:child_process';
 import http from 'node:http';
+import { before, after, afterEach } from 'node:test';
 import WebSocket from 'ws';
 import { Socket } from 'phoenix';
 
@@ -590,4 +595,41 @@ export async function closeAllClients(timeoutMs = 3000) {
   }
   rawClients.clear();
   await Promise.all(waits);
+}
+
+// ---------------------------------------------------------------- suites
+
+/** Closes the clients the helpers made, then stops `server` if it was started. */
+export async function closeClientsAndStop(server) {
+  await closeAllClients();
+  if (server) await server.stop();
+}
+
+/**
+ * One server for the tests of the enclosing describe() (or of the file, when
+ * called at top level): `start()` runs in before(), closeClientsAndStop() in
+ * after(); with `closeClientsAfterEach`, afterEach() closes the helpers'
+ * clients too. The returned object is filled with the fields of the handle
+ * start() resolves with (port, socketUrl, stop, ...) once before() has run,
+ * so the tests can hold on to it from the describe() body.
+ *
+ * @param {() => Promise<object>} start e.g. () => startServer(BIN, ['--max-channels', '3'])
+ * @param {{closeClientsAfterEach?: boolean}} [options]
+ */
+export function serverPerSuite(start, { closeClientsAfterEach = false } = {}) {
+  const server = {};
+  let started = false;
+  before(async () => {
+    Object.assign(server, await start());
+    started = true;
+  });
+  if (closeClientsAfterEach) {
+    afterEach(async () => {
+      await closeAllClients();
+    });
+  }
+  after(async () => {
+    await closeClientsAndStop(started ? server : null);
+  });
+  return server;
 }

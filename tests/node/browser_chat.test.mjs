@@ -9,10 +9,10 @@
 // the server and the browser are stopped by PID.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { randomUUID } from 'node:crypto';
 import { chromium } from 'playwright-core';
+import { startServer, trackProcess, withTimeout } from './support/servers.mjs';
 
 const CHROMIUM = '/usr/bin/chromium';
 // Without the background-networking flags Chromium's own connections are
@@ -35,114 +35,20 @@ const skip = existsSync(CHROMIUM)
   ? false
   : `${CHROMIUM} not found: install Debian's chromium (scripts/setup.sh does)`;
 
-// Processes started here, killed by PID if the test process exits early.
-const live = new Map(); // pid -> name
-process.on('exit', () => {
-  for (const pid of live.keys()) {
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      // already gone
-    }
-  }
-});
-
-function withTimeout(promise, ms, what) {
-  let timer;
-  const timeout = new Promise((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
-
-/** Waits for `proc` to exit; SIGKILLs it by PID if it has not within `ms`. */
-async function waitExit(proc, exited, ms, name) {
-  let timer;
-  const late = new Promise((resolve) => {
-    timer = setTimeout(() => resolve(null), ms);
-  });
-  const first = await Promise.race([exited, late]);
-  clearTimeout(timer);
-  if (first !== null) return first;
-  try {
-    process.kill(proc.pid, 'SIGKILL');
-  } catch {
-    // already gone
-  }
-  const status = await exited;
-  return { ...status, killed: `${name} did not exit within ${ms} ms; SIGKILLed` };
-}
-
 // ------------------------------------------------------------- chat server
 
-/** Starts `chat --host 127.0.0.1 --port 0` and resolves once it prints its URL. */
-function startChat() {
-  const bin = process.env.PLUME_CHAT_BIN;
-  if (!bin) {
-    throw new Error(
-      'PLUME_CHAT_BIN is not set: point it at the chat example (e.g. build/dev/examples/chat/chat)'
-    );
+/**
+ * Starts `chat --host 127.0.0.1 --port 0` (servers.mjs's startServer) and
+ * resolves once it prints its URL; `url` is http://127.0.0.1:PORT/.
+ */
+async function startChat() {
+  const server = await startServer('PLUME_CHAT_BIN', [], { startTimeoutMs: START_TIMEOUT_MS });
+  // The page's websocket URL is checked against this address.
+  if (server.host !== '127.0.0.1') {
+    await server.stop('SIGKILL');
+    throw new Error(`chat listens on ${server.host}, not on 127.0.0.1\n${server.output()}`);
   }
-  const args = ['--host', '127.0.0.1', '--port', '0'];
-  const proc = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  live.set(proc.pid, 'chat');
-  let stdout = '';
-  let stderr = '';
-  const output = () =>
-    `command: ${bin} ${args.join(' ')}\n--- stdout ---\n${stdout.slice(-4000)}` +
-    `\n--- stderr ---\n${stderr.slice(-4000)}`;
-  const exited = new Promise((resolve) => {
-    proc.once('exit', (code, signal) => {
-      live.delete(proc.pid);
-      resolve({ code, signal });
-    });
-  });
-  proc.stderr.setEncoding('utf8');
-  proc.stderr.on('data', (chunk) => {
-    stderr = (stderr + chunk).slice(-65536);
-  });
-  proc.stdout.setEncoding('utf8');
-
-  const stop = async () => {
-    if (proc.exitCode === null && proc.signalCode === null) {
-      try {
-        process.kill(proc.pid, 'SIGTERM');
-      } catch {
-        // already gone
-      }
-    }
-    return waitExit(proc, exited, STOP_TIMEOUT_MS, 'chat');
-  };
-
-  return new Promise((resolve, reject) => {
-    let settled = false;
-    const fail = (why) => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      try {
-        process.kill(proc.pid, 'SIGKILL');
-      } catch {
-        // already gone
-      }
-      reject(new Error(`chat did not start: ${why}\n${output()}`));
-    };
-    const timer = setTimeout(
-      () => fail(`no "chat listening on http://HOST:PORT/" line within ${START_TIMEOUT_MS} ms`),
-      START_TIMEOUT_MS
-    );
-    proc.once('error', (err) => fail(`spawn failed: ${err.message}`));
-    proc.once('exit', (code, signal) => fail(`exited early (code ${code}, signal ${signal})`));
-    proc.stdout.on('data', (chunk) => {
-      stdout = (stdout + chunk).slice(-65536);
-      if (settled) return;
-      const m = /chat listening on (http:\/\/127\.0\.0\.1:\d+\/)/.exec(stdout);
-      if (!m) return;
-      settled = true;
-      clearTimeout(timer);
-      resolve({ url: m[1], proc, exited, output, stop });
-    });
-  });
+  return { ...server, url: `${server.url}/` };
 }
 
 // ---------------------------------------------------------------- browser
@@ -167,18 +73,7 @@ async function startBrowser() {
     handleSIGHUP: false,
   });
   const proc = server.process();
-  live.set(proc.pid, 'chromium');
-  const exited = new Promise((resolve) => {
-    if (proc.exitCode !== null || proc.signalCode !== null) {
-      live.delete(proc.pid);
-      resolve({ code: proc.exitCode, signal: proc.signalCode });
-      return;
-    }
-    proc.once('exit', (code, signal) => {
-      live.delete(proc.pid);
-      resolve({ code, signal });
-    });
-  });
+  const { exited, exitWithin } = trackProcess(proc);
   let browser;
   try {
     browser = await chromium.connect(server.wsEndpoint(), { timeout: START_TIMEOUT_MS });
@@ -192,9 +87,9 @@ async function startBrowser() {
     );
     // Closes the browser gracefully (Playwright kills it after its own timeout).
     const closing = server.close().catch(() => {});
-    const status = await waitExit(proc, exited, STOP_TIMEOUT_MS, 'chromium');
+    const status = await exitWithin(STOP_TIMEOUT_MS);
     await withTimeout(closing, STOP_TIMEOUT_MS, 'the browser server to close').catch(() => {});
-    return status;
+    return status ?? { ...(await exited), killed: `chromium did not exit within ${STOP_TIMEOUT_MS} ms; SIGKILLed` };
   };
   return { browser, pid: proc.pid, stop };
 }
@@ -314,8 +209,9 @@ describe('chat demo page in Chromium (playwright-core + phoenix.js)', { skip }, 
       if (status.killed) problems.push(status.killed);
     }
     if (chat) {
-      const status = await chat.stop();
-      if (status.killed) problems.push(`${status.killed}\n${chat.output()}`);
+      // stop() throws, with chat's output, when it had to SIGKILL chat.
+      const status = await chat.stop('SIGTERM', STOP_TIMEOUT_MS).catch((err) => ({ killed: err.message }));
+      if (status.killed) problems.push(status.killed);
       else if (status.code !== 0)
         problems.push(
           `chat exited with code ${status.code}, signal ${status.signal}\n${chat.output()}`

@@ -30,10 +30,10 @@
 
 import net from 'node:net';
 import { spawn } from 'node:child_process';
-import { pathToFileURL } from 'node:url';
 import * as F from './frames.mjs';
 import * as C from './cases.mjs';
 import { caseFilter, summarize, formatLine, DEFAULT_MAX_MESSAGE } from './run.mjs';
+import { keepOutput, parseArgv, runIfMain } from './script.mjs';
 
 const { OP } = F;
 const EMPTY = Buffer.alloc(0);
@@ -637,13 +637,7 @@ export async function runTestee(bin, { args = [], timeout = 1800000, env = proce
   if (opts.deflate) argv.push('--deflate');
   if (opts.maxMessage) argv.push('--max-message', String(opts.maxMessage));
   const proc = spawn(bin, argv, { stdio: ['ignore', 'pipe', 'pipe'], env });
-  const lines = [];
-  const keep = (prefix) => (d) => {
-    for (const l of d.toString().split('\n')) if (l) lines.push(prefix + l);
-    if (lines.length > 400) lines.splice(0, lines.length - 400);
-  };
-  proc.stdout.on('data', keep('[stdout] '));
-  proc.stderr.on('data', keep('[stderr] '));
+  const output = keepOutput(proc);
   let timer;
   const exit = await new Promise((resolve) => {
     timer = setTimeout(() => { proc.kill('SIGKILL'); }, timeout);
@@ -655,17 +649,12 @@ export async function runTestee(bin, { args = [], timeout = 1800000, env = proce
   fs.reportsUpdated.then((r) => { reports = r; });
   await new Promise((res) => setImmediate(res));
   await fs.close();
-  return { url, argv, results: fs.report(), exit, reports, output: () => lines.join('\n') };
+  return { url, argv, results: fs.report(), exit, reports, output };
 }
 
 function parseArgs(argv) {
   const o = { clientArgs: [] };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    const val = () => {
-      if (i + 1 >= argv.length) throw new Error(`${a} needs a value`);
-      return argv[++i];
-    };
+  parseArgv(argv, (a, val) => {
     switch (a) {
       case '--bin': o.bin = val(); break;
       case '--port': o.port = Number(val()); break;
@@ -678,9 +667,9 @@ function parseArgs(argv) {
       case '--verbose': case '-v': o.verbose = true; break;
       case '--list': o.list = true; break;
       case '-h': case '--help': o.help = true; break;
-      default: throw new Error(`unknown argument ${a}`);
+      default: return false;
     }
-  }
+  });
   return o;
 }
 
@@ -714,9 +703,4 @@ async function main() {
   process.exitCode = s.total.FAILED ? 1 : 0;
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  main().catch((e) => {
-    console.error(e.stack || e.message);
-    process.exit(2);
-  });
-}
+runIfMain(import.meta.url, main);

@@ -16,6 +16,7 @@ import http from 'node:http';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { parseArgv } from './script.mjs';
 
 // resolve `ws` from tests/node/node_modules whatever the cwd is
 const require = createRequire(path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'package.json'));
@@ -23,12 +24,7 @@ const { WebSocketServer } = require('ws');
 
 function parseArgs(argv) {
   const o = { host: '127.0.0.1', port: 9001, maxMessage: 16 * 1024 * 1024, deflate: false, idleTimeout: 0, handshakeTimeout: 10 };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    const val = () => {
-      if (i + 1 >= argv.length) throw new Error(`${a} needs a value`);
-      return argv[++i];
-    };
+  parseArgv(argv, (a, val) => {
     switch (a) {
       case '--host': o.host = val(); break;
       case '--port': o.port = Number(val()); break;
@@ -42,9 +38,9 @@ function parseArgs(argv) {
         console.log('usage: reference_server.mjs [--host H] [--port P] [--max-message BYTES] [--deflate] [--idle-timeout S] [--handshake-timeout S] [--max-send-queue BYTES] [--threads N]');
         process.exit(0);
         break;
-      default: throw new Error(`unknown argument ${a}`);
+      default: return false;
     }
-  }
+  });
   return o;
 }
 

@@ -26,9 +26,10 @@
 
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { fileURLToPath } from 'node:url';
 import { buildCases, Client, DEFAULT_TIMEOUTS, HandshakeError, OUTCOMES } from './cases.mjs';
 import { OP } from './frames.mjs';
+import { keepOutput, parseArgv, runIfMain } from './script.mjs';
 
 export const DEFAULT_MAX_MESSAGE = 16 * 1024 * 1024;
 
@@ -49,17 +50,13 @@ export function startServer(bin, args = [], { timeout = 20000, env = process.env
   const argv = isScript ? [bin, ...args] : args;
   return new Promise((resolve, reject) => {
     const proc = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'], env });
-    const lines = [];
-    const keep = (prefix) => (d) => {
-      for (const l of d.toString().split('\n')) if (l) lines.push(prefix + l);
-      if (lines.length > 400) lines.splice(0, lines.length - 400);
-    };
+    const output = keepOutput(proc);
     let done = false;
     let outBuf = '';
     const server = {
       proc,
       url: null,
-      output: () => lines.join('\n'),
+      output,
       exited: null,
       exitPromise: new Promise((res) => proc.once('exit', (code, signal) => { server.exited = { code, signal }; res(server.exited); })),
     };
@@ -70,7 +67,6 @@ export function startServer(bin, args = [], { timeout = 20000, env = process.env
       reject(new Error(`${bin} did not print "listening on ws://..." within ${timeout} ms\n${server.output()}`));
     }, timeout);
     proc.stdout.on('data', (d) => {
-      keep('[stdout] ')(d);
       if (done) return;
       outBuf += d.toString();
       const m = /listening on (ws:\/\/[^\s]+)/.exec(outBuf);
@@ -81,7 +77,6 @@ export function startServer(bin, args = [], { timeout = 20000, env = process.env
         resolve(server);
       }
     });
-    proc.stderr.on('data', keep('[stderr] '));
     proc.once('error', (e) => {
       if (done) return;
       done = true;
@@ -97,13 +92,19 @@ export function startServer(bin, args = [], { timeout = 20000, env = process.env
   });
 }
 
+/** The server's exit status once it exits, or null if it is still running after `ms`. */
+async function exitWithin(server, ms) {
+  let t;
+  const r = await Promise.race([server.exitPromise, new Promise((res) => { t = setTimeout(() => res(null), ms); })]);
+  clearTimeout(t);
+  return r;
+}
+
 /** SIGTERM, wait (bounded) for the exit, SIGKILL if needed. */
 export async function stopServer(server, { timeout = 10000 } = {}) {
   if (!server || server.exited) return server?.exited ?? null;
   server.proc.kill('SIGTERM');
-  let t;
-  const r = await Promise.race([server.exitPromise, new Promise((res) => { t = setTimeout(() => res(null), timeout); })]);
-  clearTimeout(t);
+  const r = await exitWithin(server, timeout);
   if (r) return r;
   server.proc.kill('SIGKILL');
   const k = await server.exitPromise;
@@ -122,9 +123,7 @@ async function shutdownCase(ctx, server) {
   server.proc.kill('SIGTERM');
   await c.waitFor(() => c.serverGone, c.T.resp * 2);
   await c.finish();
-  let t;
-  const exit = await Promise.race([server.exitPromise, new Promise((res) => { t = setTimeout(() => res(null), 10000); })]);
-  clearTimeout(t);
+  const exit = await exitWithin(server, 10000);
   const problems = [];
   if (!c.closeRecv) problems.push(c.eofBy === 'server' ? 'server dropped TCP without a close frame on SIGTERM' : 'no close frame after SIGTERM');
   else if (c.closeRecv.code !== 1001) problems.push(`close code ${c.closeRecv.code} instead of 1001 on SIGTERM`);
@@ -220,12 +219,7 @@ export function summarize(results) {
 
 function parseArgs(argv) {
   const o = { serverArgs: [] };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    const val = () => {
-      if (i + 1 >= argv.length) throw new Error(`${a} needs a value`);
-      return argv[++i];
-    };
+  parseArgv(argv, (a, val) => {
     switch (a) {
       case '--bin': o.bin = val(); break;
       case '--url': o.url = val(); break;
@@ -242,9 +236,9 @@ function parseArgs(argv) {
       case '--json': o.json = val(); break;
       case '--list': o.list = true; break;
       case '-h': case '--help': o.help = true; break;
-      default: throw new Error(`unknown argument ${a}`);
+      default: return false;
     }
-  }
+  });
   return o;
 }
 
@@ -303,9 +297,4 @@ async function main() {
   process.exitCode = s.total.FAILED ? 1 : 0;
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  main().catch((e) => {
-    console.error(e.stack || e.message);
-    process.exit(2);
-  });
-}
+runIfMain(import.meta.url, main);

@@ -20,9 +20,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import path from 'node:path';
 import { runTestee } from './conformance/fuzzing_server.mjs';
-import { summarize, formatLine } from './conformance/run.mjs';
+import { summarize, formatLine, writeReportFile } from './conformance/run.mjs';
 
 const bin = process.env.PLUME_ECHO_CLIENT_BIN;
 const skip = !bin ? 'PLUME_ECHO_CLIENT_BIN is not set' : !fs.existsSync(bin) ? `PLUME_ECHO_CLIENT_BIN ${bin} does not exist` : false;
@@ -53,13 +52,7 @@ for (const mode of MODES) {
       s.text,
     ].join('\n');
     console.log(report);
-    if (process.env.PLUME_BUILD_DIR) {
-      try {
-        fs.writeFileSync(path.join(process.env.PLUME_BUILD_DIR, `client-conformance-${mode.name}.txt`), results.map((r) => formatLine(r, true)).join('\n') + '\n' + s.text + '\n');
-      } catch {
-        // the report file is a convenience only
-      }
-    }
+    writeReportFile(`client-conformance-${mode.name}.txt`, results, s);
     const tail = () => {
       const t = run.output().split('\n').slice(-20).join('\n');
       return t ? `\n--- last echo_client output ---\n${t}` : '';

@@ -19,8 +19,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import path from 'node:path';
-import { runSuite, startServer, stopServer, summarize, formatLine } from './conformance/run.mjs';
+import { runSuite, startServer, stopServer, summarize, formatLine, writeReportFile } from './conformance/run.mjs';
 
 const bin = process.env.PLUME_ECHO_BIN;
 const skip = !bin ? 'PLUME_ECHO_BIN is not set' : !fs.existsSync(bin) ? `PLUME_ECHO_BIN ${bin} does not exist` : false;
@@ -57,13 +56,7 @@ for (const mode of MODES) {
       s.text,
     ].join('\n');
     console.log(report);
-    if (process.env.PLUME_BUILD_DIR) {
-      try {
-        fs.writeFileSync(path.join(process.env.PLUME_BUILD_DIR, `conformance-${mode.name}.txt`), results.map((r) => formatLine(r, true)).join('\n') + '\n' + s.text + '\n');
-      } catch {
-        // the report file is a convenience only
-      }
-    }
+    writeReportFile(`conformance-${mode.name}.txt`, results, s);
     const failed = results.filter((r) => r.outcome === 'FAILED');
     if (failed.length) {
       const tail = server.output().split('\n').slice(-20).join('\n');

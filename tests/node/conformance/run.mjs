@@ -26,6 +26,7 @@
 
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildCases, Client, DEFAULT_TIMEOUTS, HandshakeError, OUTCOMES } from './cases.mjs';
 import { OP } from './frames.mjs';
@@ -200,6 +201,20 @@ export async function runSuite(opts) {
 
 export function formatLine(r, verbose = false) {
   return `${r.id} ${r.outcome}${r.detail && (verbose || r.outcome !== 'OK') ? `  ${r.detail}` : ''}`;
+}
+
+/**
+ * Writes every result (with its details) and the summary `s` of summarize()
+ * to PLUME_BUILD_DIR/<fileName> when PLUME_BUILD_DIR is set, for reading
+ * after a CTest run.
+ */
+export function writeReportFile(fileName, results, s) {
+  if (!process.env.PLUME_BUILD_DIR) return;
+  try {
+    fs.writeFileSync(path.join(process.env.PLUME_BUILD_DIR, fileName), results.map((r) => formatLine(r, true)).join('\n') + '\n' + s.text + '\n');
+  } catch {
+    // the report file is a convenience only
+  }
 }
 
 export function summarize(results) {

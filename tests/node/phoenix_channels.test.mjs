@@ -15,6 +15,8 @@ import {
   serverPerSuite,
   closeClientsAndStop,
   withTimeout,
+  v2Url,
+  v1Url,
   openRaw,
   rawUpgrade,
   httpGet,
@@ -30,11 +32,6 @@ import {
 
 const BIN = 'PLUME_CHANNEL_SERVER_BIN';
 const T = { timeout: 30000 };
-
-const v2 = (server, params = {}) =>
-  `${server.wsUrl}?${new URLSearchParams({ vsn: '2.0.0', ...params })}`;
-const v1 = (server, params = {}) =>
-  `${server.wsUrl}?${new URLSearchParams({ vsn: '1.0.0', ...params })}`;
 
 const bytes = (n, seed = 0) => {
   const b = new Uint8Array(n);
@@ -58,7 +55,7 @@ describe('channel_test_server: phoenix.js and raw V2 clients', () => {
     assert.deepEqual(r, { status: 'ok', response: { joined: 'echo:join-ok', user_id: 'alice' } });
     assert.equal(ch.state, 'joined');
 
-    const raw = await openRaw(v2(server));
+    const raw = await openRaw(v2Url(server));
     const reply = await raw.join('echo:raw', '1');
     assert.deepEqual(reply, [
       '1',
@@ -82,7 +79,7 @@ describe('channel_test_server: phoenix.js and raw V2 clients', () => {
     assert.notEqual(second.joinRef, first.joinRef, 'the retry is a new join (new join_ref)');
     assert.equal(ch.state, 'errored');
 
-    const raw = await openRaw(v2(server));
+    const raw = await openRaw(v2Url(server));
     assert.deepEqual(await raw.join('echo:raw-fail', '1', { fail: true }), [
       '1',
       '1',
@@ -103,7 +100,7 @@ describe('channel_test_server: phoenix.js and raw V2 clients', () => {
     assert.deepEqual(r, { status: 'error', response: { reason: 'join crashed' } });
     assert.deepEqual(await pushResult(ok.push('echo', { still: 'alive' })), { status: 'ok', response: { still: 'alive' } });
 
-    const raw = await openRaw(v2(server));
+    const raw = await openRaw(v2Url(server));
     assert.deepEqual(await raw.join('echo:raw-crash', '1', { crash: true }), [
       '1',
       '1',
@@ -120,7 +117,7 @@ describe('channel_test_server: phoenix.js and raw V2 clients', () => {
     const ch = socket.channel('nope:1', {});
     assert.deepEqual(await joinResult(ch), UNMATCHED);
 
-    const raw = await openRaw(v2(server));
+    const raw = await openRaw(v2Url(server));
     assert.deepEqual(await raw.join('nope:1', '1'), [null, '1', 'nope:1', 'phx_reply', UNMATCHED]);
     // A push to a topic that was never joined.
     raw.send(['7', '2', 'echo:never-joined', 'echo', {}]);
@@ -149,7 +146,7 @@ describe('channel_test_server: phoenix.js and raw V2 clients', () => {
     // The channel is still usable after a push timed out.
     assert.deepEqual(await pushResult(ch.push('echo', { n: 2 })), { status: 'ok', response: { n: 2 } });
 
-    const raw = await openRaw(v2(server));
+    const raw = await openRaw(v2Url(server));
     await raw.join('echo:raw-push', '1');
     raw.send(['1', '2', 'echo:raw-push', 'echo', { x: 'y' }]);
     assert.deepEqual(await raw.replyTo('2'), ['1', '2', 'echo:raw-push', 'phx_reply', { status: 'ok', response: { x: 'y' } }]);
@@ -167,7 +164,7 @@ describe('channel_test_server: phoenix.js and raw V2 clients', () => {
     // Phoenix replies from the channel process with socket.join_ref, whatever
     // join_ref the push had (phoenix-observed.md: "replies from the channel
     // process carry the join's ref as join_ref").
-    const raw = await openRaw(v2(server));
+    const raw = await openRaw(v2Url(server));
     await raw.join('echo:null-join-ref', '1');
     raw.send([null, '2', 'echo:null-join-ref', 'echo', { k: 1 }]);
     const reply = await raw.replyTo('2');
@@ -185,7 +182,7 @@ describe('channel_test_server: phoenix.js and raw V2 clients', () => {
     assert.deepEqual(pushed.payload, { hello: 'there' });
     assert.equal((await reply).status, 'ok');
 
-    const raw = await openRaw(v2(server));
+    const raw = await openRaw(v2Url(server));
     await raw.join('echo:raw-server-push', '1');
     raw.send(['1', '2', 'echo:raw-server-push', 'push', { p: 1 }]);
     assert.deepEqual(await raw.event('echo:raw-server-push', 'pushed'), ['1', null, 'echo:raw-server-push', 'pushed', { p: 1 }]);
@@ -199,7 +196,7 @@ describe('channel_test_server: phoenix.js and raw V2 clients', () => {
     await joinOk(ch);
     assert.deepEqual(await pushResult(ch.push('defer', {})), { status: 'ok', response: { deferred: true } });
 
-    const raw = await openRaw(v2(server));
+    const raw = await openRaw(v2Url(server));
     await raw.join('echo:raw-defer', '1');
     raw.send(['1', '2', 'echo:raw-defer', 'defer', {}]);
     assert.deepEqual(await raw.replyTo('2'), [
@@ -227,7 +224,7 @@ describe('channel_test_server: phoenix.js and raw V2 clients', () => {
       ['after_join', { topic: 'echo:after-join' }],
     ]);
 
-    const raw = await openRaw(v2(server));
+    const raw = await openRaw(v2Url(server));
     raw.send(['1', '1', 'echo:raw-after-join', 'phx_join', { after_join: true }]);
     const push = await raw.event('echo:raw-after-join', 'after_join');
     assert.deepEqual(push, ['1', null, 'echo:raw-after-join', 'after_join', { topic: 'echo:raw-after-join' }]);
@@ -271,7 +268,7 @@ describe('channel_test_server: phoenix.js and raw V2 clients', () => {
       }
     }
 
-    const raw = await openRaw(v2(server));
+    const raw = await openRaw(v2Url(server));
     await raw.join(topic, '1');
     clients[1].ch.push('broadcast', { raw: 1 });
     assert.deepEqual(await raw.event(topic, 'broadcast'), [null, null, topic, 'broadcast', { raw: 1 }]);
@@ -313,7 +310,7 @@ describe('channel_test_server: phoenix.js and raw V2 clients', () => {
     const ch = socket.channel(topic, {});
     const inbox = recordChannel(ch, ['news']);
     await joinOk(ch);
-    const raw = await openRaw(v2(server));
+    const raw = await openRaw(v2Url(server));
     await raw.join(topic, '1');
     const other = socket.channel('echo:external-other', {});
     const otherInbox = recordChannel(other, ['news']);
@@ -360,7 +357,7 @@ describe('channel_test_server: phoenix.js and raw V2 clients', () => {
       ]
     );
     // The intercepted push carries the channel's join_ref (a push, not a broadcast).
-    const raw = await openRaw(v2(server, { user_id: 'raw' }));
+    const raw = await openRaw(v2Url(server, { user_id: 'raw' }));
     await raw.join(topic, '1');
     ca.push('filtered', { n: 4 });
     assert.deepEqual(await raw.event(topic, 'filtered'), ['1', null, topic, 'filtered', { n: 4, seen_by: 'raw' }]);
@@ -378,7 +375,7 @@ describe('channel_test_server: phoenix.js and raw V2 clients', () => {
     assert.equal(ch.state, 'closed');
     assert.ok(!socket.channels.includes(ch), 'a left channel is removed from the socket');
 
-    const raw = await openRaw(v2(server));
+    const raw = await openRaw(v2Url(server));
     await raw.join('echo:raw-leave', '1');
     raw.send(['1', '2', 'echo:raw-leave', 'phx_leave', {}]);
     assert.deepEqual(await raw.replyTo('2'), ['1', '2', 'echo:raw-leave', 'phx_reply', { status: 'ok', response: {} }]);
@@ -395,7 +392,7 @@ describe('channel_test_server: phoenix.js and raw V2 clients', () => {
 
   it('duplicate join (raw V2): the old join_ref gets phx_close, the new join is ok and serves pushes', T, async () => {
     const topic = 'echo:dup-raw';
-    const raw = await openRaw(v2(server));
+    const raw = await openRaw(v2Url(server));
     await raw.join(topic, '1');
     raw.send(['2', '2', topic, 'phx_join', {}]);
     const reply = await raw.replyTo('2');
@@ -427,7 +424,7 @@ describe('channel_test_server: phoenix.js and raw V2 clients', () => {
 
   it('stale join_ref: pushes and leaves for an old incarnation are dropped silently', T, async () => {
     const topic = 'echo:stale';
-    const raw = await openRaw(v2(server));
+    const raw = await openRaw(v2Url(server));
     await raw.join(topic, '1');
     raw.send(['5', '5', topic, 'phx_join', {}]);
     await raw.replyTo('5');
@@ -464,7 +461,7 @@ describe('channel_test_server: phoenix.js and raw V2 clients', () => {
     assert.equal(ch.state, 'joined');
     assert.deepEqual(await pushResult(ch.push('echo', { after: 'crash' })), { status: 'ok', response: { after: 'crash' } });
 
-    const raw = await openRaw(v2(server));
+    const raw = await openRaw(v2Url(server));
     await raw.join('echo:raw-crash-neighbour', '1');
     await raw.join('echo:raw-crash', '2');
     raw.send(['2', '3', 'echo:raw-crash', 'crash', {}]);
@@ -494,7 +491,7 @@ describe('channel_test_server: phoenix.js and raw V2 clients', () => {
     });
     assert.equal(close.join_ref, j1ref(joins));
 
-    const raw = await openRaw(v2(server));
+    const raw = await openRaw(v2Url(server));
     await raw.join('echo:raw-stop', '1');
     raw.send(['1', '2', 'echo:raw-stop', 'stop', {}]);
     assert.deepEqual(await raw.event('echo:raw-stop', 'phx_close'), ['1', '1', 'echo:raw-stop', 'phx_close', {}]);
@@ -506,7 +503,7 @@ describe('channel_test_server: phoenix.js and raw V2 clients', () => {
   // ------------------------------------------------------------ heartbeat
 
   it('heartbeat: [null,"9","phoenix","heartbeat",{}] → [null,"9","phoenix","phx_reply",{"status":"ok","response":{}}]; socket.ping round trip', T, async () => {
-    const raw = await openRaw(v2(server));
+    const raw = await openRaw(v2Url(server));
     raw.send('[null,"9","phoenix","heartbeat",{}]');
     assert.deepEqual(await raw.replyTo('9'), [null, '9', 'phoenix', 'phx_reply', { status: 'ok', response: {} }]);
     // join_ref is always null in the reply, and any payload is accepted.
@@ -553,7 +550,7 @@ describe('channel_test_server: phoenix.js and raw V2 clients', () => {
 
   it('binary (raw): kind-0 push → kind-1 reply [join_ref, ref, topic, "ok", bytes]; `push` → kind-0 push without ref', T, async () => {
     const topic = 'echo:raw-binary';
-    const raw = await openRaw(v2(server));
+    const raw = await openRaw(v2Url(server));
     await raw.join(topic, '1');
     const payload = Buffer.from(bytes(300, 3));
     raw.sendBinary(encodeBinaryPush('1', '2', topic, 'echo', payload));
@@ -583,7 +580,7 @@ describe('channel_test_server: phoenix.js and raw V2 clients', () => {
     const ib = recordChannel(cb, ['broadcast']);
     await joinOk(ca);
     await joinOk(cb);
-    const raw = await openRaw(v2(server));
+    const raw = await openRaw(v2Url(server));
     await raw.join(topic, '1');
     const payload = bytes(64, 1);
     ca.push('broadcast', payload);
@@ -602,7 +599,7 @@ describe('channel_test_server: phoenix.js and raw V2 clients', () => {
   // ----------------------------------------------------------- serializers
 
   it('V1 serializer (vsn=1.0.0): replies are {topic, event, payload, ref} without join_ref', T, async () => {
-    const raw = await openRaw(v1(server));
+    const raw = await openRaw(v1Url(server));
     raw.send({ topic: 'echo:v1', event: 'phx_join', payload: {}, ref: '1', join_ref: '1' });
     const reply = await raw.nextJson((m) => m.ref === '1', { what: 'V1 join reply' });
     assert.deepEqual(reply, {
@@ -660,7 +657,7 @@ describe('channel_test_server: phoenix.js and raw V2 clients', () => {
     v1raw.send({ topic, event: 'phx_join', payload: {}, ref: '1' });
     const r = await v1raw.nextJson((m) => m.ref === '1', { what: 'join reply on a socket without vsn' });
     assert.equal(r.event, 'phx_reply');
-    const v2raw = await openRaw(v2(server));
+    const v2raw = await openRaw(v2Url(server));
     await v2raw.join(topic, '1');
     v2raw.send(['1', '2', topic, 'broadcast', { both: true }]);
     assert.deepEqual(await v2raw.event(topic, 'broadcast'), [null, null, topic, 'broadcast', { both: true }]);
@@ -735,7 +732,7 @@ describe('channel_test_server: phoenix.js and raw V2 clients', () => {
     const bystander = await phxConnect(server.socketUrl);
     const ch = bystander.channel('echo:bystander', {});
     await joinOk(ch);
-    const raw = await openRaw(v2(server));
+    const raw = await openRaw(v2Url(server));
     await raw.join('echo:malformed', '1');
     raw.send('not json');
     const info = await raw.waitClosed();
@@ -795,7 +792,7 @@ describe('channel_test_server: disconnects', () => {
     assert.equal((await pushResult(s.u2.ch.push('echo', {}))).status, 'ok');
     assert.equal(s.u2.socket.plumeLog.all((e) => e.type === 'close').length, 0);
 
-    const raw = await openRaw(v2(server, { user_id: 'u3' }));
+    const raw = await openRaw(v2Url(server, { user_id: 'u3' }));
     await raw.join('echo:dc-raw', '1');
     raw.send(['1', '2', 'echo:dc-raw', 'disconnect_me', {}]);
     const info = await raw.waitClosed();
@@ -818,7 +815,7 @@ describe('channel_test_server: --max-channels 3', () => {
     assert.deepEqual(await joinResult(fourth), { status: 'error', response: { reason: 'too many channels joined' } });
     fourth.leave();
 
-    const raw = await openRaw(v2(server));
+    const raw = await openRaw(v2Url(server));
     for (let i = 1; i <= 3; i++) assert.equal((await raw.join(`echo:m${i}`, String(i)))[4].status, 'ok');
     assert.deepEqual(await raw.join('echo:m4', '4'), [
       '4',
@@ -849,7 +846,7 @@ describe('channel_test_server: --idle-timeout 1', () => {
     const socket = await phxConnect(server.socketUrl, { heartbeatIntervalMs: 200 });
     const ch = socket.channel('echo:idle', {});
     await joinOk(ch);
-    const silent = await openRaw(v2(server), { name: 'silent client' });
+    const silent = await openRaw(v2Url(server), { name: 'silent client' });
     const info = await silent.waitClosed(8000);
     assert.notEqual(info.code, 1000, `idle close code ${info.code}: 1000 would stop phoenix.js <= 1.8.15 from reconnecting`);
     assert.ok([1001, 1002, 1011, 1012].includes(info.code), `idle close code ${info.code}`);

@@ -14,6 +14,7 @@ import {
   serverPerSuite,
   closeClientsAndStop,
   withTimeout,
+  v2Url,
   openRaw,
   rawUpgrade,
   httpGet,
@@ -27,9 +28,6 @@ import {
 
 const BIN = 'PLUME_CHAT_BIN';
 const T = { timeout: 30000 };
-
-const v2 = (server, params = {}) =>
-  `${server.wsUrl}?${new URLSearchParams({ vsn: '2.0.0', ...params })}`;
 
 describe('chat: rooms with phoenix.js (user_id connect param)', () => {
   const server = serverPerSuite(() => startServer(BIN), { closeClientsAfterEach: true });
@@ -170,12 +168,12 @@ describe('chat: rooms with phoenix.js (user_id connect param)', () => {
   });
 
   it('connect params: a missing or invalid user_id → 403; the socket id is per user', T, async () => {
-    assert.equal((await rawUpgrade(v2(server))).status, 403, 'no user_id');
-    assert.equal((await rawUpgrade(v2(server, { user_id: 'bad name!' }))).status, 403, 'invalid characters');
-    assert.equal((await rawUpgrade(v2(server, { user_id: 'x'.repeat(33) }))).status, 403, '33 characters');
-    assert.equal((await rawUpgrade(v2(server, { user_id: 'x'.repeat(32) }))).status, 101, '32 characters');
+    assert.equal((await rawUpgrade(v2Url(server))).status, 403, 'no user_id');
+    assert.equal((await rawUpgrade(v2Url(server, { user_id: 'bad name!' }))).status, 403, 'invalid characters');
+    assert.equal((await rawUpgrade(v2Url(server, { user_id: 'x'.repeat(33) }))).status, 403, '33 characters');
+    assert.equal((await rawUpgrade(v2Url(server, { user_id: 'x'.repeat(32) }))).status, 101, '32 characters');
     // A bad token is refused even though user_id would do.
-    assert.equal((await rawUpgrade(v2(server, { user_id: 'ok', token: 'garbage' }))).status, 403, 'bad token param');
+    assert.equal((await rawUpgrade(v2Url(server, { user_id: 'ok', token: 'garbage' }))).status, 403, 'bad token param');
     // phoenix.js: onError, onClose, no open.
     const s = phxSocket(server.socketUrl, { params: {} });
     s.connect();
@@ -184,7 +182,7 @@ describe('chat: rooms with phoenix.js (user_id connect param)', () => {
   });
 
   it('origin: default check accepts the page\'s own host:port, refuses other origins', T, async () => {
-    const url = v2(server, { user_id: 'o' });
+    const url = v2Url(server, { user_id: 'o' });
     assert.equal((await rawUpgrade(url, { Origin: 'http://evil.example' })).status, 403);
     assert.equal((await rawUpgrade(url, { Origin: `http://127.0.0.1:${server.port}` })).status, 101);
     assert.equal((await rawUpgrade(url, { Origin: 'http://localhost' })).status, 403);
@@ -194,7 +192,7 @@ describe('chat: rooms with phoenix.js (user_id connect param)', () => {
   });
 
   it('raw V2 frames of a chat round trip', T, async () => {
-    const raw = await openRaw(v2(server, { user_id: 'rawuser' }));
+    const raw = await openRaw(v2Url(server, { user_id: 'rawuser' }));
     assert.deepEqual(await raw.join('room:lobby', '1'), ['1', '1', 'room:lobby', 'phx_reply', { status: 'ok', response: {} }]);
     raw.send(['1', '2', 'room:lobby', 'new_msg', { body: 'hi' }]);
     assert.deepEqual(await raw.event('room:lobby', 'new_msg'), [null, null, 'room:lobby', 'new_msg', { body: 'hi', user_id: 'rawuser' }]);
@@ -280,12 +278,12 @@ describe('chat --require-token: tokens from GET /token', () => {
   it('authToken upgrade: 101 carries Sec-WebSocket-Protocol: phoenix; token in the query also works', T, async () => {
     const token = await tokenFor('erin');
     const proto = `base64url.bearer.phx.${Buffer.from(token).toString('base64').replace(/=/g, '')}`;
-    const res = await rawUpgrade(v2(server), { 'Sec-WebSocket-Protocol': `phoenix, ${proto}` });
+    const res = await rawUpgrade(v2Url(server), { 'Sec-WebSocket-Protocol': `phoenix, ${proto}` });
     assert.equal(res.status, 101, res.body);
     assert.equal(res.headers['sec-websocket-protocol'], 'phoenix');
 
     // ws verifies the selected subprotocol itself; a mismatch would fail the open.
-    const raw = await openRaw(v2(server), { protocols: ['phoenix', proto] });
+    const raw = await openRaw(v2Url(server), { protocols: ['phoenix', proto] });
     assert.equal(raw.ws.protocol, 'phoenix');
     assert.equal((await raw.join('room:private-erin', '1'))[4].status, 'ok');
 
@@ -294,15 +292,15 @@ describe('chat --require-token: tokens from GET /token', () => {
   });
 
   it('refusals: no token → 403 (user_id alone is not enough), a bad or tampered token → 403', T, async () => {
-    assert.equal((await rawUpgrade(v2(server))).status, 403, 'no token');
-    assert.equal((await rawUpgrade(v2(server, { user_id: 'mallory' }))).status, 403, 'user_id without token');
-    assert.equal((await rawUpgrade(v2(server, { token: 'not-a-token' }))).status, 403, 'garbage token');
+    assert.equal((await rawUpgrade(v2Url(server))).status, 403, 'no token');
+    assert.equal((await rawUpgrade(v2Url(server, { user_id: 'mallory' }))).status, 403, 'user_id without token');
+    assert.equal((await rawUpgrade(v2Url(server, { token: 'not-a-token' }))).status, 403, 'garbage token');
     const token = await tokenFor('frank');
     const parts = token.split('.');
     const tampered = [...parts.slice(0, -1), parts[parts.length - 1].replace(/^./, (c) => (c === 'A' ? 'B' : 'A'))].join('.');
-    assert.equal((await rawUpgrade(v2(server, { token: tampered }))).status, 403, 'tampered signature');
+    assert.equal((await rawUpgrade(v2Url(server, { token: tampered }))).status, 403, 'tampered signature');
     const badProto = `base64url.bearer.phx.${Buffer.from('nope').toString('base64').replace(/=/g, '')}`;
-    assert.equal((await rawUpgrade(v2(server), { 'Sec-WebSocket-Protocol': `phoenix, ${badProto}` })).status, 403, 'bad authToken');
+    assert.equal((await rawUpgrade(v2Url(server), { 'Sec-WebSocket-Protocol': `phoenix, ${badProto}` })).status, 403, 'bad authToken');
 
     // phoenix.js with a bad authToken: error + close, never open.
     const s = phxSocket(server.socketUrl, { authToken: 'bad-token' });
@@ -317,8 +315,8 @@ describe('chat --require-token: tokens from GET /token', () => {
     try {
       const res = await httpGet(`${other.url}/token?user=gina`);
       assert.equal(res.status, 200);
-      assert.equal((await rawUpgrade(v2(server, { token: res.json.token }))).status, 403);
-      assert.equal((await rawUpgrade(v2(other, { token: res.json.token }))).status, 101);
+      assert.equal((await rawUpgrade(v2Url(server, { token: res.json.token }))).status, 403);
+      assert.equal((await rawUpgrade(v2Url(other, { token: res.json.token }))).status, 101);
     } finally {
       await other.stop();
     }
@@ -329,7 +327,7 @@ describe('chat --origin allow-list', () => {
   const server = serverPerSuite(() => startServer(BIN, ['--origin', 'https://chat.example']));
 
   it('the listed origin upgrades, others (including the server\'s own host) get 403', T, async () => {
-    const url = v2(server, { user_id: 'o' });
+    const url = v2Url(server, { user_id: 'o' });
     assert.equal((await rawUpgrade(url, { Origin: 'https://chat.example' })).status, 101);
     assert.equal((await rawUpgrade(url, { Origin: 'http://chat.example' })).status, 403);
     assert.equal((await rawUpgrade(url, { Origin: 'https://evil.example' })).status, 403);

@@ -107,7 +107,7 @@ export function binaryFromEnv(
  *   exited: Promise<{code: number|null, signal: string|null}>, output: () => string,
  *   stop: (signal?: string, timeoutMs?: number) => Promise<{code: number|null, signal: string|null}>}>}
  *   `url`/`httpUrl` = http://HOST:PORT, `socketUrl` = ws://HOST:PORT/socket (for phoenix.js),
- *   `wsUrl` = ws://HOST:PORT/socket/websocket (for raw clients, add ?vsn=…).
+ *   `wsUrl` = ws://HOST:PORT/socket/websocket (for raw clients; v2Url/v1Url add ?vsn=…).
  */
 export function startServer(binEnvVar, args = [], { startTimeoutMs = 10000 } = {}) {
   const bin = binaryFromEnv(binEnvVar);
@@ -395,6 +395,16 @@ export class RawClient {
       // already gone
     }
   }
+}
+
+/** `server`'s raw WebSocket URL for the V2 JSON serializer (?vsn=2.0.0), plus `params`. */
+export function v2Url(server, params = {}) {
+  return `${server.wsUrl}?${new URLSearchParams({ vsn: '2.0.0', ...params })}`;
+}
+
+/** `server`'s raw WebSocket URL for the V1 JSON serializer (?vsn=1.0.0), plus `params`. */
+export function v1Url(server, params = {}) {
+  return `${server.wsUrl}?${new URLSearchParams({ vsn: '1.0.0', ...params })}`;
 }
 
 /**

@@ -192,6 +192,52 @@ TEST_CASE("Server::stop closes open connections with 1001", "[transport][loopbac
     }
 }
 
+TEST_CASE("Server::stop runs on_stopped once the listener and every connection are closed",
+          "[transport][loopback]") {
+    Fixture f;
+    const auto listening = f.server.local_endpoint();
+    std::vector<std::shared_ptr<Record>> recs;
+    for (int i = 0; i < 3; ++i) {
+        recs.push_back(std::make_shared<Record>());
+        f.client(recs.back());
+    }
+    REQUIRE(run_until(f.io, [&] {
+        return std::all_of(recs.begin(), recs.end(), [](auto& r) { return r->opened; });
+    }));
+    int calls = 0;
+    std::size_t left_at_call = 99;
+    f.server.stop(1012, "restart", [&] {
+        ++calls;
+        left_at_call = f.server.connection_count();
+    });
+    REQUIRE(run_until(f.io, [&] { return calls > 0; }));
+    CHECK(left_at_call == 0);
+    for (auto& r : recs) {
+        CHECK(r->close_code == 1012);
+        CHECK(r->close_reason == "restart");
+    }
+    asio::ip::tcp::socket probe(f.io);
+    std::error_code ec;
+    probe.connect(listening, ec);
+    CHECK(ec == asio::error::connection_refused);  // nothing listens any more
+    f.io.restart();
+    f.io.run_for(std::chrono::milliseconds(200));
+    CHECK(calls == 1);
+}
+
+TEST_CASE("Server::stop with no connection runs on_stopped once the listener is closed",
+          "[transport][loopback]") {
+    Fixture f;
+    f.io.poll();  // the acceptor's wait is pending
+    bool stopped = false;
+    f.server.stop(1001, "bye", [&] { stopped = true; });
+    REQUIRE(run_until(f.io, [&] { return stopped; }));
+    // Nothing else is left: run() runs out of work.
+    f.io.restart();
+    f.io.run_for(std::chrono::seconds(5));
+    CHECK(f.io.stopped());
+}
+
 TEST_CASE("a message above max_message_size closes with 1009", "[transport][loopback]") {
     ws::Options opt;
     opt.max_message_size = 1000;

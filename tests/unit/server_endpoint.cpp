@@ -282,6 +282,20 @@ TEST_CASE("handle_info after join, disconnect by socket id, refused connect", "[
     CHECK(bad_vsn->handshake_error == "server answered HTTP 403");
 }
 
+TEST_CASE("Endpoint::stop closes every socket, then runs on_stopped", "[server]") {
+    Fixture f;
+    auto a = std::make_shared<Frames>(), b = std::make_shared<Frames>();
+    f.connect(a, "user=a");
+    f.connect(b, "user=b");
+    REQUIRE(run_until(f.io, [&] { return a->open && b->open; }));
+    bool stopped = false;
+    f.endpoint.stop(1012, [&] { stopped = true; });
+    REQUIRE(run_until(f.io, [&] { return stopped; }));
+    CHECK(f.endpoint.connection_count() == 0);
+    CHECK(a->close_code == 1012);
+    CHECK(b->close_code == 1012);
+}
+
 TEST_CASE("malformed messages close only their own connection with 1007", "[server]") {
     Fixture f;
     auto bad = std::make_shared<Frames>(), good = std::make_shared<Frames>();

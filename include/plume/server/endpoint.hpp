@@ -115,9 +115,12 @@ class Endpoint {
     }
 
     /// Stops accepting and closes every connection (1001 by default; 1012
-    /// tells clients it is a restart). Safe from any thread.
-    void stop(std::uint16_t code = transport::to_int(transport::close_code::going_away)) {
-        server_.stop(code);
+    /// tells clients it is a restart). Safe from any thread. `on_stopped`
+    /// runs on the io_context once the listener and every connection are
+    /// closed (see transport::Server::stop).
+    void stop(std::uint16_t code = transport::to_int(transport::close_code::going_away),
+              std::function<void()> on_stopped = nullptr) {
+        server_.stop(code, std::string(transport::default_stop_reason), std::move(on_stopped));
         // Tells the other nodes at once that this node's presences are gone.
         asio::post(io_, [this] { presence_.stop(); });
     }

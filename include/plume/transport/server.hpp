@@ -5,6 +5,7 @@
 //   plume::transport::Server<Echo> server(io, options);       // Echo: see websocket.hpp
 //   server.listen("127.0.0.1", 9001);                           // throws on failure
 //   server.stop();   // closes every connection with 1001 and stops accepting
+//   server.stop(1012, "restart", [] { /* listener and every connection closed */ });
 //
 // The io_context may be run by any number of threads: each connection's
 // handlers run serially on its own strand.
@@ -22,6 +23,9 @@
 
 namespace plume::transport {
 
+/// The close reason Server::stop() sends unless given another.
+inline constexpr std::string_view default_stop_reason = "server shutting down";
+
 template <class Handler>
 class Server {
   public:
@@ -35,7 +39,9 @@ class Server {
           retry_timer_(acceptor_.get_executor()),
           options_(std::make_shared<const Options>(std::move(options))),
           factory_(std::move(factory)),
-          registry_(std::make_shared<typename connection_type::registry_type>()) {}
+          registry_(std::make_shared<typename connection_type::registry_type>()) {
+        registry_->executor = io.get_executor();
+    }
 
     /// Binds and listens; port 0 picks a free port (see local_endpoint()).
     void listen(std::string_view host, std::uint16_t port) {
@@ -67,9 +73,13 @@ class Server {
     }
 
     /// Stops accepting and closes every connection with `code` (1001 going
-    /// away by default; 1012 for a restart). Safe from any thread.
+    /// away by default; 1012 for a restart). Safe from any thread. Once the
+    /// listener and every connection are closed (closing handshakes
+    /// finished, or cut off after close_timeout), `on_stopped` runs on the
+    /// io_context, once; a later stop() replaces an earlier one's callback.
     void stop(std::uint16_t code = to_int(close_code::going_away),
-              std::string reason = "server shutting down") {
+              std::string reason = std::string(default_stop_reason),
+              std::function<void()> on_stopped = nullptr) {
         // The acceptor is closed once no wait is pending on it: shutdown()
         // ends a pending wait (the socket stops listening and polls as hung
         // up), its handler closes. Never cancel() or close() under a pending
@@ -77,15 +87,16 @@ class Server {
         asio::post(acceptor_.get_executor(), [this] {
             stopping_ = true;
             retry_timer_.cancel();
-            std::error_code ec;
             if (accepting_)
                 ::shutdown(acceptor_.native_handle(), SHUT_RDWR);
             else
-                acceptor_.close(ec);
+                close_acceptor();
         });
         {
             std::lock_guard lock(registry_->mutex);
             registry_->stopping = true;
+            if (on_stopped) registry_->on_stopped = std::move(on_stopped);
+            registry_->notify_if_stopped();
         }
         for_each_connection([code, reason](auto c) { c->close(code, reason); });
     }
@@ -100,11 +111,7 @@ class Server {
         accepting_ = true;
         acceptor_.async_wait(asio::socket_base::wait_read, [this](std::error_code ec) {
             accepting_ = false;
-            if (stopping_) {
-                std::error_code ignored;
-                acceptor_.close(ignored);
-                return;
-            }
+            if (stopping_) return close_acceptor();
             if (ec == asio::error::operation_aborted || !acceptor_.is_open()) return;
             for (int i = 0; i < 64 && !ec; ++i) {
                 asio::ip::tcp::socket socket = acceptor_.accept(asio::make_strand(io_), ec);
@@ -123,14 +130,24 @@ class Server {
         });
     }
 
+    void close_acceptor() {
+        std::error_code ignored;
+        acceptor_.close(ignored);
+        std::lock_guard lock(registry_->mutex);
+        registry_->acceptor_closed = true;
+        registry_->notify_if_stopped();
+    }
+
     void start_connection(asio::ip::tcp::socket socket) {
-        {
-            std::lock_guard lock(registry_->mutex);
-            if (registry_->stopping) return;  // the socket closes with its scope
-        }
         auto conn = std::make_shared<connection_type>(std::move(socket), options_, role::server,
                                                       factory_());
-        conn->attach(registry_);
+        {
+            // Checked and joined under one lock: a stop() on another thread
+            // either sees this connection or is seen by it.
+            std::lock_guard lock(registry_->mutex);
+            if (registry_->stopping) return;  // the socket closes with conn
+            conn->attach(registry_);
+        }
         asio::dispatch(conn->get_executor(), [conn] { conn->start_server(); });
     }
 

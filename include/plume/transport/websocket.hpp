@@ -30,6 +30,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <list>
 #include <memory>
 #include <mutex>
@@ -157,12 +158,23 @@ concept HasOnHandshakeError = requires(H& h, C& c, std::string_view s) {
     h.on_handshake_error(c, s);
 };
 
-// Lets a Server find its live connections to close them on shutdown.
+// Lets a Server find its live connections to close them on shutdown, and
+// tell when the last one is gone.
 template <class Conn>
 struct Registry {
     std::mutex mutex;
     std::list<std::weak_ptr<Conn>> live;
     bool stopping = false;
+    bool acceptor_closed = false;
+    std::function<void()> on_stopped;  // posted once stopped: no listener, no connection
+    asio::any_io_executor executor;    // where on_stopped runs
+
+    // Call with `mutex` held.
+    void notify_if_stopped() {
+        if (!stopping || !acceptor_closed || !live.empty() || !on_stopped) return;
+        asio::post(executor, std::move(on_stopped));
+        on_stopped = nullptr;
+    }
 };
 
 }  // namespace detail
@@ -199,6 +211,7 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
         if (registry_) {
             std::lock_guard lock(registry_->mutex);
             registry_->live.erase(registry_pos_);
+            registry_->notify_if_stopped();
         }
     }
 
@@ -324,8 +337,8 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
     /// close() or abort() ran, or the transport failed: nothing more will happen.
     bool finished() const noexcept { return state_ == state::closed; }
 
+    /// Joins `registry`, whose mutex the caller holds.
     void attach(std::shared_ptr<registry_type> registry) {
-        std::lock_guard lock(registry->mutex);
         registry_pos_ = registry->live.insert(registry->live.end(), this->weak_from_this());
         registry_ = std::move(registry);
     }

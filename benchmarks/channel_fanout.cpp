@@ -342,23 +342,9 @@ class FanoutDriver {
     }
 
     void flush(Conn& c) {
-        switch (send_pending(c.fd, c.out, c.out_sent)) {
-            case SendState::done:
-                return arm_write(c, false);
-            case SendState::blocked:
-                return arm_write(c, true);  // the kernel buffer is full: wait for room
-            case SendState::failed:
-                return finish(c, std::strerror(errno));
-        }
-    }
-
-    void arm_write(Conn& c, bool on) {
-        if (c.want_write == on) return;
-        c.want_write = on;
-        epoll_event ev{};
-        ev.events = EPOLLIN | (on ? EPOLLOUT : 0u);
-        ev.data.u64 = static_cast<std::uint64_t>(&c - conns_.data());
-        epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, c.fd, &ev);
+        if (!flush_epoll(epoll_fd_, c.fd, static_cast<std::uint64_t>(&c - conns_.data()), c.out,
+                         c.out_sent, c.want_write))
+            finish(c, std::strerror(errno));
     }
 
     void finish(Conn& c, const char* error) {

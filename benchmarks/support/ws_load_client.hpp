@@ -17,6 +17,7 @@
 
 #include <netinet/in.h>  // IP_BIND_ADDRESS_NO_PORT
 #include <openssl/evp.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <asio.hpp>
 #include <plume/transport/frame.hpp>
@@ -353,6 +354,24 @@ inline SendState send_pending(int fd, std::vector<std::uint8_t>& out, std::size_
     out.clear();
     sent = 0;
     return SendState::done;
+}
+
+/// send_pending() for a socket in an epoll set (registered for EPOLLIN with
+/// `data`): EPOLLOUT is armed exactly while the kernel's buffer is full,
+/// `want_write` tracking it. False on a failure (errno tells).
+inline bool flush_epoll(int epoll_fd, int fd, std::uint64_t data, std::vector<std::uint8_t>& out,
+                        std::size_t& sent, bool& want_write) {
+    const SendState state = send_pending(fd, out, sent);
+    if (state == SendState::failed) return false;
+    const bool on = state == SendState::blocked;  // wait for room
+    if (want_write != on) {
+        want_write = on;
+        epoll_event ev{};
+        ev.events = EPOLLIN | (on ? EPOLLOUT : 0u);
+        ev.data.u64 = data;
+        epoll_ctl(epoll_fd, EPOLL_CTL_MOD, fd, &ev);
+    }
+    return true;
 }
 
 /// One client WebSocket. Create with create(), set the handlers, then

@@ -4,11 +4,13 @@
 // operation or a socket behind.
 #pragma once
 
+#include <poll.h>
 #include <asio.hpp>
 
 #include <cstdint>
 #include <fstream>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 
 namespace plume::test {
@@ -21,6 +23,10 @@ class FullListener {
         acceptor_.bind(any);
         acceptor_.listen(0);  // a queue of one, never accepted from
         filler_.connect(acceptor_.local_endpoint());
+        // The queue is full once the filler is in it: the listener polls readable.
+        pollfd readable{acceptor_.native_handle(), POLLIN, 0};
+        if (::poll(&readable, 1, 5000) != 1)
+            throw std::runtime_error("FullListener: the filler never reached the accept queue");
     }
 
     std::uint16_t port() const { return acceptor_.local_endpoint().port(); }

@@ -334,40 +334,32 @@ inline void append_masked(std::vector<std::uint8_t>& out, FastRng& rng, Opcode o
     append_client_frame(out, op, true, payload, key);
 }
 
-/// What send_pending() left: everything sent, the kernel's buffer full (wait
-/// for EPOLLOUT), or a failure (errno tells).
-enum class SendState { done, blocked, failed };
-
-/// Writes `out` from byte `sent` on without blocking, for the raw-socket
-/// drivers; once everything is out, `out` is cleared and `sent` reset.
-inline SendState send_pending(int fd, std::vector<std::uint8_t>& out, std::size_t& sent) {
-    while (sent < out.size()) {
+/// Writes `out` from byte `sent` on without blocking, for a raw socket in an
+/// epoll set (registered for EPOLLIN with `data`); once everything is out,
+/// `out` is cleared and `sent` reset. EPOLLOUT is armed exactly while the
+/// kernel's buffer is full, `want_write` tracking it. False on a failure
+/// (errno tells).
+inline bool flush_epoll(int epoll_fd, int fd, std::uint64_t data, std::vector<std::uint8_t>& out,
+                        std::size_t& sent, bool& want_write) {
+    bool blocked = false;
+    while (sent < out.size() && !blocked) {
         const ssize_t n =
             ::send(fd, out.data() + sent, out.size() - sent, MSG_DONTWAIT | MSG_NOSIGNAL);
         if (n > 0)
             sent += static_cast<std::size_t>(n);
         else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-            return SendState::blocked;
+            blocked = true;  // wait for room
         else if (n < 0 && errno != EINTR)
-            return SendState::failed;
+            return false;
     }
-    out.clear();
-    sent = 0;
-    return SendState::done;
-}
-
-/// send_pending() for a socket in an epoll set (registered for EPOLLIN with
-/// `data`): EPOLLOUT is armed exactly while the kernel's buffer is full,
-/// `want_write` tracking it. False on a failure (errno tells).
-inline bool flush_epoll(int epoll_fd, int fd, std::uint64_t data, std::vector<std::uint8_t>& out,
-                        std::size_t& sent, bool& want_write) {
-    const SendState state = send_pending(fd, out, sent);
-    if (state == SendState::failed) return false;
-    const bool on = state == SendState::blocked;  // wait for room
-    if (want_write != on) {
-        want_write = on;
+    if (!blocked) {
+        out.clear();
+        sent = 0;
+    }
+    if (want_write != blocked) {
+        want_write = blocked;
         epoll_event ev{};
-        ev.events = EPOLLIN | (on ? EPOLLOUT : 0u);
+        ev.events = EPOLLIN | (blocked ? EPOLLOUT : 0u);
         ev.data.u64 = data;
         epoll_ctl(epoll_fd, EPOLL_CTL_MOD, fd, &ev);
     }

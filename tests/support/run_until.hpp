@@ -19,4 +19,13 @@ bool run_until(asio::io_context& io, Pred pred,
     return pred();
 }
 
+/// Runs the io_context until it has no work left (true), or `limit` passes
+/// (false): no operation, timer or posted handler was left behind.
+inline bool runs_out_of_work(asio::io_context& io,
+                             std::chrono::milliseconds limit = std::chrono::seconds(5)) {
+    io.restart();
+    io.run_for(limit);
+    return io.stopped();
+}
+
 }  // namespace plume::test

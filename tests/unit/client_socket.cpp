@@ -762,10 +762,7 @@ TEST_CASE("disconnect() while the TCP connect is pending ends it and leaves noth
     }
     CHECK(ev.opens == 0);
     CHECK(ev.errors.empty());  // the user asked for it: no connect_failed
-    // No operation or timer is left behind: run() runs out of work.
-    h.io.restart();
-    h.io.run_for(5s);
-    CHECK(h.io.stopped());
+    CHECK(plume::test::runs_out_of_work(h.io));
 }
 
 TEST_CASE("public calls from other threads are posted to the strand", "[client]") {

@@ -941,8 +941,11 @@ int run(const Config& config) {
     ServerProcess server;
     // --no-presence: the chat tracks every joiner otherwise, and each join's
     // presence_diff to every subscriber would make joining N clients O(N^2).
-    std::vector<std::string> args{"--port", "0", "--threads", std::to_string(config.server_threads),
-                                  "--no-presence"};
+    // --no-rate-limits: thousands of connections from a few addresses and a
+    // publisher pushing as fast as it can are the point of this benchmark.
+    std::vector<std::string> args{"--port",        "0",
+                                  "--threads",     std::to_string(config.server_threads),
+                                  "--no-presence", "--no-rate-limits"};
     args.insert(args.end(), config.server_args.begin(), config.server_args.end());
     server.start(config.server, args, std::chrono::seconds(15), config.show_server_output);
     const std::string host = server.host().empty() ? "127.0.0.1" : server.host();

@@ -143,7 +143,8 @@ namespace {
     std::cerr << "chat: " << why << "\n"
               << "usage: chat [--host H] [--port N] [--require-token] [--secret KEY]\n"
                  "            [--static DIR] [--phoenix-js FILE] [--origin URL]... [--deflate]\n"
-                 "            [--max-message BYTES] [--threads N] [--no-presence]\n";
+                 "            [--max-message BYTES] [--threads N] [--no-presence]\n"
+                 "            [--no-rate-limits]\n";
     std::exit(2);
 }
 
@@ -196,6 +197,9 @@ int main(int argc, char** argv) {
             settings.require_token = true;
         else if (a == "--no-presence")
             settings.presence = false;
+        else if (a == "--no-rate-limits")
+            config.limits.messages = config.limits.joins =
+                config.limits.connections_per_address = {};
         else if (a == "--secret")
             secret = text(i);
         else if (a == "--static")

@@ -162,7 +162,7 @@ struct Harness {
     ps::Endpoint<TestSocket>& start_endpoint(std::uint16_t on_port = 0) {
         ps::EndpointConfig c;
         c.port = on_port;
-        c.logger = [](std::string_view) {};
+        c.log.sink = [](const ps::LogRecord&) {};
         endpoints.push_back(std::make_unique<ps::Endpoint<TestSocket>>(io, c));
         endpoints.back()->start();
         port = endpoints.back()->local_endpoint().port();

@@ -9,12 +9,16 @@
 #include <mutex>
 #include <thread>
 
+#include "support/raw_v2_client.hpp"
 #include "support/run_until.hpp"
 
 namespace ps = plume::server;
 namespace ws = plume::transport;
 using nlohmann::json;
+using plume::test::Frames;
+using plume::test::RawClient;
 using plume::test::run_until;
+using plume::test::send;
 
 namespace {
 
@@ -60,52 +64,6 @@ class RoomChannel : public ps::Channel<TestSocket> {
     void terminate(std::string_view) override { ++terminations; }
 };
 
-// A raw V2 client: records every decoded frame.
-struct Frames {
-    std::mutex mutex;
-    std::vector<json> frames;
-    bool open = false;
-    int close_code = 0;
-    std::string handshake_error;
-    std::size_t size() {
-        std::lock_guard l(mutex);
-        return frames.size();
-    }
-    std::vector<json> matching(std::string_view event) {
-        std::lock_guard l(mutex);
-        std::vector<json> out;
-        for (auto& f : frames)
-            if (f[3] == event) out.push_back(f);
-        return out;
-    }
-    std::optional<json> reply_to(std::string_view ref) {
-        std::lock_guard l(mutex);
-        for (auto& f : frames)
-            if (f[3] == "phx_reply" && f[1] == ref) return f;
-        return std::nullopt;
-    }
-};
-
-struct RawClient {
-    std::shared_ptr<Frames> rec;
-    void on_open(auto&) {
-        std::lock_guard l(rec->mutex);
-        rec->open = true;
-    }
-    void on_message(auto&, ws::opcode, std::string_view data) {
-        std::lock_guard l(rec->mutex);
-        rec->frames.push_back(json::parse(data));
-    }
-    void on_close(auto&, std::uint16_t code, std::string_view) {
-        std::lock_guard l(rec->mutex);
-        rec->close_code = code;
-    }
-    void on_handshake_error(auto&, std::string_view what) {
-        std::lock_guard l(rec->mutex);
-        rec->handshake_error = what;
-    }
-};
-
 struct Fixture {
     asio::io_context io;
     ps::Endpoint<TestSocket> endpoint;
@@ -115,7 +73,7 @@ struct Fixture {
     static ps::EndpointConfig make_config() {
         ps::EndpointConfig c;
         c.port = 0;
-        c.logger = [](std::string_view) {};
+        c.log.sink = [](const ps::LogRecord&) {};
         return c;
     }
     std::string url(std::string query = "user=a") {
@@ -126,11 +84,6 @@ struct Fixture {
         return ws::connect<RawClient>(io, url(std::move(query)), ws::Options{}, RawClient{rec});
     }
 };
-
-template <class Conn>
-void send(Conn& c, json frame) {
-    asio::post(c->get_executor(), [c, s = frame.dump()] { c->send_text(s); });
-}
 
 }  // namespace
 

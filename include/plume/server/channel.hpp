@@ -33,6 +33,7 @@
 #include <vector>
 
 #include "plume/presence/presence.hpp"
+#include "plume/server/rate_limit.hpp"
 #include "plume/wire/message.hpp"
 
 namespace plume::server {
@@ -214,6 +215,16 @@ class Channel {
     }
     const std::vector<std::string>& intercepted() const noexcept { return intercepted_; }
 
+    /// Limits how often this channel's client may send `event` ("*": every
+    /// event, on top of the socket's own limits). Over the limit the push is
+    /// answered {"reason":"rate_limited"} (dropped if it has no ref), counts
+    /// toward the socket's close_after_refused, and handle_in does not run.
+    /// Call from the constructor or join().
+    ///   limit_event("new_msg", {.per_second = 5, .burst = 10});
+    void limit_event(std::string event, RateLimit limit) {
+        event_limits_.push_back({std::move(event), limit, {}});
+    }
+
     // ------------------------------------------------- result constructors --
 
     static JoinResult ok() { return {true, Payload()}; }
@@ -263,6 +274,19 @@ class Channel {
     detail::ChannelHost* host_ = nullptr;
     std::weak_ptr<detail::ChannelHost> host_weak_;
     std::vector<std::string> intercepted_;
+    struct EventLimit {
+        std::string event;
+        RateLimit limit;
+        TokenBucket bucket;
+    };
+    std::vector<EventLimit> event_limits_;
+
+    bool admit_event(std::string_view event, std::chrono::steady_clock::time_point now) {
+        bool ok = true;
+        for (auto& l : event_limits_)
+            if (l.event == event || l.event == "*") ok = l.bucket.take(l.limit, now) && ok;
+        return ok;
+    }
 };
 
 /// Routes topics to channel types: exact topics or a prefix with "*".

@@ -30,6 +30,8 @@
 #include "plume/presence/presence.hpp"
 #include "plume/pubsub/pubsub.hpp"
 #include "plume/server/channel.hpp"
+#include "plume/server/limits.hpp"
+#include "plume/server/log.hpp"
 #include "plume/server/origin.hpp"
 #include "plume/server/session.hpp"
 #include "plume/server/socket.hpp"
@@ -55,8 +57,11 @@ struct EndpointConfig {
     std::size_t max_channels_per_socket = 100;
     /// Serve files from this folder for GET requests (demos); empty: none.
     std::string static_dir;
-    /// Where log lines go; empty: standard error.
-    std::function<void(std::string_view)> logger;
+    /// Sizes and rates a socket may use (see limits.hpp for the answers).
+    SocketLimits limits{};
+    /// The log: sink (default standard error), level, field truncation and
+    /// per-message rate limit (see log.hpp).
+    LogOptions log{};
     /// Presence (tracker periods, diff coalescing window, fetch and
     /// handle_metas hooks). Its on_diff runs after the endpoint has sent the
     /// diff to this node's subscribers as "presence_diff".
@@ -102,6 +107,7 @@ class Endpoint {
     Endpoint(asio::io_context& io, EndpointConfig config, A adapter = A{})
         : config_(std::move(config)),
           io_(io),
+          log_(config_.log),
           pubsub_(std::move(adapter)),
           presence_(pubsub_, presence_options()),
           server_(io, config_.websocket, [this] { return session_type(this); }) {
@@ -155,21 +161,26 @@ class Endpoint {
         routes_[std::move(path)] = std::move(handler);
     }
 
-    void log(std::string_view line) const {
-        if (config_.logger)
-            config_.logger(line);
-        else
-            std::cerr << "[plume] " << line << std::endl;
-    }
+    /// The endpoint's log (sanitised, rate-limited; see log.hpp). Usable by
+    /// the application too: log()(LogLevel::info, "user banned", {{"id", id}}).
+    Log& log() noexcept { return log_; }
 
     // ------------------------------------------------ used by Session --
 
     void authorize_upgrade(const transport::UpgradeRequest& req, transport::UpgradeResponse& res,
                            SocketT& socket, wire::Vsn& vsn) {
         if (!is_socket_path(req.path(), "/websocket")) return res.reject(404, "no socket here");
+        if (auto wait = connections_.admit(config_.limits.connections_per_address,
+                                           req.peer.address(), std::chrono::steady_clock::now())) {
+            log_(LogLevel::warning, "connection rate limited",
+                 {{"peer", req.peer.address().to_string()}});
+            res.headers.push_back({"Retry-After", std::to_string(wait)});
+            return res.reject(429, "too many connections from this address; retry later");
+        }
         auto origin = req.header("origin");
         if (!config_.check_origin.allows(origin, req.header("host"))) {
-            log("refused origin " + std::string(origin) + " for " + redact_query(req.http.target));
+            log_(LogLevel::warning, "refused origin",
+                 {{"origin", origin}, {"target", redact_query(req.http.target)}});
             return res.reject(403, "origin not allowed");
         }
         auto asked = req.query("vsn").value_or(wire::vsn_when_absent);
@@ -206,7 +217,7 @@ class Endpoint {
         try {
             result = socket.connect(params, info);
         } catch (const std::exception& e) {
-            log(std::string("connect raised: ") + e.what());
+            log_(LogLevel::error, "connect raised", {{"what", e.what()}});
             return res.reject(500, "connect failed");
         }
         if (!result.accepted) return res.reject(result.status, result.reason);
@@ -226,7 +237,7 @@ class Endpoint {
             try {
                 return it->second(req);
             } catch (const std::exception& e) {
-                log("route " + req.path + " raised: " + e.what());
+                log_(LogLevel::error, "route raised", {{"path", req.path}, {"what", e.what()}});
                 return error_response(500, "internal error");
             }
         }
@@ -287,6 +298,8 @@ class Endpoint {
 
     EndpointConfig config_;
     asio::io_context& io_;
+    Log log_;
+    AddressLimiter connections_;
     pubsub::PubSub<A> pubsub_;
     presence::Presence presence_;
     std::atomic<presence::OwnerId> owners_{0};

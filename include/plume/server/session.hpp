@@ -15,6 +15,7 @@
 
 #include "plume/pubsub/pubsub.hpp"
 #include "plume/server/channel.hpp"
+#include "plume/server/log.hpp"
 #include "plume/server/socket.hpp"
 #include "plume/transport/websocket.hpp"
 #include "plume/wire/vsn.hpp"
@@ -106,11 +107,13 @@ class Session final : public detail::ChannelHost {
         if (!msg) {
             // Not a Phoenix message at all: nothing to reply to, so say why
             // in the close frame. Other connections are not affected.
-            endpoint_->log("malformed message: " + msg.error().message());
+            endpoint_->log()(LogLevel::info, "malformed message",
+                             {{"error", msg.error().message()}});
             conn.close(transport::to_int(transport::close_code::invalid_payload),
                        "malformed Phoenix message: " + msg.error().message());
             return;
         }
+        if (!admit(*msg, data.size())) return;
         handle(*msg);
     }
 
@@ -210,13 +213,56 @@ class Session final : public detail::ChannelHost {
         if (!conn) return;
         auto frame = wire::with_serializer(vsn_, [&]<class S>(S) { return S::encode(m); });
         if (!frame) {
-            endpoint_->log("cannot encode message for " + m.topic + ": " + frame.error().message());
+            endpoint_->log()(LogLevel::error, "cannot encode message",
+                             {{"topic", m.topic}, {"error", frame.error().message()}});
             return;
         }
         if (frame->is_binary)
             conn->send_binary(frame->bytes);
         else
             conn->send_text(frame->bytes);
+    }
+
+    // The socket's limits (EndpointConfig::limits), checked before any other
+    // work is done for a message. False: it was answered or dropped here.
+    bool admit(const wire::Message& msg, std::size_t frame_size) {
+        const auto& lim = endpoint_->config().limits;
+        auto now = std::chrono::steady_clock::now();
+        bool is_join = msg.event == wire::event::join;
+        if (!message_bucket_.take(lim.messages, now) ||
+            (is_join && !join_bucket_.take(lim.joins, now)))
+            return refuse(msg, wire::reason::rate_limited, now);
+        if (msg.topic.size() > lim.max_topic_bytes)
+            return refuse(msg, wire::reason::topic_too_long, now);
+        if (msg.event.size() > lim.max_event_bytes)
+            return refuse(msg, wire::reason::event_too_long, now);
+        if (is_join && frame_size > lim.max_join_bytes)
+            return refuse(msg, wire::reason::join_too_large, now);
+        return true;
+    }
+
+    // Answers a refused message (a push without a ref gets nothing) and
+    // closes the socket once it has been refused too often: the abuser pays
+    // for its abuse, not the other members of its rooms.
+    bool refuse(const wire::Message& msg, std::string_view why,
+                std::chrono::steady_clock::time_point now) {
+        const auto& lim = endpoint_->config().limits;
+        if (lim.close_after_refused != 0) {
+            if (refused_ == 0 || now - refused_since_ > lim.refused_window) {
+                refused_since_ = now;
+                refused_ = 0;
+            }
+            if (++refused_ > lim.close_after_refused) {
+                endpoint_->log()(LogLevel::warning, "socket closed: rate limited",
+                                 {{"reason", why}, {"topic", msg.topic}});
+                if (auto conn = conn_.lock())
+                    conn->close(transport::to_int(transport::close_code::policy_violation),
+                                "rate limited");
+                return false;
+            }
+        }
+        if (msg.ref) send(wire::reply_error(msg, wire::reason_payload(why)));
+        return false;
     }
 
     void handle(wire::Message& msg) {
@@ -235,6 +281,10 @@ class Session final : public detail::ChannelHost {
         // Replies carry the channel's join_ref, also for a push sent without one.
         msg.join_ref = it->second.join_ref;
         auto& ch = *it->second.channel;
+        if (auto now = std::chrono::steady_clock::now(); !ch.admit_event(msg.event, now)) {
+            refuse(msg, wire::reason::rate_limited, now);
+            return;
+        }
         ch.current_ref_ = msg.ref;
         InResult result;
         try {
@@ -261,7 +311,7 @@ class Session final : public detail::ChannelHost {
         msg.join_ref = join_ref;  // the join's replies carry it too
         auto factory = endpoint_->router().match(msg.topic);
         if (!factory) {
-            endpoint_->log("unmatched topic \"" + msg.topic + "\"");
+            endpoint_->log()(LogLevel::warning, "unmatched topic", {{"topic", msg.topic}});
             return send(wire::unmatched_topic_reply(msg));
         }
         if (auto old = channels_.find(msg.topic); old != channels_.end()) {
@@ -284,7 +334,8 @@ class Session final : public detail::ChannelHost {
         try {
             result = channel->join(msg.topic, msg.payload);
         } catch (const std::exception& e) {
-            endpoint_->log("join of " + msg.topic + " crashed: " + e.what());
+            endpoint_->log()(LogLevel::error, "join crashed",
+                             {{"topic", msg.topic}, {"what", e.what()}});
             return send(wire::reply_error(msg, wire::reason_payload(wire::reason::join_crashed)));
         } catch (...) {
             return send(wire::reply_error(msg, wire::reason_payload(wire::reason::join_crashed)));
@@ -311,7 +362,7 @@ class Session final : public detail::ChannelHost {
         try {
             joined.channel->terminate(reason);
         } catch (...) {
-            endpoint_->log("terminate of " + topic + " raised");
+            endpoint_->log()(LogLevel::error, "terminate raised", {{"topic", topic}});
         }
         // Like Phoenix monitoring the channel process: its presences leave.
         endpoint_->presence().untrack_all(joined.channel->presence_owner_);
@@ -319,7 +370,7 @@ class Session final : public detail::ChannelHost {
     }
 
     void crash(const std::string& topic, const std::string& why) {
-        endpoint_->log("channel " + topic + " crashed: " + why);
+        endpoint_->log()(LogLevel::error, "channel crashed", {{"topic", topic}, {"why", why}});
         auto it = channels_.find(topic);
         if (it == channels_.end()) return;
         std::string join_ref = it->second.join_ref;
@@ -365,6 +416,10 @@ class Session final : public detail::ChannelHost {
     bool opened_ = false;
     std::string id_topic_;
     pubsub::SubscriberPtr id_sub_;
+    TokenBucket message_bucket_;
+    TokenBucket join_bucket_;
+    std::uint32_t refused_ = 0;  // within the window that began at refused_since_
+    std::chrono::steady_clock::time_point refused_since_{};
 };
 
 }  // namespace plume::server

@@ -55,6 +55,11 @@ inline constexpr std::string_view unmatched_topic = "unmatched topic";
 inline constexpr std::string_view join_crashed = "join crashed";
 inline constexpr std::string_view channel_crash = "channel_crash";
 inline constexpr std::string_view too_many_channels = "too many channels joined";
+// plume's limits (server/limits.hpp); Phoenix has none built in.
+inline constexpr std::string_view rate_limited = "rate_limited";
+inline constexpr std::string_view topic_too_long = "topic too long";
+inline constexpr std::string_view event_too_long = "event too long";
+inline constexpr std::string_view join_too_large = "join payload too large";
 }  // namespace reason
 
 /// Raw bytes of a binary payload (a V2 binary frame's tail).

@@ -5,7 +5,9 @@
 #include <plume/server.hpp>
 #include <plume/transport.hpp>
 
+#include <array>
 #include <atomic>
+#include <functional>
 #include <mutex>
 #include <thread>
 
@@ -349,5 +351,116 @@ TEST_CASE("broadcasts from a foreign thread with a multi-threaded io_context",
         auto got = r->matching("n");
         for (int n = 0; n < messages; ++n)
             CHECK(got[static_cast<std::size_t>(n)][4]["n"] == n);
+    }
+}
+
+namespace {
+
+// Sends `request` on a fresh TCP connection and returns what comes back: the
+// whole response for plain HTTP (the server closes), the head for a 101.
+std::string http_exchange(Fixture& f, std::string request) {
+    auto sock = std::make_shared<asio::ip::tcp::socket>(f.io);
+    auto out = std::make_shared<std::string>();
+    auto done = std::make_shared<bool>(false);
+    auto buf = std::make_shared<std::array<char, 4096>>();
+    auto req = std::make_shared<std::string>(std::move(request));
+    auto read = std::make_shared<std::function<void()>>();
+    *read = [=] {
+        sock->async_read_some(asio::buffer(*buf), [=](std::error_code ec, std::size_t n) {
+            out->append(buf->data(), n);
+            bool upgraded =
+                out->rfind("HTTP/1.1 101", 0) == 0 && out->find("\r\n\r\n") != std::string::npos;
+            if (ec || upgraded) {
+                *done = true;
+                *read = nullptr;  // ends the self-reference
+                return;
+            }
+            (*read)();
+        });
+    };
+    sock->async_connect(f.endpoint.local_endpoint(), [=](std::error_code ec) {
+        if (ec) return void(*done = true);
+        asio::async_write(*sock, asio::buffer(*req), [=](std::error_code ec2, std::size_t) {
+            if (ec2) return void(*done = true);
+            (*read)();
+        });
+    });
+    REQUIRE(run_until(f.io, [&] { return *done; }));
+    return *out;
+}
+
+std::string request_head(std::string method, std::string target, std::string extra = {}) {
+    return method + " " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\n" + extra + "\r\n";
+}
+
+std::string upgrade_head(std::string protocols) {
+    return request_head("GET", "/socket/websocket?vsn=2.0.0",
+                        "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                        "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: " +
+                            protocols + "\r\n");
+}
+
+bool has_header_line(const std::string& response, std::string_view name) {
+    auto head = std::string_view(response).substr(0, response.find("\r\n\r\n"));
+    std::string lower;
+    for (char c : head)
+        lower += plume::transport::http::ascii_lower(c);
+    std::string needle = "\r\n";
+    for (char c : name)
+        needle += plume::transport::http::ascii_lower(c);
+    return lower.find(needle + ":") != std::string::npos;
+}
+
+ps::EndpointConfig relaxed_config() {
+    auto c = Fixture::make_config();
+    c.require_phoenix_subprotocol = false;
+    return c;
+}
+
+}  // namespace
+
+TEST_CASE("subprotocols without phoenix: 403 by default, 101 without one when relaxed",
+          "[server][subprotocol]") {
+    SECTION("strict (the default): 403 with a body that says why") {
+        Fixture f;
+        CHECK(f.endpoint.config().require_phoenix_subprotocol);
+        auto res = http_exchange(f, upgrade_head("mqtt"));
+        CHECK(res.rfind("HTTP/1.1 403 ", 0) == 0);
+        CHECK(res.find("unsupported subprotocol (expected \"phoenix\")") != std::string::npos);
+        // The authToken subprotocol alone does not count as phoenix.
+        CHECK(http_exchange(f, upgrade_head("base64url.bearer.phx.dG9rZW4"))
+                  .rfind("HTTP/1.1 403 ", 0) == 0);
+        auto ok = http_exchange(f, upgrade_head("mqtt, phoenix"));
+        CHECK(ok.rfind("HTTP/1.1 101 ", 0) == 0);
+        CHECK(ok.find("Sec-WebSocket-Protocol: phoenix\r\n") != std::string::npos);
+    }
+    SECTION("relaxed: 101 without Sec-WebSocket-Protocol; phoenix is still chosen") {
+        Fixture f(relaxed_config());
+        auto res = http_exchange(f, upgrade_head("mqtt"));
+        CHECK(res.rfind("HTTP/1.1 101 ", 0) == 0);
+        CHECK_FALSE(has_header_line(res, "sec-websocket-protocol"));
+        res = http_exchange(f, upgrade_head("base64url.bearer.phx.dG9rZW4"));
+        CHECK(res.rfind("HTTP/1.1 101 ", 0) == 0);
+        CHECK_FALSE(has_header_line(res, "sec-websocket-protocol"));
+        res = http_exchange(f, upgrade_head("mqtt, phoenix, v2"));
+        CHECK(res.rfind("HTTP/1.1 101 ", 0) == 0);
+        CHECK(res.find("Sec-WebSocket-Protocol: phoenix\r\n") != std::string::npos);
+        // A malformed authToken is still refused.
+        CHECK(http_exchange(f, upgrade_head("base64url.bearer.phx.!!")).rfind("HTTP/1.1 400 ", 0) ==
+              0);
+    }
+    SECTION("relaxed: a client offering only \"mqtt\" connects and joins a channel") {
+        Fixture f(relaxed_config());
+        auto rec = std::make_shared<Frames>();
+        ws::ClientRequest request;
+        request.subprotocols = {"mqtt"};
+        auto c = ws::connect<RawClient>(f.io, f.url(), ws::Options{}, RawClient{rec}, request);
+        REQUIRE(run_until(f.io, [&] { return rec->open || !rec->handshake_error.empty(); }));
+        REQUIRE(rec->open);
+        CHECK(c->subprotocol().empty());
+        send(c, {"1", "1", "room:lobby", "phx_join", json::object()});
+        REQUIRE(run_until(f.io, [&] { return rec->reply_to("1").has_value(); }));
+        CHECK((*rec->reply_to("1"))[4]["status"] == "ok");
     }
 }

@@ -11,7 +11,8 @@
 //
 // Refusals follow Phoenix: a refused connect(), a disallowed Origin, an
 // unsupported ?vsn= or subprotocol are answered with HTTP 403 (the body says
-// which); a path that is not a socket path with 404.
+// which; EndpointConfig::require_phoenix_subprotocol = false accepts other
+// subprotocols as Phoenix does); a path that is not a socket path with 404.
 #pragma once
 
 #include <asio.hpp>
@@ -61,6 +62,13 @@ struct EndpointConfig {
     /// handle_metas hooks). Its on_diff runs after the endpoint has sent the
     /// diff to this node's subscribers as "presence_diff".
     presence::PresenceOptions presence{};
+    /// A client that offers subprotocols none of which is "phoenix" (the
+    /// authToken one does not count): true refuses it with 403; false
+    /// accepts it with a 101 naming no subprotocol, as Phoenix does (RFC 6455
+    /// lets the server pick none). Browsers and the `ws` npm client then fail
+    /// the handshake themselves ("Server sent no subprotocol"), so relaxing
+    /// helps only clients that tolerate it. "phoenix" is chosen when offered.
+    bool require_phoenix_subprotocol = true;
 };
 
 /// Replaces the values of sensitive query parameters before a URL is logged
@@ -196,7 +204,7 @@ class Endpoint {
                 info.auth_token = std::move(*token);
             }
         }
-        if (!req.subprotocols.empty() && !offers_phoenix)
+        if (!req.subprotocols.empty() && !offers_phoenix && config_.require_phoenix_subprotocol)
             return res.reject(403, "unsupported subprotocol (expected \"phoenix\")");
 
         Params params = Params::object();

@@ -464,3 +464,55 @@ TEST_CASE("subprotocols without phoenix: 403 by default, 101 without one when re
         CHECK((*rec->reply_to("1"))[4]["status"] == "ok");
     }
 }
+
+TEST_CASE("HTTP routes: path parameters, methods, exact routes first, 400/404/405/413",
+          "[server][route]") {
+    Fixture f;
+    using plume::transport::http::Request;
+    using plume::transport::http::Response;
+    auto text = [](std::string body) {
+        Response r;
+        r.body = std::move(body);
+        return r;
+    };
+    f.endpoint.route("/api/token/:user_id", [&](const Request&, const ps::RouteParams& p) {
+        return text("token for " + p["user_id"]);
+    });
+    f.endpoint.route("/api/token/new", [&](const Request&) { return text("exact"); });
+    f.endpoint.route("POST", "/api/token/:user_id", [&](const Request& req, const auto& p) {
+        return text(req.method + " " + p["user_id"]);
+    });
+    f.endpoint.route("/files/*path",
+                     [&](const Request&, const ps::RouteParams& p) { return text(p["path"]); });
+    f.endpoint.route("/boom/:x", [](const Request&, const ps::RouteParams&) -> Response {
+        throw std::runtime_error("boom");
+    });
+    CHECK_THROWS_AS(f.endpoint.route("/bad/:", [&](const Request&) { return text(""); }),
+                    std::invalid_argument);
+
+    auto body_of = [](const std::string& res) { return res.substr(res.find("\r\n\r\n") + 4); };
+    auto get = http_exchange(f, request_head("GET", "/api/token/al%20ice?x=1"));
+    CHECK(get.rfind("HTTP/1.1 200 ", 0) == 0);
+    CHECK(body_of(get) == "token for al ice");
+    CHECK(body_of(http_exchange(f, request_head("GET", "/api/token/new"))) == "exact");
+    CHECK(body_of(http_exchange(f, request_head("GET", "/files/a/b%2Bc"))) == "a/b+c");
+    auto post = http_exchange(f, request_head("POST", "/api/token/bob", "Content-Length: 0\r\n"));
+    CHECK(post.rfind("HTTP/1.1 200 ", 0) == 0);
+    CHECK(body_of(post) == "POST bob");
+
+    auto with_body =
+        http_exchange(f, request_head("POST", "/api/token/bob", "Content-Length: 3\r\n") + "a=1");
+    CHECK(with_body.rfind("HTTP/1.1 413 ", 0) == 0);
+    auto del = http_exchange(f, request_head("DELETE", "/api/token/bob"));
+    CHECK(del.rfind("HTTP/1.1 405 ", 0) == 0);
+    CHECK(del.find("Allow: GET, HEAD, POST\r\n") != std::string::npos);
+    CHECK(http_exchange(f, request_head("GET", "/api/token/a%00b")).rfind("HTTP/1.1 400 ", 0) == 0);
+    CHECK(http_exchange(f, request_head("GET", "/api/token/%zz")).rfind("HTTP/1.1 400 ", 0) == 0);
+    CHECK(http_exchange(f, request_head("GET", "/api/token/")).rfind("HTTP/1.1 404 ", 0) == 0);
+    CHECK(http_exchange(f, request_head("GET", "/nothing")).rfind("HTTP/1.1 404 ", 0) == 0);
+    CHECK(http_exchange(f, request_head("POST", "/nothing")).rfind("HTTP/1.1 404 ", 0) == 0);
+    auto post_socket = http_exchange(f, request_head("POST", "/socket/websocket"));
+    CHECK(post_socket.rfind("HTTP/1.1 405 ", 0) == 0);
+    CHECK(post_socket.find("Allow: GET, HEAD\r\n") != std::string::npos);
+    CHECK(http_exchange(f, request_head("GET", "/boom/1")).rfind("HTTP/1.1 500 ", 0) == 0);
+}

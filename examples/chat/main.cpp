@@ -5,9 +5,9 @@
 //        [--static DIR] [--phoenix-js FILE] [--origin URL]... [--deflate]
 //
 // Open http://127.0.0.1:4000/ in two browser tabs. The page asks the server
-// for a signed token (GET /token?user=NAME) and connects with it. For local
-// trials and load tests a plain `user_id` connect param is accepted unless
-// --require-token is given.
+// for a signed token (GET /token?user=NAME; GET or POST /token/NAME work too)
+// and connects with it. For local trials and load tests a plain `user_id`
+// connect param is accepted unless --require-token is given.
 #include <plume/server.hpp>
 #include <plume/server/token.hpp>
 
@@ -44,6 +44,21 @@ bool valid_user_id(std::string_view id) {
     for (char c : id)
         if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '-') return false;
     return true;
+}
+
+// {"user_id", "token"} for a valid user name, else 400 with {"error"}.
+plume::transport::http::Response token_response(std::optional<std::string_view> user) {
+    plume::transport::http::Response r;
+    r.set("Content-Type", "application/json").set("Cache-Control", "no-store");
+    if (!user || !valid_user_id(*user)) {
+        r.status = 400;
+        r.body = json{{"error", "user must be 1-32 letters, digits, _ or -"}}.dump();
+        return r;
+    }
+    r.body =
+        json{{"user_id", *user}, {"token", settings.tokens->sign(token_salt, {{"user_id", *user}})}}
+            .dump();
+    return r;
 }
 
 }  // namespace
@@ -226,19 +241,15 @@ int main(int argc, char** argv) {
     // The page asks for a token for a user name (a real app would check a
     // password or a session first).
     endpoint.route("/token", [](const plume::transport::http::Request& req) {
-        auto user = req.query_param("user");
-        plume::transport::http::Response r;
-        r.set("Content-Type", "application/json").set("Cache-Control", "no-store");
-        if (!user || !valid_user_id(*user)) {
-            r.status = 400;
-            r.body = json{{"error", "user must be 1-32 letters, digits, _ or -"}}.dump();
-            return r;
-        }
-        r.body = json{{"user_id", *user},
-                      {"token", settings.tokens->sign(token_salt, {{"user_id", *user}})}}
-                     .dump();
-        return r;
+        return token_response(req.query_param("user"));
     });
+    // The same with the user in the path, as Phoenix routes `get "/token/:user"`
+    // and `post "/token/:user"` would have it (the value arrives percent-decoded).
+    for (std::string method : {"GET", "POST"})
+        endpoint.route(method, "/token/:user",
+                       [](const plume::transport::http::Request&, const ps::RouteParams& params) {
+                           return token_response(params["user"]);
+                       });
     // phoenix.js itself, from the npm package the tests install.
     endpoint.route("/phoenix.mjs", [phoenix_js](const plume::transport::http::Request&) {
         plume::transport::http::Response r;

@@ -694,9 +694,11 @@ describe('channel_test_server: phoenix.js and raw V2 clients', () => {
     const badProto = `base64url.bearer.phx.${Buffer.from('bad-token').toString('base64').replace(/=/g, '')}`;
     const bad = await rawUpgrade(`${server.wsUrl}?vsn=2.0.0`, { 'Sec-WebSocket-Protocol': `phoenix, ${badProto}` });
     assert.equal(bad.status, 403);
-    // A subprotocol offer without "phoenix" is refused (Phoenix: 403).
+    // A subprotocol offer without "phoenix" is refused by default
+    // (require_phoenix_subprotocol; Phoenix itself answers 101, see --relaxed-subprotocols).
     const other = await rawUpgrade(`${server.wsUrl}?vsn=2.0.0`, { 'Sec-WebSocket-Protocol': 'chat' });
     assert.equal(other.status, 403);
+    assert.match(other.body, /unsupported subprotocol \(expected "phoenix"\)/);
 
     // phoenix.js with a bad token: the socket errors and never opens.
     const badSocket = phxSocket(server.socketUrl, { authToken: 'bad-token' });
@@ -853,6 +855,54 @@ describe('channel_test_server: --idle-timeout 1', () => {
     // The phoenix.js socket lived through the same (> 1 s) period thanks to its heartbeats.
     assert.equal(socket.plumeLog.all((e) => e.type === 'close').length, 0, 'heartbeating socket was not closed');
     assert.deepEqual(await pushResult(ch.push('echo', { alive: true })), { status: 'ok', response: { alive: true } });
+  });
+});
+
+describe('channel_test_server: --relaxed-subprotocols', () => {
+  const server = serverPerSuite(() => startServer(BIN, ['--relaxed-subprotocols']), { closeClientsAfterEach: true });
+
+  it('an offer without "phoenix" → 101 naming no subprotocol; "phoenix" among others is chosen', T, async () => {
+    const url = `${server.wsUrl}?vsn=2.0.0`;
+    const mqtt = await rawUpgrade(url, { 'Sec-WebSocket-Protocol': 'mqtt' });
+    assert.equal(mqtt.status, 101);
+    assert.equal(mqtt.headers['sec-websocket-protocol'], undefined);
+    const several = await rawUpgrade(url, { 'Sec-WebSocket-Protocol': 'mqtt, chat' });
+    assert.equal(several.status, 101);
+    assert.equal(several.headers['sec-websocket-protocol'], undefined);
+    const withPhoenix = await rawUpgrade(url, { 'Sec-WebSocket-Protocol': 'mqtt, phoenix, v2' });
+    assert.equal(withPhoenix.status, 101);
+    assert.equal(withPhoenix.headers['sec-websocket-protocol'], 'phoenix');
+    // authToken still reaches connect(): a bad one is refused, a good one works without "phoenix".
+    const token = (t) => `base64url.bearer.phx.${Buffer.from(t).toString('base64').replace(/=/g, '')}`;
+    assert.equal((await rawUpgrade(url, { 'Sec-WebSocket-Protocol': token('bad-token') })).status, 403);
+    const good = await rawUpgrade(url, { 'Sec-WebSocket-Protocol': token('good-token') });
+    assert.equal(good.status, 101);
+    assert.equal(good.headers['sec-websocket-protocol'], undefined);
+    // phoenix.js (no subprotocol, or authToken with "phoenix") is unaffected.
+    const socket = await phxConnect(server.socketUrl, { authToken: 'good-token' });
+    assert.deepEqual(await joinOk(socket.channel('echo:relaxed-phx', {})), { joined: 'echo:relaxed-phx', user_id: 'token-user' });
+  });
+
+  it('a `ws` client offering "mqtt" joins a channel; `ws` itself refuses a 101 without a subprotocol when it was given `protocols`', T, async () => {
+    // The same request bytes two ways. As a plain header, ws does not check
+    // the answer and the socket works:
+    const raw = await openRaw(v2Url(server), { headers: { 'Sec-WebSocket-Protocol': 'mqtt' } });
+    assert.equal(raw.upgradeHeaders['sec-websocket-protocol'], undefined);
+    assert.equal(raw.ws.protocol, '');
+    assert.deepEqual(await raw.join('echo:relaxed', '1'), [
+      '1',
+      '1',
+      'echo:relaxed',
+      'phx_reply',
+      { status: 'ok', response: { joined: 'echo:relaxed', user_id: 'anon' } },
+    ]);
+    // As `protocols`, ws (like browsers) insists that the server picks one
+    // (RFC 6455 lets it pick none): relaxing does not help such clients.
+    await assert.rejects(openRaw(v2Url(server), { protocols: ['mqtt'] }), /Server sent no subprotocol/);
+    // Offering "phoenix" too is the way for them.
+    const both = await openRaw(v2Url(server), { protocols: ['mqtt', 'phoenix'] });
+    assert.equal(both.ws.protocol, 'phoenix');
+    assert.equal((await both.join('echo:relaxed-both', '1'))[4].status, 'ok');
   });
 });
 

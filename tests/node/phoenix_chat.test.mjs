@@ -29,6 +29,21 @@ import {
 const BIN = 'PLUME_CHAT_BIN';
 const T = { timeout: 30000 };
 
+/** method url [body] → {status, headers, body}, on a fresh connection. */
+function httpRequest(method, url, body) {
+  const done = new Promise((resolve, reject) => {
+    const req = http.request(url, { method, agent: false }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (c) => (text += c));
+      res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body: text }));
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+  return withTimeout(done, 5000, `${method} ${url}`);
+}
+
 describe('chat: rooms with phoenix.js (user_id connect param)', () => {
   const server = serverPerSuite(() => startServer(BIN), { closeClientsAfterEach: true });
 
@@ -256,6 +271,32 @@ describe('chat --require-token: tokens from GET /token', () => {
     assert.equal((await httpGet(`${server.url}/token?user=bad%20name`)).status, 400);
     assert.equal((await httpGet(`${server.url}/token`)).status, 400);
     assert.equal((await httpGet(`${server.url}/token?user=${'x'.repeat(33)}`)).status, 400);
+  });
+
+  it('GET and POST /token/:user: the user comes from the path, percent-decoded; 400/404/405/413', T, async () => {
+    const byPath = await httpGet(`${server.url}/token/heidi`);
+    assert.equal(byPath.status, 200, byPath.body);
+    assert.equal(byPath.json.user_id, 'heidi');
+    const socket = await phxConnect(server.socketUrl, { authToken: byPath.json.token });
+    assert.equal((await joinResult(socket.channel('room:private-heidi', {}))).status, 'ok');
+
+    const posted = await httpRequest('POST', `${server.url}/token/iv%61n`);
+    assert.equal(posted.status, 200, posted.body);
+    assert.equal(JSON.parse(posted.body).user_id, 'ivan');
+    // The query form is still there, and both sign the same way.
+    assert.equal((await httpGet(`${server.url}/token?user=ivan`)).json.user_id, 'ivan');
+
+    assert.equal((await httpGet(`${server.url}/token/bad%20name`)).status, 400, 'invalid user name');
+    assert.equal((await httpGet(`${server.url}/token/a%2Fb`)).status, 400, 'an encoded / stays in the segment');
+    assert.equal((await httpGet(`${server.url}/token/a%00b`)).status, 400, 'NUL');
+    assert.equal((await httpGet(`${server.url}/token/a/b`)).status, 404);
+    assert.equal((await httpGet(`${server.url}/token/`)).status, 404);
+    const del = await httpRequest('DELETE', `${server.url}/token/heidi`);
+    assert.equal(del.status, 405);
+    assert.equal(del.headers.allow, 'GET, HEAD, POST');
+    // Request bodies are not read: refused rather than ignored.
+    assert.equal((await httpRequest('POST', `${server.url}/token/heidi`, 'user=x')).status, 413);
+    assert.equal((await httpRequest('POST', `${server.url}/nothing-here`)).status, 404);
   });
 
   it('phoenix.js authToken: accepted with a valid token; the user comes from the token', T, async () => {

@@ -5,6 +5,10 @@
 //
 //   channel_test_server [--host 127.0.0.1] [--port 4001] [--origin URL]...
 //                       [--idle-timeout S] [--max-channels N]
+//                       [--relaxed-subprotocols]
+//
+// --relaxed-subprotocols sets require_phoenix_subprotocol = false: upgrades
+// offering subprotocols without "phoenix" get a 101 that names none.
 #include <plume/server.hpp>
 
 #include <charconv>
@@ -135,6 +139,8 @@ int main(int argc, char** argv) {
             config.websocket.idle_timeout = std::chrono::seconds(number());
         else if (a == "--max-channels")
             config.max_channels_per_socket = number();
+        else if (a == "--relaxed-subprotocols")
+            config.require_phoenix_subprotocol = false;
         else {
             std::cerr << "unknown option " << a << "\n";
             return 2;

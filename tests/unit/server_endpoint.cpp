@@ -5,7 +5,9 @@
 #include <plume/server.hpp>
 #include <plume/transport.hpp>
 
+#include <array>
 #include <atomic>
+#include <functional>
 #include <mutex>
 #include <thread>
 
@@ -303,4 +305,167 @@ TEST_CASE("broadcasts from a foreign thread with a multi-threaded io_context",
         for (int n = 0; n < messages; ++n)
             CHECK(got[static_cast<std::size_t>(n)][4]["n"] == n);
     }
+}
+
+namespace {
+
+// Sends `request` on a fresh TCP connection and returns what comes back: the
+// whole response for plain HTTP (the server closes), the head for a 101.
+std::string http_exchange(Fixture& f, std::string request) {
+    auto sock = std::make_shared<asio::ip::tcp::socket>(f.io);
+    auto out = std::make_shared<std::string>();
+    auto done = std::make_shared<bool>(false);
+    auto buf = std::make_shared<std::array<char, 4096>>();
+    auto req = std::make_shared<std::string>(std::move(request));
+    auto read = std::make_shared<std::function<void()>>();
+    *read = [=] {
+        sock->async_read_some(asio::buffer(*buf), [=](std::error_code ec, std::size_t n) {
+            out->append(buf->data(), n);
+            bool upgraded =
+                out->rfind("HTTP/1.1 101", 0) == 0 && out->find("\r\n\r\n") != std::string::npos;
+            if (ec || upgraded) {
+                *done = true;
+                *read = nullptr;  // ends the self-reference
+                return;
+            }
+            (*read)();
+        });
+    };
+    sock->async_connect(f.endpoint.local_endpoint(), [=](std::error_code ec) {
+        if (ec) return void(*done = true);
+        asio::async_write(*sock, asio::buffer(*req), [=](std::error_code ec2, std::size_t) {
+            if (ec2) return void(*done = true);
+            (*read)();
+        });
+    });
+    REQUIRE(run_until(f.io, [&] { return *done; }));
+    return *out;
+}
+
+std::string request_head(std::string method, std::string target, std::string extra = {}) {
+    return method + " " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\n" + extra + "\r\n";
+}
+
+std::string upgrade_head(std::string protocols) {
+    return request_head("GET", "/socket/websocket?vsn=2.0.0",
+                        "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                        "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: " +
+                            protocols + "\r\n");
+}
+
+bool has_header_line(const std::string& response, std::string_view name) {
+    auto head = std::string_view(response).substr(0, response.find("\r\n\r\n"));
+    std::string lower;
+    for (char c : head)
+        lower += plume::transport::http::ascii_lower(c);
+    std::string needle = "\r\n";
+    for (char c : name)
+        needle += plume::transport::http::ascii_lower(c);
+    return lower.find(needle + ":") != std::string::npos;
+}
+
+ps::EndpointConfig relaxed_config() {
+    auto c = Fixture::make_config();
+    c.require_phoenix_subprotocol = false;
+    return c;
+}
+
+}  // namespace
+
+TEST_CASE("subprotocols without phoenix: 403 by default, 101 without one when relaxed",
+          "[server][subprotocol]") {
+    SECTION("strict (the default): 403 with a body that says why") {
+        Fixture f;
+        CHECK(f.endpoint.config().require_phoenix_subprotocol);
+        auto res = http_exchange(f, upgrade_head("mqtt"));
+        CHECK(res.rfind("HTTP/1.1 403 ", 0) == 0);
+        CHECK(res.find("unsupported subprotocol (expected \"phoenix\")") != std::string::npos);
+        // The authToken subprotocol alone does not count as phoenix.
+        CHECK(http_exchange(f, upgrade_head("base64url.bearer.phx.dG9rZW4"))
+                  .rfind("HTTP/1.1 403 ", 0) == 0);
+        auto ok = http_exchange(f, upgrade_head("mqtt, phoenix"));
+        CHECK(ok.rfind("HTTP/1.1 101 ", 0) == 0);
+        CHECK(ok.find("Sec-WebSocket-Protocol: phoenix\r\n") != std::string::npos);
+    }
+    SECTION("relaxed: 101 without Sec-WebSocket-Protocol; phoenix is still chosen") {
+        Fixture f(relaxed_config());
+        auto res = http_exchange(f, upgrade_head("mqtt"));
+        CHECK(res.rfind("HTTP/1.1 101 ", 0) == 0);
+        CHECK_FALSE(has_header_line(res, "sec-websocket-protocol"));
+        res = http_exchange(f, upgrade_head("base64url.bearer.phx.dG9rZW4"));
+        CHECK(res.rfind("HTTP/1.1 101 ", 0) == 0);
+        CHECK_FALSE(has_header_line(res, "sec-websocket-protocol"));
+        res = http_exchange(f, upgrade_head("mqtt, phoenix, v2"));
+        CHECK(res.rfind("HTTP/1.1 101 ", 0) == 0);
+        CHECK(res.find("Sec-WebSocket-Protocol: phoenix\r\n") != std::string::npos);
+        // A malformed authToken is still refused.
+        CHECK(http_exchange(f, upgrade_head("base64url.bearer.phx.!!")).rfind("HTTP/1.1 400 ", 0) ==
+              0);
+    }
+    SECTION("relaxed: a client offering only \"mqtt\" connects and joins a channel") {
+        Fixture f(relaxed_config());
+        auto rec = std::make_shared<Frames>();
+        ws::ClientRequest request;
+        request.subprotocols = {"mqtt"};
+        auto c = ws::connect<RawClient>(f.io, f.url(), ws::Options{}, RawClient{rec}, request);
+        REQUIRE(run_until(f.io, [&] { return rec->open || !rec->handshake_error.empty(); }));
+        REQUIRE(rec->open);
+        CHECK(c->subprotocol().empty());
+        send(c, {"1", "1", "room:lobby", "phx_join", json::object()});
+        REQUIRE(run_until(f.io, [&] { return rec->reply_to("1").has_value(); }));
+        CHECK((*rec->reply_to("1"))[4]["status"] == "ok");
+    }
+}
+
+TEST_CASE("HTTP routes: path parameters, methods, exact routes first, 400/404/405/413",
+          "[server][route]") {
+    Fixture f;
+    using plume::transport::http::Request;
+    using plume::transport::http::Response;
+    auto text = [](std::string body) {
+        Response r;
+        r.body = std::move(body);
+        return r;
+    };
+    f.endpoint.route("/api/token/:user_id", [&](const Request&, const ps::RouteParams& p) {
+        return text("token for " + p["user_id"]);
+    });
+    f.endpoint.route("/api/token/new", [&](const Request&) { return text("exact"); });
+    f.endpoint.route("POST", "/api/token/:user_id", [&](const Request& req, const auto& p) {
+        return text(req.method + " " + p["user_id"]);
+    });
+    f.endpoint.route("/files/*path",
+                     [&](const Request&, const ps::RouteParams& p) { return text(p["path"]); });
+    f.endpoint.route("/boom/:x", [](const Request&, const ps::RouteParams&) -> Response {
+        throw std::runtime_error("boom");
+    });
+    CHECK_THROWS_AS(f.endpoint.route("/bad/:", [&](const Request&) { return text(""); }),
+                    std::invalid_argument);
+
+    auto body_of = [](const std::string& res) { return res.substr(res.find("\r\n\r\n") + 4); };
+    auto get = http_exchange(f, request_head("GET", "/api/token/al%20ice?x=1"));
+    CHECK(get.rfind("HTTP/1.1 200 ", 0) == 0);
+    CHECK(body_of(get) == "token for al ice");
+    CHECK(body_of(http_exchange(f, request_head("GET", "/api/token/new"))) == "exact");
+    CHECK(body_of(http_exchange(f, request_head("GET", "/files/a/b%2Bc"))) == "a/b+c");
+    auto post = http_exchange(f, request_head("POST", "/api/token/bob", "Content-Length: 0\r\n"));
+    CHECK(post.rfind("HTTP/1.1 200 ", 0) == 0);
+    CHECK(body_of(post) == "POST bob");
+
+    auto with_body =
+        http_exchange(f, request_head("POST", "/api/token/bob", "Content-Length: 3\r\n") + "a=1");
+    CHECK(with_body.rfind("HTTP/1.1 413 ", 0) == 0);
+    auto del = http_exchange(f, request_head("DELETE", "/api/token/bob"));
+    CHECK(del.rfind("HTTP/1.1 405 ", 0) == 0);
+    CHECK(del.find("Allow: GET, HEAD, POST\r\n") != std::string::npos);
+    CHECK(http_exchange(f, request_head("GET", "/api/token/a%00b")).rfind("HTTP/1.1 400 ", 0) == 0);
+    CHECK(http_exchange(f, request_head("GET", "/api/token/%zz")).rfind("HTTP/1.1 400 ", 0) == 0);
+    CHECK(http_exchange(f, request_head("GET", "/api/token/")).rfind("HTTP/1.1 404 ", 0) == 0);
+    CHECK(http_exchange(f, request_head("GET", "/nothing")).rfind("HTTP/1.1 404 ", 0) == 0);
+    CHECK(http_exchange(f, request_head("POST", "/nothing")).rfind("HTTP/1.1 404 ", 0) == 0);
+    auto post_socket = http_exchange(f, request_head("POST", "/socket/websocket"));
+    CHECK(post_socket.rfind("HTTP/1.1 405 ", 0) == 0);
+    CHECK(post_socket.find("Allow: GET, HEAD\r\n") != std::string::npos);
+    CHECK(http_exchange(f, request_head("GET", "/boom/1")).rfind("HTTP/1.1 500 ", 0) == 0);
 }

@@ -11,7 +11,9 @@
 //
 // Refusals follow Phoenix: a refused connect(), a disallowed Origin, an
 // unsupported ?vsn= or subprotocol are answered with HTTP 403 (the body says
-// which); a path that is not a socket path with 404.
+// which; EndpointConfig::require_phoenix_subprotocol = false accepts other
+// subprotocols as Phoenix does); a path that is neither a socket path nor a
+// route (route.hpp) with 404.
 #pragma once
 
 #include <asio.hpp>
@@ -33,6 +35,7 @@
 #include "plume/server/limits.hpp"
 #include "plume/server/log.hpp"
 #include "plume/server/origin.hpp"
+#include "plume/server/route.hpp"
 #include "plume/server/session.hpp"
 #include "plume/server/socket.hpp"
 #include "plume/transport/server.hpp"
@@ -66,6 +69,13 @@ struct EndpointConfig {
     /// handle_metas hooks). Its on_diff runs after the endpoint has sent the
     /// diff to this node's subscribers as "presence_diff".
     presence::PresenceOptions presence{};
+    /// A client that offers subprotocols none of which is "phoenix" (the
+    /// authToken one does not count): true refuses it with 403; false
+    /// accepts it with a 101 naming no subprotocol, as Phoenix does (RFC 6455
+    /// lets the server pick none). Browsers and the `ws` npm client then fail
+    /// the handshake themselves ("Server sent no subprotocol"), so relaxing
+    /// helps only clients that tolerate it. "phoenix" is chosen when offered.
+    bool require_phoenix_subprotocol = true;
 };
 
 /// Replaces the values of sensitive query parameters before a URL is logged
@@ -103,6 +113,7 @@ class Endpoint {
   public:
     using session_type = Session<SocketT, A>;
     using HttpHandler = std::function<transport::http::Response(const transport::http::Request&)>;
+    using RouteHandler = server::RouteHandler;
 
     Endpoint(asio::io_context& io, EndpointConfig config, A adapter = A{})
         : config_(std::move(config)),
@@ -156,9 +167,23 @@ class Endpoint {
         pubsub_.broadcast(pubsub::make_message(std::move(socket_id), "disconnect", {}));
     }
 
-    /// Answers GET requests for `path` (e.g. a token endpoint for a demo).
-    void route(std::string path, HttpHandler handler) {
-        routes_[std::move(path)] = std::move(handler);
+    /// Answers GET (and HEAD) requests for `path`: an exact path, or one
+    /// with `:name` segments and a trailing `*name` glob whose decoded values
+    /// the handler reads from its RouteParams (see route.hpp):
+    ///   endpoint.route("/api/token/:user_id",
+    ///                  [](const Request& req, const RouteParams& p) { ... p["user_id"] ... });
+    /// Register routes before start(). Throws std::invalid_argument for a
+    /// malformed pattern.
+    template <RouteHandlerFn F>
+    void route(std::string path, F handler) {
+        route("GET", std::move(path), std::move(handler));
+    }
+    /// The same for another method ("POST", ...). Request bodies are not
+    /// read: a request with one gets 413, so parameters go in the path or
+    /// the query.
+    template <RouteHandlerFn F>
+    void route(std::string method, std::string path, F handler) {
+        routes_.add(std::move(method), std::move(path), make_route_handler(std::move(handler)));
     }
 
     /// The endpoint's log (sanitised, rate-limited; see log.hpp). Usable by
@@ -207,7 +232,7 @@ class Endpoint {
                 info.auth_token = std::move(*token);
             }
         }
-        if (!req.subprotocols.empty() && !offers_phoenix)
+        if (!req.subprotocols.empty() && !offers_phoenix && config_.require_phoenix_subprotocol)
             return res.reject(403, "unsupported subprotocol (expected \"phoenix\")");
 
         Params params = Params::object();
@@ -227,19 +252,39 @@ class Endpoint {
     transport::http::Response serve_http(const transport::http::Request& req,
                                          const asio::ip::tcp::endpoint&) {
         using transport::http::error_response;
-        if (req.method != "GET" && req.method != "HEAD")
-            return error_response(405, "only GET is served here");
+        auto found = routes_.find(req.method, req.target, req.path);
+        bool get = req.method == "GET" || req.method == "HEAD";
+        if (!get && found.status == RouteTable::Status::none) {
+            // 405 where the path exists for GET (a socket, a file), else 404.
+            if (is_socket_path(req.path, "/websocket") ||
+                (!config_.static_dir.empty() && serve_file(req.path).status == 200))
+                return error_response(405, "only GET is served here").set("Allow", "GET, HEAD");
+            return error_response(404, "not found");
+        }
         if (is_socket_path(req.path, "/websocket"))
             return error_response(400, "expected a WebSocket upgrade");
         if (is_socket_path(req.path, "/longpoll"))
             return error_response(404, "the long-poll transport is not enabled");
-        if (auto it = routes_.find(req.path); it != routes_.end()) {
-            try {
-                return it->second(req);
-            } catch (const std::exception& e) {
-                log_(LogLevel::error, "route raised", {{"path", req.path}, {"what", e.what()}});
-                return error_response(500, "internal error");
-            }
+        switch (found.status) {
+            case RouteTable::Status::none:
+                break;
+            case RouteTable::Status::bad_request:
+                return error_response(400, "bad path encoding");
+            case RouteTable::Status::method_not_allowed:
+                return error_response(405, "this path answers " + found.allow)
+                    .set("Allow", found.allow);
+            case RouteTable::Status::matched:
+                if (!get && has_body(req))
+                    return error_response(413,
+                                          "request bodies are not read; send parameters "
+                                          "in the path or the query");
+                try {
+                    return (*found.handler)(req, found.params);
+                } catch (const std::exception& e) {
+                    log_(LogLevel::error, "route raised",
+                         {{"route", *found.pattern}, {"what", e.what()}});
+                    return error_response(500, "internal error");
+                }
         }
         if (!config_.static_dir.empty()) return serve_file(req.path);
         return error_response(404, "not found");
@@ -259,6 +304,12 @@ class Endpoint {
             if (user) user(topic, diff);
         };
         return opts;
+    }
+
+    // The transport reads request heads only; a body would go unread.
+    static bool has_body(const transport::http::Request& req) {
+        auto length = req.header("content-length");
+        return req.has_header("transfer-encoding") || (!length.empty() && length != "0");
     }
 
     bool is_socket_path(std::string_view path, std::string_view transport) const {
@@ -304,7 +355,7 @@ class Endpoint {
     presence::Presence presence_;
     std::atomic<presence::OwnerId> owners_{0};
     Router<SocketT> router_;
-    std::map<std::string, HttpHandler> routes_;
+    RouteTable routes_;
     std::atomic<std::size_t> open_{0};
     transport::Server<session_type> server_;
 };

@@ -1135,8 +1135,8 @@ Outcome log_flood(Ctx& c) {
                              json::object()));
     ++ref;
     while (Clock::now() < end && close.empty()) {
-        // At most 32 joins unanswered: the attacker reads its replies.
-        while (ref - replies < 32 && out.size() < (4u << 20)) {
+        // At most 64 joins unanswered: the attacker reads its replies.
+        while (ref - replies < 64 && out.size() < (4u << 20)) {
             ++ref;
             append_frame(out, a.rng, Opcode::text,
                          phx_message(std::to_string(ref), ref,
@@ -1242,6 +1242,9 @@ Outcome join_storm(Ctx& c) {
     std::string answer = tally(crowd.reply_kinds);
     if (!crowd.close_kinds.empty())
         answer += (answer.empty() ? "" : "; ") + tally(crowd.close_kinds);
+    if (const int missing = opened - replies - crowd.closed; missing > 0)
+        answer += (answer.empty() ? "" : "; ") + with_commas(static_cast<std::uint64_t>(missing)) +
+                  " joins unanswered at the cap";
     if (!crowd.open_failures.empty())
         answer += (answer.empty() ? "" : "; ") + std::string("open failed: ") +
                   tally(crowd.open_failures);
@@ -1362,8 +1365,9 @@ Outcome slowloris(Ctx& c) {
     const double took = seconds_between(t0, Clock::now());
     std::string answer = tally(answers);
     if (!times.empty())
-        answer += (answer.empty() ? "" : ", ") + std::string("closed ") +
-                  std::to_string(times.size()) + " after " + fixed(times.front(), 1) + "–" +
+        answer += (answer.empty() ? "TCP closed without an HTTP status" : ", then TCP closed") +
+                  std::string(": ") + std::to_string(times.size()) + " of " +
+                  std::to_string(fds.size()) + " after " + fixed(times.front(), 1) + "–" +
                   fixed(times.back(), 1) + " s";
     if (answer.empty()) answer = "none";
     return {answer, std::to_string(fds.size()) + " connections from one address (" +
@@ -1462,6 +1466,8 @@ struct Row {
     long idle_kib = -1, peak_kib = -1, end_kib = -1;
     double cpu = 0;
     double took = 0;
+    double other_load = -1;  // cores busy with other work during the attack
+    double steal = 0;
     std::uint64_t log_bytes = 0;
     BystanderResult by;
     std::string server_end;  // set when the server died or had to be killed
@@ -1503,6 +1509,8 @@ Row run_attack(const Config& cfg, const Attack& attack) {
     row.idle_kib = rss_kib(server.pid());
     const double cpu0 = proc_cpu_seconds(server.pid()).value_or(0);
     const std::uint64_t log0 = log->bytes;
+    const MachineCpu machine0 = machine_cpu();
+    const double self0 = self_cpu_seconds();
 
     Ctx ctx{cfg, addr, server.pid(), {}, *log};
     const auto t0 = Clock::now();
@@ -1529,6 +1537,12 @@ Row run_attack(const Config& cfg, const Attack& attack) {
         row.peak_kib = proc_status_kib(std::to_string(server.pid()), "VmHWM").value_or(-1);
         row.cpu = proc_cpu_seconds(server.pid()).value_or(0) - cpu0;
         row.log_bytes = log->bytes - log0;
+        // What else ran meanwhile (other work on the machine), in cores.
+        const MachineCpu machine1 = machine_cpu();
+        const double wall = seconds_between(t0, Clock::now());
+        row.other_load =
+            (machine1.busy - machine0.busy - row.cpu - (self_cpu_seconds() - self0)) / wall;
+        row.steal = (machine1.steal - machine0.steal) / wall;
         const std::string how = server.stop(10s);
         if (how.find("killed") != std::string::npos) row.server_end = "server " + how;
     }
@@ -1574,6 +1588,9 @@ void print_table(const std::vector<Row>& rows, const std::string& command) {
         if (r.by.diffs > 0)
             line += "; the bystander got " + with_commas(r.by.diffs) + " presence_diff";
         if (!r.server_end.empty()) line += "; " + r.server_end;
+        if (r.other_load >= 0)
+            line += "; other load " + fixed(std::max(0.0, r.other_load) * 100, 0) +
+                    "% of a core, steal " + fixed(r.steal * 100, 0) + "%";
         std::printf("%s\n", line.c_str());
     }
     std::printf("\n```sh\n%s\n```\n", command.c_str());

@@ -134,6 +134,8 @@ class ServerProcess {
         if (pipe2(fds, O_CLOEXEC) != 0) throw std::runtime_error("pipe2 failed");
         int err_fds[2] = {-1, -1};
         if (on_stderr_ && pipe2(err_fds, O_CLOEXEC) != 0) throw std::runtime_error("pipe2 failed");
+        // A deep pipe, so a burst of log lines does not wait for the drain thread.
+        if (err_fds[0] >= 0) fcntl(err_fds[0], F_SETPIPE_SZ, 1 << 20);
         const pid_t parent = getpid();
         const pid_t child = fork();
         if (child < 0) throw std::runtime_error("fork failed");

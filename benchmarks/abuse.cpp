@@ -1671,8 +1671,21 @@ int main(int argc, char** argv) {
             return 2;
         }
     }
-    // The storm's sockets, the listeners', and the server's own (it inherits the limit).
-    require_fd_limit(2 * std::max(cfg.storm, cfg.slow_connections) + cfg.listeners + 64);
+    // Each side (this program, and the server, which inherits the limit)
+    // holds the storm's or the slowloris' sockets, the listeners and a few more.
+    const int fds_needed = std::max(cfg.storm, cfg.slow_connections) + cfg.listeners + 64;
+    if (rlimit limit{}; getrlimit(RLIMIT_NOFILE, &limit) == 0 &&
+                        limit.rlim_max < static_cast<rlim_t>(fds_needed + 64)) {
+        // Root may raise the hard limit too (up to fs.nr_open).
+        limit.rlim_max = limit.rlim_cur = static_cast<rlim_t>(fds_needed + 64);
+        setrlimit(RLIMIT_NOFILE, &limit);
+    }
+    try {
+        require_fd_limit(fds_needed);
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "abuse: %s\n", e.what());
+        return 1;
+    }
     signal(SIGPIPE, SIG_IGN);
 
     std::vector<Row> rows;

@@ -13,6 +13,11 @@
 //
 //   abuse [--server build/release/examples/chat/chat] [--attack ping-flood,join-storm]
 //         [--listeners 200] [--storm 5000] [--seconds S] [--pings 1000000]
+//         [--slow-connections 1000] [--cap 60]
+//
+// Attacks: ping-flood, deflate-1m, deflate-256k, msg-flood, log-flood,
+// long-topics, join-storm, conn-flood, slowloris, big-frame, big-header
+// (benchmarks/README.md says what each does and how each figure is measured).
 //
 // Attackers and crowds connect from their own loopback addresses (127.1.x.y
 // for the join storm, 127.2.x.y for listeners, 127.3.0.x for attackers); the

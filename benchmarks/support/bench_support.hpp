@@ -20,6 +20,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <optional>
 #include <set>
@@ -114,6 +115,13 @@ class ServerProcess {
 
     pid_t pid() const { return pid_; }
     const std::string& host() const { return host_; }
+
+    /// Before start(): the server's stderr goes through a pipe to `handler`
+    /// (called on a drain thread, chunk by chunk) instead of to ours, so the
+    /// bytes it logs can be counted without it ever blocking on a full pipe.
+    void capture_stderr(std::function<void(std::string_view)> handler) {
+        on_stderr_ = std::move(handler);
+    }
     std::uint16_t port() const { return port_; }
 
     /// fork/exec `path args...` and waits (bounded) for its stdout line
@@ -124,6 +132,10 @@ class ServerProcess {
                std::chrono::milliseconds timeout, bool show_output) {
         int fds[2];
         if (pipe2(fds, O_CLOEXEC) != 0) throw std::runtime_error("pipe2 failed");
+        int err_fds[2] = {-1, -1};
+        if (on_stderr_ && pipe2(err_fds, O_CLOEXEC) != 0) throw std::runtime_error("pipe2 failed");
+        // A deep pipe, so a burst of log lines does not wait for the drain thread.
+        if (err_fds[0] >= 0) fcntl(err_fds[0], F_SETPIPE_SZ, 1 << 20);
         const pid_t parent = getpid();
         const pid_t child = fork();
         if (child < 0) throw std::runtime_error("fork failed");
@@ -132,6 +144,7 @@ class ServerProcess {
             prctl(PR_SET_PDEATHSIG, SIGTERM);
             if (getppid() != parent) _exit(127);
             dup2(fds[1], STDOUT_FILENO);
+            if (err_fds[1] >= 0) dup2(err_fds[1], STDERR_FILENO);
             std::vector<char*> argv;
             argv.push_back(const_cast<char*>(path.c_str()));
             for (const auto& a : args)
@@ -144,6 +157,15 @@ class ServerProcess {
         close(fds[1]);
         pid_ = child;
         out_fd_ = fds[0];
+        if (err_fds[1] >= 0) {
+            close(err_fds[1]);
+            err_drain_ = std::thread([fd = err_fds[0], handler = on_stderr_] {
+                char chunk[65536];
+                for (ssize_t n; (n = read(fd, chunk, sizeof chunk)) > 0;)
+                    handler(std::string_view(chunk, static_cast<std::size_t>(n)));
+                close(fd);
+            });
+        }
 
         std::string pending;
         const auto deadline = std::chrono::steady_clock::now() + timeout;
@@ -200,6 +222,7 @@ class ServerProcess {
             pid_ = -1;
         }
         if (drain_.joinable()) drain_.join();  // EOF once the server is gone
+        if (err_drain_.joinable()) err_drain_.join();
         if (out_fd_ >= 0) close(out_fd_), out_fd_ = -1;
         return how;
     }
@@ -230,6 +253,8 @@ class ServerProcess {
     pid_t pid_ = -1;
     int out_fd_ = -1;
     std::thread drain_;
+    std::thread err_drain_;
+    std::function<void(std::string_view)> on_stderr_;
     std::string host_;
     std::uint16_t port_ = 0;
 };

@@ -429,6 +429,8 @@ int run(const Config& config) {
 
     // The storm: every phx_join at once.
     const double cpu_before = proc_cpu_seconds(server.pid()).value_or(-1);
+    const double self_before = self_cpu_seconds();
+    const MachineCpu machine_before = machine_cpu();
     bystander.set_recording(true);
     const auto t0 = Clock::now();
     totals.last_message = t0;
@@ -463,6 +465,9 @@ int run(const Config& config) {
     const bool timed_out = Clock::now() >= hard_deadline;
     bystander.set_recording(false);
     const double cpu_after = proc_cpu_seconds(server.pid()).value_or(-1);
+    const double self_cpu = self_cpu_seconds() - self_before;
+    const MachineCpu machine_after = machine_cpu();
+    const double wall = std::chrono::duration<double>(Clock::now() - t0).count();
 
     // The presence lists of the checked clients and the bystander.
     std::vector<std::pair<std::string, PresenceView>> views;
@@ -507,6 +512,13 @@ int run(const Config& config) {
         ms_ns(h.quantile(0.5)).c_str(), ms_ns(h.quantile(0.99)).c_str(), ms_ns(h.max()).c_str(),
         static_cast<unsigned long long>(h.total()), bystander.unanswered());
     std::printf("  server CPU                  %.2f s\n", cpu_after - cpu_before);
+    // Other work on the machine slows everything down: say how much there was.
+    const double others =
+        machine_after.busy - machine_before.busy - (cpu_after - cpu_before) - self_cpu;
+    std::printf(
+        "  load generator CPU          %.2f s; other processes %.2f s; steal %.2f s "
+        "(over %.1f s)\n",
+        self_cpu, others, machine_after.steal - machine_before.steal, wall);
     const bool presence_on = totals.state_frames > 0;
     if (presence_on)
         std::printf(

@@ -177,6 +177,7 @@ int main(int argc, char** argv) try {
         Clock::time_point now{std::chrono::hours(1)};
         presence::TrackerOptions o;
         o.clock = [&] { return now; };
+        o.diff_window = std::chrono::milliseconds(0);  // no diffs held back while measuring
         presence::Tracker a(pa, o);
         presence::Tracker b(pb, o);
         a.tick();  // announce both, so the big heartbeat below is a plain delta

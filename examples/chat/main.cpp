@@ -115,7 +115,10 @@ class RoomChannel : public ps::Channel<UserSocket> {
         auto tracked =
             track(socket().user_id, {{"online_at", std::to_string(now)}, {"typing", false}});
         if (!tracked) std::cerr << "chat: track failed: " << tracked.error().message() << "\n";
-        push("presence_state", presence_state());
+        // The state as of the topic's last presence_diff, encoded once for every
+        // joiner until the next diff (a join storm would otherwise encode the
+        // whole list once per joiner); our own join comes in the next diff.
+        push_presence_state();
     }
 
     void set_typing(bool typing) {

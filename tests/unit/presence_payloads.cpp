@@ -27,6 +27,7 @@ PresenceOptions fixed_options(plume::test::ManualClock& clock) {
     PresenceOptions o;
     o.tracker.incarnation = 1;  // refs are then the same on every run
     o.tracker.clock = clock.fn();
+    o.tracker.diff_window = std::chrono::milliseconds(0);  // one diff per change, at once
     return o;
 }
 
@@ -307,6 +308,7 @@ TEST_CASE("a client fed presence_state then the diffs of another node ends with 
         o.max_silent_periods = 1;
         o.down_period = 300ms;
         o.permdown_period = 1s;
+        o.diff_window = 0ms;
         return o;
     }());
     REQUIRE(c.tracker(0).track(1, "room", "alice", {{"tab", 1}}));

@@ -31,6 +31,7 @@ TrackerOptions fast_options() {
     o.down_period = 300ms;
     o.permdown_period = 1000ms;
     o.shards = 2;
+    o.diff_window = 0ms;  // one diff per change, delivered at once
     return o;
 }
 

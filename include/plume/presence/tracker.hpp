@@ -91,9 +91,14 @@ struct TrackerOptions {
     /// 0 means broadcast_period * max_silent_periods * 2 (Phoenix's 30 s).
     std::chrono::milliseconds down_period{0};
     std::chrono::milliseconds permdown_period{1'200'000};
-    /// Changes to one topic within this window become one diff; 0 = one diff
-    /// per operation, delivered before the operation returns.
-    std::chrono::milliseconds diff_window{0};
+    /// Changes to one topic within this window become one diff, delivered by
+    /// the tick after the window has passed (start()'s timer ticks every
+    /// window, so a change reaches subscribers 1-2 windows later). A join storm
+    /// of N users then costs one diff per window to each subscriber instead of
+    /// N (N² frames in all). 0 = one diff per operation, delivered before the
+    /// operation returns (Phoenix's behaviour; tests that step the clock by hand
+    /// use it).
+    std::chrono::milliseconds diff_window{50};
     /// Bound on the serialized meta (without phx_ref).
     std::size_t max_meta_bytes = 4096;
     /// Bound on the metas this node holds under one (topic, key).

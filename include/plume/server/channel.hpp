@@ -75,6 +75,13 @@ class ChannelHost {
     virtual void host_post_info(const std::string& topic, const std::string& join_ref,
                                 nlohmann::json message) = 0;
     virtual presence::Presence& host_presence() = 0;
+    // A push whose payload is already encoded JSON text (an object), shared by
+    // many pushes; a host that cannot splice it parses it back.
+    virtual void host_push_text(const std::string& topic, const std::string& join_ref,
+                                std::string_view event,
+                                std::shared_ptr<const std::string> payload_json) {
+        host_push(topic, join_ref, event, Payload(nlohmann::json::parse(*payload_json)));
+    }
 };
 
 }  // namespace detail
@@ -204,8 +211,17 @@ class Channel {
     std::error_code untrack(std::string_view key) {
         return host_->host_presence().untrack(presence_owner_, topic_, key);
     }
-    /// {"key": {"metas": [...]}}: the payload of "presence_state".
+    /// {"key": {"metas": [...]}}: the payload of "presence_state" — the topic's
+    /// list as of its last presence_diff, so that it and the diffs that follow
+    /// rebuild the list exactly on the client.
     nlohmann::json presence_state() const { return host_->host_presence().presence_state(topic_); }
+    /// push("presence_state", presence_state()), with the payload encoded once
+    /// per topic version and shared by every joiner (only the frame's join_ref
+    /// differs): what a join storm on a big topic needs.
+    void push_presence_state() {
+        host_->host_push_text(topic_, join_ref_, "presence_state",
+                              host_->host_presence().presence_state_text(topic_));
+    }
 
     /// Broadcast events this channel wants to see in handle_out before they
     /// reach its client; others take the encode-once fast lane.

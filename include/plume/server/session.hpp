@@ -18,6 +18,7 @@
 #include "plume/server/log.hpp"
 #include "plume/server/socket.hpp"
 #include "plume/transport/websocket.hpp"
+#include "plume/wire/encoded_payload.hpp"
 #include "plume/wire/vsn.hpp"
 
 namespace plume::server {
@@ -161,6 +162,21 @@ class Session final : public detail::ChannelHost {
     }
 
     presence::Presence& host_presence() override { return endpoint_->presence(); }
+
+    void host_push_text(const std::string& topic, const std::string& join_ref,
+                        std::string_view event,
+                        std::shared_ptr<const std::string> payload_json) override {
+        auto conn = conn_.lock();
+        if (!conn) return;
+        auto frame =
+            wire::encode_push_with_payload_text(vsn_, join_ref, topic, event, *payload_json);
+        if (!frame) {
+            endpoint_->log()(LogLevel::error, "cannot encode message",
+                             {{"topic", topic}, {"error", frame.error().message()}});
+            return;
+        }
+        conn->send_text(frame->bytes);
+    }
 
     SocketT& socket() noexcept { return socket_; }
 

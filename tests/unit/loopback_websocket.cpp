@@ -5,8 +5,12 @@
 #include <plume/transport.hpp>
 
 #include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "support/full_listener.hpp"
@@ -288,6 +292,224 @@ TEST_CASE("closing a client whose TCP connect is pending ends the connect",
     CHECK_FALSE(conn->next_layer().is_open());
     conn.reset();
     CHECK(plume::test::runs_out_of_work(io));
+}
+
+namespace {
+
+// A client that speaks raw bytes: handshakes by hand, then writes whatever
+// frames a test builds and reads only when told to.
+struct RawClient {
+    asio::ip::tcp::socket sock;
+    std::string received;
+    bool upgraded = false;
+
+    RawClient(asio::io_context& io, std::uint16_t port, std::string_view path = "/") : sock(io) {
+        sock.connect({asio::ip::make_address("127.0.0.1"), port});
+        std::string req = "GET " + std::string(path) +
+                          " HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                          "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                          "Sec-WebSocket-Version: 13\r\n\r\n";
+        asio::write(sock, asio::buffer(req));
+        sock.non_blocking(true);
+    }
+    // Appends what the kernel holds for us, without blocking.
+    void read_now() {
+        char buf[64 * 1024];
+        std::error_code ec;
+        while (true) {
+            std::size_t n = sock.read_some(asio::buffer(buf), ec);
+            if (ec) return;
+            received.append(buf, n);
+        }
+    }
+    bool handshake_done() {
+        if (upgraded) return true;
+        read_now();
+        auto end = received.find("\r\n\r\n");
+        if (end == std::string::npos) return false;
+        REQUIRE(received.starts_with("HTTP/1.1 101"));
+        received.erase(0, end + 4);
+        return upgraded = true;
+    }
+    // Writes what the kernel takes now; returns how much that was.
+    std::size_t write_now(std::string_view data) {
+        std::size_t done = 0;
+        std::error_code ec;
+        while (done < data.size() && !ec)
+            done += sock.write_some(asio::buffer(data.substr(done)), ec);
+        return done;
+    }
+    static std::string frame(ws::opcode op, std::string_view payload) {
+        const unsigned char mask[4] = {0x0f, 0xa5, 0x3c, 0x81};
+        return ws::make_frame(op, payload, true, false, mask);
+    }
+};
+
+std::string be32(std::uint32_t v) {
+    return {static_cast<char>(v >> 24), static_cast<char>(v >> 16), static_cast<char>(v >> 8),
+            static_cast<char>(v)};
+}
+
+std::uint32_t from_be(std::string_view s) {
+    std::uint32_t v = 0;
+    for (char c : s)
+        v = (v << 8) | static_cast<unsigned char>(c);
+    return v;
+}
+
+// Samples the connection's queued_bytes() at each message (the ping flood's markers).
+struct Samples {
+    std::vector<std::size_t> queued;
+};
+struct Probe {
+    std::shared_ptr<Samples> samples;
+    void on_message(auto& conn, ws::opcode, std::string_view) {
+        samples->queued.push_back(conn.queued_bytes());
+    }
+    void on_close(auto&, std::uint16_t, std::string_view) {}
+};
+
+// Logs messages of all connections in the order handled: "/flood" is 'F',
+// any other path 'O'.
+struct Log {
+    std::vector<std::pair<char, std::string>> messages;  // (connection, payload)
+    std::function<std::size_t()> flood_available;        // the flood's server-side socket
+    std::function<std::size_t()> flood_unparsed;
+    bool other_open = false;
+};
+struct Tagged {
+    std::shared_ptr<Log> log;
+    char tag = '?';
+    void on_upgrade(const ws::UpgradeRequest& req, ws::UpgradeResponse&) {
+        tag = req.path() == "/flood" ? 'F' : 'O';
+    }
+    void on_open(auto& conn) {
+        if (tag == 'O') {
+            log->other_open = true;
+            return;
+        }
+        auto weak = conn.weak_from_this();
+        log->flood_available = [weak] {
+            std::error_code ec;
+            return weak.lock()->next_layer().available(ec);
+        };
+        log->flood_unparsed = [weak] { return weak.lock()->unparsed_bytes(); };
+    }
+    void on_message(auto&, ws::opcode, std::string_view data) {
+        log->messages.emplace_back(tag, std::string(data));
+    }
+    void on_close(auto&, std::uint16_t, std::string_view) {}
+};
+
+}  // namespace
+
+TEST_CASE("a peer that pings without reading has at most one pong waiting",
+          "[transport][loopback][flood]") {
+    // Issue 11: one pong was queued per ping, past max_send_queue.
+    asio::io_context io;
+    auto samples = std::make_shared<Samples>();
+    ws::Server<Probe> server(io, ws::Options{}, [samples] { return Probe{samples}; });
+    server.listen("127.0.0.1", 0);
+    RawClient client(io, server.local_endpoint().port());
+    REQUIRE(run_until(io, [&] { return client.handshake_done(); }));
+
+    // 200,000 pings (2 MB, far more than the socket buffers take), and a
+    // text message every 10,000 to sample the server's queue as it goes.
+    constexpr std::uint32_t pings = 200'000;
+    std::string flood;
+    for (std::uint32_t i = 0; i < pings; ++i) {
+        flood += RawClient::frame(ws::opcode::ping, be32(i));
+        if ((i + 1) % 10'000 == 0) flood += RawClient::frame(ws::opcode::text, "mark");
+    }
+    bool written = false;
+    asio::async_write(client.sock, asio::buffer(flood), [&](std::error_code ec, std::size_t) {
+        REQUIRE_FALSE(ec);
+        written = true;
+    });
+    REQUIRE(run_until(
+        io, [&] { return written && samples->queued.size() == pings / 10'000; },
+        std::chrono::seconds(60)));
+    // All that waits is the one newest pong and what the kernel refused of
+    // the write in flight (itself at most a pong or two); never one per ping.
+    CHECK(*std::max_element(samples->queued.begin(), samples->queued.end()) <= 1024);
+
+    // Now the client reads: pongs, in order, the last one for the last ping.
+    struct Pongs {
+        std::vector<std::uint32_t> seen;
+        void on_message(ws::opcode, std::string_view) {}
+        void on_ping(std::string_view) {}
+        void on_pong(std::string_view p) { seen.push_back(from_be(p)); }
+        void on_close(std::uint16_t, std::string_view) {}
+    } pongs;
+    ws::Parser parser(ws::role::client, 1 << 20);
+    REQUIRE(run_until(
+        io,
+        [&] {
+            client.read_now();
+            REQUIRE_FALSE(parser.consume(client.received.data(), client.received.size(), pongs));
+            client.received.clear();
+            return !pongs.seen.empty() && pongs.seen.back() == pings - 1;
+        },
+        std::chrono::seconds(20)));
+    CHECK(pongs.seen.size() < pings / 10);
+    CHECK(std::is_sorted(pongs.seen.begin(), pongs.seen.end()));
+    CHECK(std::adjacent_find(pongs.seen.begin(), pongs.seen.end()) == pongs.seen.end());
+}
+
+TEST_CASE("a flooding connection lets the others on its thread run between turns",
+          "[transport][loopback][fairness]") {
+    asio::io_context io;  // one thread: the connections take turns on it
+    auto log = std::make_shared<Log>();
+    ws::Options opt;
+    REQUIRE(opt.max_messages_per_read_turn < 10'000);
+    ws::Server<Tagged> server(io, opt, [log] { return Tagged{log}; });
+    server.listen("127.0.0.1", 0);
+    RawClient flooder(io, server.local_endpoint().port(), "/flood");
+    RawClient other(io, server.local_endpoint().port(), "/other");
+    REQUIRE(run_until(io, [&] {
+        return flooder.handshake_done() && other.handshake_done() && log->other_open &&
+               log->flood_available;
+    }));
+
+    // 10,000 small messages in one write (80 KB: the loopback socket takes it whole).
+    constexpr std::uint32_t count = 10'000;
+    std::string flood;
+    for (std::uint32_t i = 0; i < count; ++i)
+        flood += RawClient::frame(ws::opcode::binary, be32(i).substr(2));
+    REQUIRE(flooder.write_now(flood) == flood.size());
+    // Every byte is readable by the server at once, so without a budget its
+    // first turn would handle all 10,000 before anything else ran.
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (log->flood_available() < flood.size() && std::chrono::steady_clock::now() < deadline)
+        std::this_thread::yield();
+    REQUIRE(log->flood_available() == flood.size());
+
+    REQUIRE(run_until(io, [&] { return !log->messages.empty(); }));  // the first turn
+    std::size_t first_turn = log->messages.size();
+    CHECK(first_turn == opt.max_messages_per_read_turn);
+    CHECK(log->flood_unparsed() > 0);  // the rest waits in the connection
+
+    // The other connection's message, sent now, is handled long before the flood's last.
+    REQUIRE(other.write_now(RawClient::frame(ws::opcode::text, "me too")) > 0);
+    REQUIRE(run_until(io, [&] { return log->messages.size() == count + 1; }));
+    std::vector<std::uint32_t> flood_order;
+    std::size_t other_at = 0, last_flood_at = 0;
+    for (std::size_t k = 0; k < log->messages.size(); ++k) {
+        auto& [tag, data] = log->messages[k];
+        if (tag == 'O') {
+            other_at = k;
+            CHECK(data == "me too");
+        } else {
+            flood_order.push_back(from_be(data));
+            last_flood_at = k;
+        }
+    }
+    CHECK(other_at > first_turn - 1);
+    CHECK(other_at < last_flood_at);
+    REQUIRE(flood_order.size() == count);
+    for (std::uint32_t i = 0; i < count; ++i)
+        if (flood_order[i] != i) FAIL("flood message " << i << " arrived as " << flood_order[i]);
+    CHECK(log->flood_unparsed() == 0);  // done: no buffer held any more
 }
 
 TEST_CASE("URLs parse into host, port and target", "[transport][url]") {

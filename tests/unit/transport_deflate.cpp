@@ -717,3 +717,144 @@ TEST_CASE("deflate: sessions sharing per-thread streams do not disturb each othe
         }
     }
 }
+
+namespace {
+
+// The semantics Inflater must keep, spelled out the slow, obvious way: a
+// message is a run of DEFLATE streams; each BFINAL block ends one and the
+// next starts with the same window. Only for small inputs.
+std::string reference_inflate(std::string_view payload, bool& ok) {
+    z_stream z{};
+    REQUIRE(inflateInit2(&z, -15) == Z_OK);
+    std::string in(payload);
+    in.append("\x00\x00\xff\xff", 4);
+    z.next_in = reinterpret_cast<Bytef*>(in.data());
+    z.avail_in = static_cast<uInt>(in.size());
+    std::string out;
+    ok = true;
+    while (z.avail_in > 0) {
+        char buf[4096];
+        z.next_out = reinterpret_cast<Bytef*>(buf);
+        z.avail_out = sizeof buf;
+        int rc = inflate(&z, Z_SYNC_FLUSH);
+        out.append(buf, sizeof buf - z.avail_out);
+        if (rc == Z_STREAM_END) {
+            if (z.avail_in == 4) break;  // the tail after a final block is not decoded
+            std::string window(32768, '\0');
+            uInt n = 0;
+            REQUIRE(inflateGetDictionary(&z, reinterpret_cast<Bytef*>(window.data()), &n) == Z_OK);
+            REQUIRE(inflateReset(&z) == Z_OK);
+            REQUIRE(inflateSetDictionary(&z, reinterpret_cast<Bytef*>(window.data()), n) == Z_OK);
+        } else if (rc != Z_OK && !(rc == Z_BUF_ERROR && z.avail_in == 0)) {
+            ok = false;
+            break;
+        }
+    }
+    inflateEnd(&z);
+    return out;
+}
+
+std::string repeat(std::string_view piece, std::size_t times) {
+    std::string s;
+    s.reserve(piece.size() * times);
+    for (std::size_t i = 0; i < times; ++i)
+        s += piece;
+    return s;
+}
+
+// Stored blocks holding one byte each: 00 (or 01, final) 01 00 fe ff, byte.
+// Non-final ones end with the 00 that starts the empty stored block the
+// receiver's 00 00 ff ff completes, as a sender's flush would.
+std::string one_byte_stored_blocks(std::string_view text, bool final_blocks) {
+    std::string s;
+    for (char c : text) {
+        s += bytes({final_blocks ? 0x01 : 0x00, 0x01, 0x00, 0xfe, 0xff});
+        s += c;
+    }
+    if (!final_blocks) s += '\0';
+    return s;
+}
+
+}  // namespace
+
+// Shapes a hostile peer can pick to make inflating expensive (issue 11); their
+// cost is printed by benchmarks/inflate. Here: each gives the right result.
+TEST_CASE("deflate: adversarial block structures inflate correctly", "[transport][deflate]") {
+    const bool takeover = GENERATE(false, true);
+    CAPTURE(takeover);
+    ws::Inflater i;
+    std::string out;
+    const bool reset = !takeover;
+
+    SECTION("1 MiB of empty final fixed blocks (03 00) is an empty message") {
+        const std::string payload = repeat(bytes({0x03, 0x00}), 512 * 1024);
+        REQUIRE(i.decompress(payload, out, 1 << 20, reset) == ws::Inflater::result::ok);
+        CHECK(out.empty());
+        // The stream is usable afterwards, and with takeover still has its window.
+        std::string text = compressible(3000);
+        REQUIRE(i.decompress(zlib_finish(text), out, 1 << 20, reset) == ws::Inflater::result::ok);
+        CHECK(out == text);
+        if (takeover) {
+            std::string refers_back = repeat(bytes({0x03, 0x00}), 1000) + zlib_finish(text, text);
+            REQUIRE(i.decompress(refers_back, out, 1 << 20, false) == ws::Inflater::result::ok);
+            CHECK(out == text);
+        }
+    }
+    SECTION("empty final blocks between data keep the window") {
+        const std::string text = compressible(3000);
+        std::string payload = zlib_finish(text) + repeat(bytes({0x03, 0x00}), 10000) +
+                              zlib_finish(text, text) + repeat(bytes({0x03, 0x00}), 3);
+        REQUIRE(zlib_finish(text, text).size() < 40);  // only back-references
+        REQUIRE(i.decompress(payload, out, 1 << 20, reset) == ws::Inflater::result::ok);
+        CHECK(out == text + text);
+    }
+    SECTION("empty final blocks agree with zlib, padding bits and near misses included") {
+        // 03 x0 with any padding is an empty final block; 03 01 and 03 02
+        // are not (a length code with no window to copy from); 03 alone is
+        // truncated.
+        for (std::string payload :
+             {repeat(bytes({0x03, 0x00}), 50) + bytes({0x03, 0xfc}) + bytes({0x03, 0x04}),
+              repeat(bytes({0x03, 0x00}), 50) + bytes({0x03, 0x01}),
+              repeat(bytes({0x03, 0x00}), 50) + bytes({0x03, 0x02, 0x00}),
+              repeat(bytes({0x03, 0x00}), 50) + bytes({0x03}),
+              zlib_finish("Hello") + repeat(bytes({0x03, 0x00}), 7) + bytes({0x00}),
+              repeat(bytes({0x03, 0x00}), 7) + bytes({0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00})}) {
+            CAPTURE(payload.size(), payload.substr(payload.size() - 3));
+            bool ok = false;
+            std::string expected = reference_inflate(payload, ok);
+            auto r = i.decompress(payload, out, 1 << 20, true);
+            CHECK((r == ws::Inflater::result::ok) == ok);
+            if (ok) CHECK(out == expected);
+        }
+    }
+    SECTION("stored blocks of one byte each, not final and final") {
+        const std::string text = compressible(174762);  // 6 bytes each: ~1 MiB
+        for (bool final_blocks : {false, true}) {
+            CAPTURE(final_blocks);
+            std::string payload = one_byte_stored_blocks(text, final_blocks);
+            REQUIRE(payload.size() > (1u << 20) - 100);
+            REQUIRE(i.decompress(payload, out, 1 << 20, reset) == ws::Inflater::result::ok);
+            CHECK(out == text);
+            CHECK(i.decompress(payload, out, text.size() - 1, true) ==
+                  ws::Inflater::result::too_big);
+        }
+    }
+    SECTION("maximal back-references up to the limit exactly") {
+        ws::Deflater d(15, 9, 9);
+        std::string bomb;
+        d.compress(std::string(1 << 20, 'A'), bomb, true);
+        REQUIRE(bomb.size() < 2000);
+        REQUIRE(i.decompress(bomb, out, 1 << 20, reset) == ws::Inflater::result::ok);
+        CHECK(out == std::string(1 << 20, 'A'));
+        CHECK(i.decompress(bomb, out, (1 << 20) - 1, true) == ws::Inflater::result::too_big);
+    }
+    SECTION("random incompressible data") {
+        const std::string noise = random_bytes(300000, 11);
+        ws::Deflater d(15, 6, 8);
+        std::string c;
+        d.compress(noise, c, true);
+        REQUIRE(c.size() >= noise.size());
+        REQUIRE(i.decompress(c, out, 1 << 20, reset) == ws::Inflater::result::ok);
+        CHECK(out == noise);
+    }
+}

@@ -746,3 +746,97 @@ TEST_CASE("parser: state accessors", "[transport][parser]") {
     CHECK_FALSE(p.consume(big.data(), 0, rec));
     CHECK(rec.events.size() == 1);
 }
+
+// -------------------------------------------------------------- budgets --
+
+TEST_CASE("parser: a budget stops after that many events, and the rest resumes",
+          "[transport][parser][budget]") {
+    Wire w{ws::role::server};
+    std::string input;
+    std::vector<std::string> expected;
+    for (int i = 0; i < 40; ++i) {
+        input += w.text("m" + std::to_string(i));
+        expected.push_back("text:m" + std::to_string(i));
+        if (i % 7 == 0) {
+            input += w.ping(std::to_string(i));
+            expected.push_back("ping:" + std::to_string(i));
+        }
+        if (i % 9 == 0) {
+            input += w.binary("frag", false) + w.pong("p") + w.cont("ment");
+            expected.push_back("pong:p");
+            expected.push_back("binary:fragment");
+        }
+    }
+    input += w.close(1000, "bye") + w.text("after close");
+    expected.push_back("close:1000:bye");
+
+    const std::size_t budget_per_call = GENERATE(1, 2, 3, 7, 64);
+    const std::size_t piece = GENERATE(std::size_t(5), std::size_t(64), std::size_t(1) << 20);
+    CAPTURE(budget_per_call, piece);
+    ws::Parser p(ws::role::server, 1 << 20);
+    Recorder rec;
+    std::string bytes = input;  // unmasked in place
+    std::size_t pos = 0, calls = 0;
+    while (pos < bytes.size() && !p.close_received()) {
+        std::size_t end = std::min(bytes.size(), pos + piece);
+        // Each read is consumed in as many budgeted calls as it takes.
+        while (pos < end && !p.close_received()) {
+            std::size_t budget = budget_per_call, used = 0;
+            std::size_t before = rec.events.size();
+            REQUIRE_FALSE(p.consume(bytes.data() + pos, end - pos, rec, budget, used));
+            std::size_t delivered = rec.events.size() - before;
+            CHECK(delivered <= budget_per_call);
+            CHECK(budget == budget_per_call - delivered);
+            // It stopped early only because the budget ran out (or a close came).
+            if (used < end - pos && !p.close_received()) CHECK(budget == 0);
+            pos += used;
+            REQUIRE(++calls < 10000);
+        }
+    }
+    CHECK(rec.events == expected);
+}
+
+TEST_CASE("parser: a budget keeps the zero-copy path for whole messages",
+          "[transport][parser][budget]") {
+    Wire w{ws::role::server};
+    std::string bytes = w.text("first") + w.text("second") + w.text("third");
+    ws::Parser p(ws::role::server, 1 << 20);
+    Recorder rec;
+    std::size_t budget = 1, used = 0;
+    REQUIRE_FALSE(p.consume(bytes.data(), bytes.size(), rec, budget, used));
+    REQUIRE(rec.events == std::vector<std::string>{"text:first"});
+    CHECK(used == w.text("first").size());
+    CHECK(rec.first_data >= bytes.data());
+    CHECK(rec.first_data < bytes.data() + used);  // a view of the input, not a copy
+    CHECK_FALSE(p.mid_message());
+    // The rest was not touched: still masked, and parses from where it stopped.
+    budget = 0;
+    REQUIRE_FALSE(p.consume(bytes.data() + used, bytes.size() - used, rec, budget, used));
+    CHECK(used == 0);
+    budget = 5;
+    std::size_t first = w.text("first").size();
+    REQUIRE_FALSE(p.consume(bytes.data() + first, bytes.size() - first, rec, budget, used));
+    CHECK(used == bytes.size() - first);
+    CHECK(budget == 3);
+    CHECK(rec.events == std::vector<std::string>{"text:first", "text:second", "text:third"});
+}
+
+TEST_CASE("parser: a 1 MiB frame of empty final deflate blocks is an empty message",
+          "[transport][parser][deflate]") {
+    // Issue 11: 03 00 repeated (empty final fixed-Huffman blocks) used to take
+    // seconds and end in 1007. Each block is a complete, empty DEFLATE stream;
+    // RFC 7692 7.2.3.4 lets a sender end a message's blocks with BFINAL, so
+    // the message is valid, and empty. (benchmarks/inflate prints its cost.)
+    const bool takeover = GENERATE(false, true);
+    CAPTURE(takeover);
+    const ws::DeflateParams params = takeover ? ws::DeflateParams{} : no_takeover();
+    Setup s{ws::role::server, 1 << 20, params};
+    Wire w{ws::role::server};
+    std::string payload;
+    for (int i = 0; i < 512 * 1024; ++i)
+        payload += std::string("\x03\x00", 2);
+    const std::string input = w.frame(0xC2, payload) + w.frame(0xC1, payload) + w.text("after");
+    const auto expected = expect({"binary:", "text:", "text:after"});
+    CHECK(run(s, input, {}) == expected);
+    CHECK(run(s, input, {1, 1000, 700001, (1u << 20) + 13}) == expected);
+}

@@ -13,7 +13,9 @@
 
 #include <zlib.h>
 
+#include <algorithm>
 #include <charconv>
+#include <climits>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -251,6 +253,10 @@ class Deflater {
 
 /// One raw-inflate decompressor with an output limit, so a small compressed
 /// message cannot expand past max_message_size ("zip bomb").
+///
+/// Cost is linear in input plus output whatever the block structure: the
+/// output grows geometrically, and a block with BFINAL set restarts the
+/// stream in O(1), keeping its window in place.
 class Inflater {
   public:
     Inflater() {
@@ -267,54 +273,75 @@ class Inflater {
     result decompress(std::string_view in, std::string& out, std::size_t limit, bool reset) {
         static constexpr unsigned char tail[4] = {0x00, 0x00, 0xff, 0xff};
         out.clear();
+        std::size_t used = 0;
         ended_ = false;
-        result r = feed(in, out, limit);
+        result r = feed(in, out, used, limit);
         // No tail after a payload that ended with a BFINAL block (it would
         // start a stored block that never completes).
         if (r == result::ok && !ended_)
-            r = feed(std::string_view(reinterpret_cast<const char*>(tail), 4), out, limit);
+            r = feed(std::string_view(reinterpret_cast<const char*>(tail), 4), out, used, limit);
+        out.resize(std::min(used, out.size()));
         if (reset || r != result::ok) inflateReset(&z_);
         return r;
     }
 
   private:
-    result feed(std::string_view in, std::string& out, std::size_t limit) {
+    // Inflates `in` into out[used...], growing `out` as needed; `used` is
+    // how much of `out` holds output.
+    result feed(std::string_view in, std::string& out, std::size_t& used, std::size_t limit) {
         z_.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
         z_.avail_in = static_cast<uInt>(in.size());
         while (true) {
-            std::size_t old = out.size();
-            std::size_t room = std::max<std::size_t>(in.size() * 2, 4096);
-            if (room > limit - old) room = limit - old + 1;  // old <= limit; no overflow
-            out.resize(old + room);
-            z_.next_out = reinterpret_cast<Bytef*>(out.data() + old);
+            if (used == out.size() && !grow(out, in.size(), limit)) return result::too_big;
+            std::size_t room = std::min<std::size_t>(out.size() - used, UINT_MAX);
+            z_.next_out = reinterpret_cast<Bytef*>(out.data() + used);
             z_.avail_out = static_cast<uInt>(room);
             int rc = inflate(&z_, Z_SYNC_FLUSH);
-            out.resize(out.size() - z_.avail_out);
-            if (out.size() > limit) return result::too_big;
-            if (rc == Z_BUF_ERROR && z_.avail_in == 0) return result::ok;  // all consumed
+            used += room - z_.avail_out;
+            if (used > limit) return result::too_big;
             if (rc == Z_STREAM_END) {
                 // A block with BFINAL set (RFC 7692 7.2.3.4). More blocks may
                 // follow, in this message or the next, using the same window:
-                // restart the stream with that window as its dictionary.
-                std::string window(32768, '\0');
-                uInt window_len = 0;
-                Bytef* next_in = z_.next_in;
-                uInt avail_in = z_.avail_in;
-                if (inflateGetDictionary(&z_, reinterpret_cast<Bytef*>(window.data()),
-                                         &window_len) != Z_OK ||
-                    inflateReset(&z_) != Z_OK ||
-                    inflateSetDictionary(&z_, reinterpret_cast<const Bytef*>(window.data()),
-                                         window_len) != Z_OK)
-                    return result::corrupt;
-                z_.next_in = next_in;
-                z_.avail_in = avail_in;
-                ended_ = avail_in == 0;
-                if (avail_in == 0) return result::ok;
+                // restart the stream, keeping the window where it is (O(1),
+                // where copying it out and back would cost 64 KiB per block).
+                if (inflateResetKeep(&z_) != Z_OK) return result::corrupt;
+                skip_empty_final_blocks();
+                ended_ = z_.avail_in == 0;
+                if (ended_) return result::ok;
                 continue;
+            }
+            ended_ = false;
+            if (rc == Z_BUF_ERROR) {
+                if (z_.avail_in == 0) return result::ok;  // all consumed
+                if (z_.avail_out == 0) continue;          // needs more room
+                return result::corrupt;
             }
             if (rc != Z_OK) return result::corrupt;
             if (z_.avail_in == 0 && z_.avail_out != 0) return result::ok;
         }
+    }
+
+    // At a byte-aligned block start, 03 x0 (x: bits 0-1 clear) is an empty
+    // final fixed-Huffman block: header, end-of-block code, padding. It
+    // changes neither output nor window, so a run of them is skipped without
+    // a zlib call each (the cheapest block there is, and the dearest per byte).
+    void skip_empty_final_blocks() noexcept {
+        while (z_.avail_in >= 2 && z_.next_in[0] == 0x03 && (z_.next_in[1] & 0x03) == 0) {
+            z_.next_in += 2;
+            z_.avail_in -= 2;
+        }
+    }
+
+    // Doubles the output (at least 4 KiB or the input's size), never past
+    // limit + 1 bytes: one byte over is enough to tell "too big". Growing
+    // geometrically keeps the zero-filling amortised O(1) per output byte.
+    static bool grow(std::string& out, std::size_t in_size, std::size_t limit) {
+        std::size_t size = out.size();
+        if (size > limit) return false;
+        std::size_t want = std::max<std::size_t>({size, in_size, 4096});
+        if (want > limit - size) want = limit - size + 1;  // size <= limit: no overflow
+        out.resize(size + want);
+        return true;
     }
 
     z_stream z_{};

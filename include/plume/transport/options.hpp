@@ -24,8 +24,16 @@ struct Options {
     /// any size is always accepted into an empty queue; beyond that, a send
     /// that would exceed the bound drops the queued data and closes the
     /// connection with 1008 "send queue overflow" (the slow-reader policy).
-    /// Control frames (pong, close) are exempt and jump ahead of data.
+    /// Control frames (pong, close) are exempt and jump ahead of data; at
+    /// most one pong waits at a time (a newer ping's pong replaces it).
     std::size_t max_send_queue = 4 << 20;
+    /// Fairness: the most messages (control frames included) one connection
+    /// handles per turn of its io thread. A turn that reaches it keeps the
+    /// unparsed bytes (the only time a connection copies its input) and goes
+    /// on in a fresh handler, posted behind the other connections' work; the
+    /// socket is not read again until those bytes are handled, so a peer that
+    /// floods is throttled by TCP flow control. Zero: no limit.
+    std::size_t max_messages_per_read_turn = 128;
     /// Time allowed for a complete upgrade request after accept.
     std::chrono::milliseconds handshake_timeout{10'000};
     /// An open connection that receives nothing for this long is closed with

@@ -15,9 +15,13 @@
 //   };
 //   plume::transport::Parser parser(role::server, 1 << 20);
 //   auto failure = parser.consume(buf, n, events);   // failure.code == 0 when fine
+//
+//   std::size_t budget = 64, used = 0;  // or stop after 64 events; the rest
+//   parser.consume(buf, n, events, budget, used);  // (buf + used) goes in later
 #pragma once
 
 #include <cstdint>
+#include <limits>
 #include <string>
 #include <string_view>
 
@@ -68,7 +72,29 @@ class Parser {
     /// place). Stops at the first failure or after a close frame.
     template <ParserEvents Events>
     ParseFailure consume(char* data, std::size_t size, Events& events) {
-        while (size > 0 && !close_received_) {
+        std::size_t budget = std::numeric_limits<std::size_t>::max(), used = 0;
+        return consume(data, size, events, budget, used);
+    }
+
+    /// Like consume(), but also stops once `budget` events (messages and
+    /// control frames) were delivered, counting it down, so a caller can
+    /// share its time fairly. `used` tells how many bytes were consumed; the
+    /// rest is untouched (still masked) and goes to a later call.
+    template <ParserEvents Events>
+    ParseFailure consume(char* data, std::size_t size, Events& events, std::size_t& budget,
+                         std::size_t& used) {
+        const char* start = data;
+        budget_ = budget;
+        auto f = run(data, size, events);
+        used = static_cast<std::size_t>(data - start);
+        budget = budget_;
+        return f;
+    }
+
+  private:
+    template <class Events>
+    ParseFailure run(char*& data, std::size_t& size, Events& events) {
+        while (size > 0 && !close_received_ && budget_ > 0) {
             if (!in_frame_) {
                 std::size_t used = 0;
                 if (auto f = read_header(data, size, used)) return f;
@@ -88,7 +114,6 @@ class Parser {
         return {};
     }
 
-  private:
     ParseFailure fail(close_code c, std::string_view why) noexcept { return {to_int(c), why}; }
 
     ParseFailure read_header(const char* data, std::size_t size, std::size_t& used) {
@@ -209,12 +234,14 @@ class Parser {
         in_message_ = false;
         if (message_op_ == opcode::text && !compressed_ && !utf8_.complete())
             return fail(close_code::invalid_payload, "invalid UTF-8 in text message");
+        --budget_;
         events.on_message(message_op_, payload);
         return {};
     }
 
     template <class Events>
     ParseFailure control_frame(opcode op, Events& events) {
+        --budget_;
         if (op == opcode::ping) {
             events.on_ping(control_);
         } else if (op == opcode::pong) {
@@ -259,6 +286,7 @@ class Parser {
     std::size_t max_message_;
     std::uint64_t remaining_ = 0;
     std::uint64_t message_size_ = 0;
+    std::size_t budget_ = 0;  // events consume() may still deliver
     FrameHeader frame_;
     Utf8Validator utf8_;
     std::string message_;

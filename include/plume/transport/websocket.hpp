@@ -31,6 +31,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <list>
 #include <memory>
 #include <mutex>
@@ -223,6 +224,11 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
     bool is_open() const noexcept { return state_ == state::open; }
     /// Bytes waiting to be written (including a write in flight).
     std::size_t queued_bytes() const noexcept { return queued_bytes_; }
+    /// Bytes read but not parsed yet: held only while a turn that ran out of
+    /// max_messages_per_read_turn has work left (an idle connection holds none).
+    std::size_t unparsed_bytes() const noexcept {
+        return backlog_ ? backlog_->bytes.size() - backlog_->pos : 0;
+    }
     /// The permessage-deflate parameters in force, if it was negotiated.
     const DeflateParams* deflate_params() const noexcept {
         return deflate_ ? &deflate_->params() : nullptr;
@@ -359,7 +365,7 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
             if (c.state_ == state::open) c.handler_.on_message(c, op, data);
         }
         void on_ping(std::string_view data) {
-            if (c.state_ == state::open) c.enqueue(c.control_frame(opcode::pong, data), true);
+            if (c.state_ == state::open) c.queue_pong(data);
         }
         void on_pong(std::string_view data) {
             if constexpr (detail::HasOnPong<Handler, Connection>)
@@ -392,19 +398,81 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
         if (state_ == state::closed) return close_if_idle();
         if (ec) return transport_failed();
         last_activity_ = std::chrono::steady_clock::now();
-        in_read_ = true;
+        start_turn();
         on_bytes(inline_read_, n);
         if (n == sizeof inline_read_) drain_socket();
+        end_turn();
+    }
+
+    // A turn is one handler's worth of parsing: at most
+    // max_messages_per_read_turn events, so one flooding peer cannot hold an
+    // io thread while the other connections on it wait.
+    void start_turn() {
+        in_read_ = true;
+        auto budget = options_->max_messages_per_read_turn;
+        turn_budget_ = budget ? budget : std::numeric_limits<std::size_t>::max();
+    }
+
+    void end_turn() {
         in_read_ = false;
-        if (state_ == state::closed) return;
+        if (state_ == state::closed) {
+            backlog_.reset();
+            return;
+        }
+        if (backlog_ && state_ != state::open && state_ != state::closing) backlog_.reset();
         flush();
-        wait_readable();
+        // Bytes left over from a turn out of budget are parsed in a fresh
+        // handler, behind whatever else waits on this thread; the socket is
+        // read again only once they are gone (flow control still works).
+        if (backlog_)
+            asio::post(get_executor(), [self = this->shared_from_this()] { self->resume(); });
+        else
+            wait_readable();
+    }
+
+    void resume() {
+        if (state_ == state::closed) {
+            backlog_.reset();
+            return;
+        }
+        start_turn();
+        auto& b = *backlog_;
+        std::size_t left = b.bytes.size() - b.pos;
+        b.pos += state_ == state::open || state_ == state::closing
+                     ? parse_frames(b.bytes.data() + b.pos, left)
+                     : left;
+        if (b.pos == b.bytes.size()) backlog_.reset();
+        end_turn();
+    }
+
+    // Parses what this turn's budget allows; returns the bytes used. Bytes
+    // after a close, a failure or a connection's end are used up (discarded).
+    std::size_t parse_frames(char* data, std::size_t n) {
+        std::size_t used = 0;
+        if (auto f = parser_.consume(data, n, sink_, turn_budget_, used)) {
+            fail(f.code, f.reason);
+            return n;
+        }
+        if (turn_budget_ > 0 || parser_.close_received() ||
+            (state_ != state::open && state_ != state::closing))
+            return n;
+        return used;
+    }
+
+    // Bytes of the per-thread buffer (or a handshake's tail) the turn had no
+    // budget for: the only time a connection copies what it read.
+    void parse_or_keep(char* data, std::size_t n) {
+        std::size_t used = parse_frames(data, n);
+        if (used == n) return;
+        backlog_ = std::make_unique<Backlog>();
+        backlog_->bytes.assign(data + used, n - used);
     }
 
     // Reads what else is waiting, a few buffers' worth, then yields to others.
     void drain_socket() {
         char* buf = detail::thread_read_buffer();
-        for (int round = 0; round < 4 && state_ != state::closed; ++round) {
+        for (int round = 0; round < 4 && state_ != state::closed && !backlog_ && turn_budget_ > 0;
+             ++round) {
             std::error_code ec;
             std::size_t n = layer_.read_some(asio::buffer(buf, detail::read_buffer_size), ec);
             if (ec == asio::error::would_block || ec == asio::error::try_again) return;
@@ -421,8 +489,7 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
                 return handshake_bytes(data, n);
             case state::open:
             case state::closing:
-                if (auto f = parser_.consume(data, n, sink_)) fail(f.code, f.reason);
-                return;
+                return parse_or_keep(data, n);
             default:
                 return;  // draining: the peer's leftovers are discarded
         }
@@ -463,8 +530,7 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
             client_handshake();
         handshake_.reset();
         // Frames the peer sent right behind its handshake.
-        if (!rest.empty() && (state_ == state::open))
-            if (auto f = parser_.consume(rest.data(), rest.size(), sink_)) fail(f.code, f.reason);
+        if (!rest.empty() && (state_ == state::open)) parse_or_keep(rest.data(), rest.size());
     }
 
     void server_handshake() {
@@ -612,6 +678,7 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
         state_ = state::closed;
         timer_.cancel();
         queue_.clear();
+        pong_slot_ = no_pong;
         queued_bytes_ = 0;
         std::error_code ec;
         // Pending operations end with EOF/EPIPE (a connect with ECONNRESET),
@@ -698,6 +765,23 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
                 false);
     }
 
+    // At most one pong waits to be written: a newer ping's pong replaces it
+    // (RFC 6455 5.5.3 allows answering only the most recent ping), so a peer
+    // that pings without reading cannot make us queue one pong per ping. A
+    // pong already in the write in flight (inflight_) is never touched.
+    void queue_pong(std::string_view payload) {
+        if (close_queued_) return;
+        auto frame = control_frame(opcode::pong, payload);
+        if (pong_slot_ != no_pong) {
+            auto& waiting = queue_[pong_slot_];
+            queued_bytes_ = queued_bytes_ - waiting->size() + frame->size();
+            waiting = std::move(frame);
+            return;
+        }
+        pong_slot_ = control_front_;
+        enqueue(std::move(frame), true);
+    }
+
     void enqueue(SharedFrame frame, bool control, bool is_close = false) {
         if (state_ == state::closed || close_queued_) return;
         std::size_t size = frame->size();
@@ -751,6 +835,7 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
         while (!writing_ && !queue_.empty() && state_ != state::closed) {
             std::swap(queue_, inflight_);
             control_front_ = 0;
+            pong_slot_ = no_pong;
             inflight_pos_ = 0;
             inflight_offset_ = 0;
             if constexpr (std::is_same_v<NextLayer, asio::ip::tcp::socket>) {
@@ -818,10 +903,20 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
     std::size_t inflight_pos_ = 0;       // first in-flight frame not fully written
     std::size_t inflight_offset_ = 0;    // bytes of it already written
     std::size_t control_front_ = 0;      // control frames at the head of queue_
+    static constexpr std::size_t no_pong = std::numeric_limits<std::size_t>::max();
+    std::size_t pong_slot_ = no_pong;  // where in queue_ the one waiting pong is
     std::size_t queued_bytes_ = 0;
     std::chrono::steady_clock::time_point last_activity_{};
     char inline_read_[256];
     std::unique_ptr<DeflateSession> deflate_;
+    // Read but not yet parsed, only after a turn ran out of budget (an idle
+    // connection holds none).
+    struct Backlog {
+        std::string bytes;
+        std::size_t pos = 0;  // parsed up to here
+    };
+    std::unique_ptr<Backlog> backlog_;
+    std::size_t turn_budget_ = 0;  // events this turn may still deliver
     // Only while handshaking: the HTTP head so far (and the client's request).
     struct HandshakeState {
         std::string buffer;

@@ -267,6 +267,14 @@ inline void insert_sorted(std::vector<EntryPtr>& v, const EntryPtr& e) {
     v.insert(pos, e);
 }
 
+/// A run of a shard's log, for encode_ops. Not std::ranges::subrange: clang 14
+/// cannot instantiate libstdc++ 12's subrange (Debian 12's default clang).
+struct OpSlice {
+    std::deque<Op>::const_iterator first, last;
+    auto begin() const noexcept { return first; }
+    auto end() const noexcept { return last; }
+};
+
 /// Decodes a replication message (heartbeat, transfer_req, transfer_ack,
 /// permdown) from a peer running `shards` shards; nullopt for anything
 /// malformed. A free function so the fuzzer can reach it without a tracker.
@@ -935,13 +943,11 @@ class TrackerCore : public std::enable_shared_from_this<TrackerCore> {
     }
 
     /// The log's operations with versions in (from, to]; from + 1 >= log_first.
-    static std::ranges::subrange<std::deque<Op>::const_iterator> log_slice(const Shard& s,
-                                                                           std::uint64_t from,
-                                                                           std::uint64_t to) {
+    static OpSlice log_slice(const Shard& s, std::uint64_t from, std::uint64_t to) {
         if (to < from) to = from;
         const auto begin = static_cast<std::ptrdiff_t>(from + 1 - s.log_first);
         const auto end = static_cast<std::ptrdiff_t>(to + 1 - s.log_first);
-        return std::ranges::subrange(s.log.begin() + begin, s.log.begin() + end);
+        return {s.log.begin() + begin, s.log.begin() + end};
     }
 
     void detect_downs(Shard& s, TimePoint now) {

@@ -19,4 +19,7 @@ for preset in dev asan uring; do
     echo "== $preset tests"
     ctest --preset "$preset"
 done
+# libFuzzer targets, 20 s each (tests/fuzz/, scripts/fuzz.sh).
+echo "== fuzz"
+scripts/fuzz.sh 20
 echo "== all tests passed"

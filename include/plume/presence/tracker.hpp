@@ -272,6 +272,76 @@ inline void insert_sorted(std::vector<EntryPtr>& v, const EntryPtr& e) {
     v.insert(pos, e);
 }
 
+/// A run of a shard's log, for encode_ops. Not std::ranges::subrange: clang 14
+/// cannot instantiate libstdc++ 12's subrange (Debian 12's default clang).
+struct OpSlice {
+    std::deque<Op>::const_iterator first, last;
+    auto begin() const noexcept { return first; }
+    auto end() const noexcept { return last; }
+};
+
+/// Decodes a replication message (heartbeat, transfer_req, transfer_ack,
+/// permdown) from a peer running `shards` shards; nullopt for anything
+/// malformed. A free function so the fuzzer can reach it without a tracker.
+inline std::optional<Incoming> decode_replication(const pubsub::Message& m, std::size_t shards) {
+    try {
+        const auto& p = m.payload;
+        if (!p.is_object()) return std::nullopt;
+        Incoming in;
+        auto from = p.find("from");
+        if (from == p.end()) return std::nullopt;
+        auto id = decode_id(*from);
+        if (!id) return std::nullopt;
+        in.from = std::move(*id);
+        if (auto n = get_u64(p, "shards"); !n || *n != shards) return std::nullopt;
+        if (auto to = p.find("to"); to != p.end()) {
+            in.to = decode_id(*to);
+            if (!in.to) return std::nullopt;
+        }
+        auto read_delta = [&]() -> bool {
+            auto base = get_u64(p, "base");
+            auto version = get_u64(p, "version");
+            auto ops = p.find("ops");
+            if (!base || !version || ops == p.end() || *base > *version) return false;
+            auto decoded = decode_ops(*ops);
+            if (!decoded) return false;
+            in.base = *base;
+            in.version = *version;
+            in.ops = std::move(*decoded);
+            return true;
+        };
+        if (m.event == "heartbeat") {
+            in.kind = Incoming::Kind::heartbeat;
+            if (!read_delta()) return std::nullopt;
+        } else if (m.event == "transfer_req") {
+            in.kind = Incoming::Kind::transfer_req;
+            auto have = get_u64(p, "have");
+            if (!have || !in.to) return std::nullopt;
+            in.have = *have;
+        } else if (m.event == "transfer_ack") {
+            in.kind = Incoming::Kind::transfer_ack;
+            if (!in.to) return std::nullopt;
+            if (auto entries = p.find("entries"); entries != p.end()) {
+                auto version = get_u64(p, "version");
+                auto decoded = decode_entries(*entries);
+                if (!version || !decoded) return std::nullopt;
+                in.full = true;
+                in.version = *version;
+                in.entries = std::move(*decoded);
+            } else if (!read_delta()) {
+                return std::nullopt;
+            }
+        } else if (m.event == "permdown") {
+            in.kind = Incoming::Kind::permdown;
+        } else {
+            return std::nullopt;
+        }
+        return in;
+    } catch (const nlohmann::json::exception&) {
+        return std::nullopt;
+    }
+}
+
 class TrackerCore : public std::enable_shared_from_this<TrackerCore> {
   public:
     TrackerCore(Transport transport, TrackerOptions options)
@@ -878,13 +948,11 @@ class TrackerCore : public std::enable_shared_from_this<TrackerCore> {
     }
 
     /// The log's operations with versions in (from, to]; from + 1 >= log_first.
-    static std::ranges::subrange<std::deque<Op>::const_iterator> log_slice(const Shard& s,
-                                                                           std::uint64_t from,
-                                                                           std::uint64_t to) {
+    static OpSlice log_slice(const Shard& s, std::uint64_t from, std::uint64_t to) {
         if (to < from) to = from;
         const auto begin = static_cast<std::ptrdiff_t>(from + 1 - s.log_first);
         const auto end = static_cast<std::ptrdiff_t>(to + 1 - s.log_first);
-        return std::ranges::subrange(s.log.begin() + begin, s.log.begin() + end);
+        return {s.log.begin() + begin, s.log.begin() + end};
     }
 
     void detect_downs(Shard& s, TimePoint now) {
@@ -913,67 +981,8 @@ class TrackerCore : public std::enable_shared_from_this<TrackerCore> {
                 s.inbox.pop_front();
             }
             if (stopped_) continue;
-            auto in = decode(*m);
+            auto in = decode_replication(*m, shards_.size());
             if (in) handle(s, *in);
-        }
-    }
-
-    std::optional<Incoming> decode(const pubsub::Message& m) const {
-        try {
-            const auto& p = m.payload;
-            if (!p.is_object()) return std::nullopt;
-            Incoming in;
-            auto from = p.find("from");
-            if (from == p.end()) return std::nullopt;
-            auto id = decode_id(*from);
-            if (!id) return std::nullopt;
-            in.from = std::move(*id);
-            if (auto n = get_u64(p, "shards"); !n || *n != shards_.size()) return std::nullopt;
-            if (auto to = p.find("to"); to != p.end()) {
-                in.to = decode_id(*to);
-                if (!in.to) return std::nullopt;
-            }
-            auto read_delta = [&]() -> bool {
-                auto base = get_u64(p, "base");
-                auto version = get_u64(p, "version");
-                auto ops = p.find("ops");
-                if (!base || !version || ops == p.end() || *base > *version) return false;
-                auto decoded = decode_ops(*ops);
-                if (!decoded) return false;
-                in.base = *base;
-                in.version = *version;
-                in.ops = std::move(*decoded);
-                return true;
-            };
-            if (m.event == "heartbeat") {
-                in.kind = Incoming::Kind::heartbeat;
-                if (!read_delta()) return std::nullopt;
-            } else if (m.event == "transfer_req") {
-                in.kind = Incoming::Kind::transfer_req;
-                auto have = get_u64(p, "have");
-                if (!have || !in.to) return std::nullopt;
-                in.have = *have;
-            } else if (m.event == "transfer_ack") {
-                in.kind = Incoming::Kind::transfer_ack;
-                if (!in.to) return std::nullopt;
-                if (auto entries = p.find("entries"); entries != p.end()) {
-                    auto version = get_u64(p, "version");
-                    auto decoded = decode_entries(*entries);
-                    if (!version || !decoded) return std::nullopt;
-                    in.full = true;
-                    in.version = *version;
-                    in.entries = std::move(*decoded);
-                } else if (!read_delta()) {
-                    return std::nullopt;
-                }
-            } else if (m.event == "permdown") {
-                in.kind = Incoming::Kind::permdown;
-            } else {
-                return std::nullopt;
-            }
-            return in;
-        } catch (const nlohmann::json::exception&) {
-            return std::nullopt;
         }
     }
 

@@ -1,0 +1,25 @@
+// tests/fuzz/v2_drop.hpp — what a V2 server-to-client frame loses: a binary
+// push (kind 0) has no ref, and an empty header string reads back as null.
+#pragma once
+
+#include "plume/wire/message.hpp"
+
+namespace plume_fuzz {
+
+struct V2Drop {
+    static void null_if_empty(std::optional<std::string>& s) {
+        if (s && s->empty()) s.reset();
+    }
+    void operator()(plume::wire::Message& m, bool binary) const {
+        if (!binary) return;
+        m.ref.reset();
+        null_if_empty(m.join_ref);
+    }
+    void operator()(plume::wire::Reply& r, bool binary) const {
+        if (!binary) return;
+        null_if_empty(r.join_ref);
+        null_if_empty(r.ref);
+    }
+};
+
+}  // namespace plume_fuzz

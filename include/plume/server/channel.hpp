@@ -8,10 +8,13 @@
 //       }
 //       InResult handle_in(std::string_view event, const Payload& payload) override {
 //           if (event == "new_msg") {
-//               broadcast("new_msg", nlohmann::json{{"body", payload.json()["body"]}});
+//               // A payload may be any JSON value (or Binary): check before reading fields.
+//               if (!payload.is_json() || !payload.json().is_object())
+//                   return reply_error({{"reason", "expected an object"}});
+//               broadcast("new_msg", nlohmann::json{{"body", payload.json().value("body", "")}});
 //               return noreply();
 //           }
-//           if (event == "ping") return reply_ok(payload);
+//           if (event == "ping") return reply_ok(payload);  // echoes any payload
 //           return reply_error({{"reason", "unknown event"}});
 //       }
 //   };

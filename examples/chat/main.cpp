@@ -133,8 +133,10 @@ class RoomChannel : public ps::Channel<UserSocket> {
 
     InResult handle_in(std::string_view event, const Payload& payload) override {
         if (event == "new_msg") {
-            if (!payload.is_json() || !payload.json().contains("body") ||
-                !payload.json()["body"].is_string())
+            // A payload may be any JSON value (a string, a number, null...):
+            // check its shape before reading fields.
+            if (!payload.is_json() || !payload.json().is_object() ||
+                !payload.json().contains("body") || !payload.json()["body"].is_string())
                 return reply_error({{"reason", "body must be a string"}});
             auto& body = payload.json()["body"];
             if (body.get_ref<const std::string&>().size() > 4000)

@@ -107,7 +107,10 @@ class Chat {
 
     void on_message(const json& msg) {
         auto who = author(msg);
-        auto body = msg.value("body", "");
+        // A payload may be any JSON value: show a non-object one as JSON.
+        auto body = msg.is_object() && msg.contains("body") && msg["body"].is_string()
+                        ? msg["body"].get<std::string>()
+                        : msg.dump();
         std::cout << who << ": " << body << std::endl;
         // The chat server answers new_msg by broadcasting it to everyone,
         // the sender included: our own message coming back is its receipt.

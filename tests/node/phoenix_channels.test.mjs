@@ -952,3 +952,171 @@ describe('channel_test_server: restart on the same port', () => {
     assert.deepEqual(await pushResult(ch.push('echo', { after: 'restart' })), { status: 'ok', response: { after: 'restart' } });
   });
 });
+
+// Issue 11: where recorded Phoenix 1.7.24 scenarios disagreed with plume
+// (phoenix-observed.md). Raw frames, checked to the byte where it matters.
+describe('Phoenix wire compatibility', () => {
+  const server = serverPerSuite(() => startServer(BIN), { closeClientsAfterEach: true });
+  const OK = (response = {}) => ({ status: 'ok', response });
+  const joined = (topic) => OK({ joined: topic, user_id: 'anon' });
+  // The raw text of the next frame matching pred.
+  const nextText = async (raw, pred, what) => (await raw.inbox.waitFor((i) => !i.binary && i.json !== undefined && pred(i.json), { what })).text;
+
+  it('a payload may be any JSON value (V2): echoed in replies, pushed and broadcast as given', T, async () => {
+    const topic = 'echo:any-payload';
+    const raw = await openRaw(v2Url(server));
+    await raw.join(topic, '1');
+    const payloads = ['str', 42, -1.5, null, true, [], [1, 'a', { b: 2 }], ''];
+    let ref = 2;
+    for (const p of payloads) {
+      const r = String(ref++);
+      raw.send(['1', r, topic, 'echo', p]);
+      assert.deepEqual(await raw.replyTo(r), ['1', r, topic, 'phx_reply', OK(p)], `echo of ${JSON.stringify(p)}`);
+    }
+    raw.send(['1', '20', topic, 'push', 'pushed as a string']);
+    assert.deepEqual(await raw.event(topic, 'pushed'), ['1', null, topic, 'pushed', 'pushed as a string']);
+    raw.send(['1', '21', topic, 'broadcast', [1, 2]]);
+    assert.equal(await nextText(raw, (m) => m[3] === 'broadcast', 'broadcast'), `[null,null,"${topic}","broadcast",[1,2]]`);
+    // Join params too; the socket stays open throughout.
+    assert.deepEqual(await raw.join('echo:any-params', '30', 'just a string'), ['30', '30', 'echo:any-params', 'phx_reply', joined('echo:any-params')]);
+    raw.send([null, '31', 'phoenix', 'heartbeat', 'any']);
+    assert.deepEqual(await raw.replyTo('31'), [null, '31', 'phoenix', 'phx_reply', OK()]);
+    assert.equal(raw.closeInfo, null);
+  });
+
+  it('a payload may be any JSON value (V1), and phoenix.js pushes of strings, numbers and arrays are echoed', T, async () => {
+    const raw = await openRaw(v1Url(server));
+    raw.send({ topic: 'echo:v1-any', event: 'phx_join', payload: {}, ref: '1' });
+    await raw.nextJson((m) => m.ref === '1', { what: 'V1 join reply' });
+    raw.send({ topic: 'echo:v1-any', event: 'echo', payload: 'str', ref: '2' });
+    assert.deepEqual(await raw.nextJson((m) => m.ref === '2', { what: 'V1 echo' }), { topic: 'echo:v1-any', event: 'phx_reply', payload: OK('str'), ref: '2' });
+
+    const socket = await phxConnect(server.socketUrl);
+    const ch = socket.channel('echo:js-any', {});
+    await joinOk(ch);
+    // (phoenix.js's channel.push turns a falsy payload into {}: null, 0 and '' are raw-only.)
+    for (const p of ['str', 7, [1, 2], true]) {
+      assert.deepEqual(await pushResult(ch.push('echo', p)), OK(p), `phoenix.js echo of ${JSON.stringify(p)}`);
+    }
+    // Normal use is unaffected.
+    assert.deepEqual(await pushResult(ch.push('echo', { body: 'hi' })), OK({ body: 'hi' }));
+  });
+
+  it('numeric join_ref/ref are echoed as numbers in replies, pushes, phx_error and phx_close', T, async () => {
+    const topic = 'echo:numeric';
+    const raw = await openRaw(v2Url(server));
+    raw.send([1, 1, topic, 'phx_join', {}]);
+    assert.deepEqual(await raw.replyTo(1), [1, 1, topic, 'phx_reply', joined(topic)]);
+    raw.send([1, 2, topic, 'echo', {}]);
+    assert.equal(await nextText(raw, (m) => m[1] === 2, 'reply to ref 2'), `[1,2,"${topic}","phx_reply",{"response":{},"status":"ok"}]`);
+    raw.send([1, 3, topic, 'push', { p: 1 }]);
+    assert.deepEqual(await raw.event(topic, 'pushed'), [1, null, topic, 'pushed', { p: 1 }]);
+    // Any number, as Phoenix echoes the term it decoded.
+    raw.send([null, 2.5, 'phoenix', 'heartbeat', {}]);
+    assert.deepEqual(await raw.replyTo(2.5), [null, 2.5, 'phoenix', 'phx_reply', OK()]);
+    raw.send([-4, 12345678901234, 'nope:1', 'ping', {}]);
+    assert.deepEqual(await raw.replyTo(12345678901234), [null, 12345678901234, 'nope:1', 'phx_reply', UNMATCHED]);
+    // The number 1 is not the string "1": like Phoenix 1.8 (===), a push with
+    // join_ref "1" is stale for a channel joined with join_ref 1.
+    raw.send(['1', 5, topic, 'echo', {}]);
+    raw.send([1, 6, topic, 'crash', {}]);
+    assert.deepEqual(await raw.event(topic, 'phx_error'), [1, 1, topic, 'phx_error', { reason: 'channel_crash' }]);
+    assert.equal(raw.inbox.all((i) => i.json && i.json[1] === 5).length, 0, 'no reply to the stale push');
+    raw.send([7, 7, topic, 'phx_join', {}]);
+    await raw.replyTo(7);
+    raw.send([7, 8, topic, 'stop', {}]);
+    assert.equal(await nextText(raw, (m) => m[3] === 'phx_close', 'phx_close'), `[7,7,"${topic}","phx_close",{}]`);
+    // Refs of other kinds are refused (no client sends them): close 1007 with a reason.
+    raw.send([{ a: 1 }, '9', topic, 'phx_join', {}]);
+    const info = await raw.waitClosed();
+    assert.equal(info.code, 1007);
+    assert.match(info.reason, /join_ref must be a string, a number or null/);
+  });
+
+  it('null join_ref at join (V2): join reply, phx_error and phx_close carry null; channel replies and pushes carry the join ref', T, async () => {
+    const topic = 'echo:null-jr';
+    const raw = await openRaw(v2Url(server));
+    raw.send([null, '3', topic, 'phx_join', {}]);
+    assert.deepEqual(await raw.replyTo('3'), [null, '3', topic, 'phx_reply', joined(topic)]);
+    raw.send([null, '4', topic, 'echo', { a: 1 }]);
+    assert.deepEqual(await raw.replyTo('4'), ['3', '4', topic, 'phx_reply', OK({ a: 1 })]);
+    raw.send([null, '5', topic, 'push', { p: 1 }]);
+    assert.deepEqual(await raw.event(topic, 'pushed'), ['3', null, topic, 'pushed', { p: 1 }]);
+    raw.send([null, '6', topic, 'crash', {}]);
+    assert.deepEqual(await raw.event(topic, 'phx_error'), [null, null, topic, 'phx_error', { reason: 'channel_crash' }]);
+    // Rejoin with a null join_ref, then stop: phx_close carries null too.
+    raw.send([null, '7', topic, 'phx_join', {}]);
+    await raw.replyTo('7');
+    raw.send([null, '8', topic, 'stop', {}]);
+    assert.deepEqual(await raw.event(topic, 'phx_close'), [null, null, topic, 'phx_close', {}]);
+    // A duplicate join of a null-join_ref channel closes it with null too.
+    raw.send([null, '9', topic, 'phx_join', {}]);
+    await raw.replyTo('9');
+    raw.send(['10', '10', topic, 'phx_join', {}]);
+    assert.deepEqual(await raw.replyTo('10'), ['10', '10', topic, 'phx_reply', joined(topic)]);
+    assert.deepEqual(await raw.event(topic, 'phx_close'), [null, null, topic, 'phx_close', {}]);
+  });
+
+  it('V1 joins have no join_ref: phx_error and phx_close carry ref null; replies carry the message ref', T, async () => {
+    const topic = 'echo:v1-null';
+    const raw = await openRaw(v1Url(server));
+    const next = (pred, what) => raw.nextJson(pred, { what });
+    raw.send({ topic, event: 'phx_join', payload: {}, ref: '1' });
+    assert.deepEqual(await next((m) => m.ref === '1', 'join reply'), { topic, event: 'phx_reply', payload: joined(topic), ref: '1' });
+    raw.send({ topic, event: 'crash', payload: {}, ref: '2' });
+    assert.equal(await nextText(raw, (m) => m.event === 'phx_error', 'V1 phx_error'), `{"event":"phx_error","payload":{"reason":"channel_crash"},"ref":null,"topic":"${topic}"}`);
+    raw.send({ topic, event: 'phx_join', payload: {}, ref: '3' });
+    await next((m) => m.ref === '3', 'rejoin reply');
+    raw.send({ topic, event: 'stop', payload: {}, ref: '4' });
+    assert.equal(await nextText(raw, (m) => m.event === 'phx_close', 'V1 phx_close'), `{"event":"phx_close","payload":{},"ref":null,"topic":"${topic}"}`);
+  });
+
+  it('duplicate join: the new join reply comes first, then phx_close for the old join_ref', T, async () => {
+    const topic = 'echo:dup-order';
+    const raw = await openRaw(v2Url(server));
+    await raw.join(topic, '1');
+    raw.send(['2', '2', topic, 'phx_join', {}]);
+    await raw.event(topic, 'phx_close');
+    const frames = raw.inbox.all((i) => i.json && i.json[2] === topic).map((i) => i.json);
+    assert.deepEqual(frames.slice(-2), [
+      ['2', '2', topic, 'phx_reply', joined(topic)],
+      ['1', '1', topic, 'phx_close', {}],
+    ]);
+    // One channel is subscribed: a broadcast arrives once.
+    raw.send(['2', '3', topic, 'broadcast', { once: true }]);
+    await raw.event(topic, 'broadcast');
+    raw.send([null, '4', 'phoenix', 'heartbeat', {}]);
+    await raw.replyTo('4');
+    assert.equal(raw.inbox.all((i) => i.json && i.json[3] === 'broadcast').length, 1);
+  });
+
+  it('duplicate join refused: the old channel is closed anyway, after the error reply (as Phoenix)', T, async () => {
+    const topic = 'echo:dup-refused';
+    const raw = await openRaw(v2Url(server));
+    await raw.join(topic, '1');
+    raw.send(['2', '2', topic, 'phx_join', { fail: true }]);
+    await raw.event(topic, 'phx_close');
+    const frames = raw.inbox.all((i) => i.json && i.json[2] === topic).map((i) => i.json);
+    assert.deepEqual(frames.slice(-2), [
+      ['2', '2', topic, 'phx_reply', { status: 'error', response: { reason: 'join refused' } }],
+      ['1', '1', topic, 'phx_close', {}],
+    ]);
+    raw.send(['1', '3', topic, 'echo', {}]);
+    assert.deepEqual(await raw.replyTo('3'), [null, '3', topic, 'phx_reply', UNMATCHED]);
+  });
+
+  it('V1 binary frames are decoded as JSON text; invalid UTF-8 in one closes with 1007', T, async () => {
+    const topic = 'echo:v1-binary';
+    const raw = await openRaw(v1Url(server));
+    raw.sendBinary(Buffer.from(JSON.stringify({ topic, event: 'phx_join', payload: {}, ref: '1' })));
+    assert.deepEqual(await raw.nextJson((m) => m.ref === '1', { what: 'join reply' }), { topic, event: 'phx_reply', payload: joined(topic), ref: '1' });
+    raw.sendBinary(Buffer.from(JSON.stringify({ topic, event: 'echo', payload: { s: 'caf\u00e9' }, ref: '2' })));
+    const reply = await raw.inbox.waitFor((i) => i.json && i.json.ref === '2', { what: 'echo reply' });
+    assert.equal(reply.binary, false, 'replies stay text frames');
+    assert.deepEqual(reply.json.payload, OK({ s: 'caf\u00e9' }));
+    raw.sendBinary(Buffer.concat([Buffer.from('{"topic":"'), Buffer.from([0xff]), Buffer.from('","event":"e","payload":{},"ref":"3"}')]));
+    const info = await raw.waitClosed();
+    assert.equal(info.code, 1007);
+    assert.match(info.reason, /UTF-8/);
+  });
+});

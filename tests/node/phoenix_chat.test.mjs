@@ -214,6 +214,15 @@ describe('chat: rooms with phoenix.js (user_id connect param)', () => {
     raw.send(['1', '3', 'room:lobby', 'ping', { p: true }]);
     assert.deepEqual(await raw.replyTo('3'), ['1', '3', 'room:lobby', 'phx_reply', { status: 'ok', response: { p: true } }]);
     assert.equal(raw.inbox.all((i) => i.json && i.json[1] === '2').length, 0, 'new_msg is noreply');
+    // Payloads need not be objects (Phoenix accepts any JSON value): ping echoes
+    // them, and new_msg with a non-object payload is an error reply, not a crash.
+    raw.send(['1', '4', 'room:lobby', 'ping', 'pong?']);
+    assert.deepEqual(await raw.replyTo('4'), ['1', '4', 'room:lobby', 'phx_reply', { status: 'ok', response: 'pong?' }]);
+    for (const [ref, payload] of [['5', 'hi'], ['6', 42], ['7', null], ['8', ['hi']]]) {
+      raw.send(['1', ref, 'room:lobby', 'new_msg', payload]);
+      assert.deepEqual(await raw.replyTo(ref), ['1', ref, 'room:lobby', 'phx_reply', { status: 'error', response: { reason: 'body must be a string' } }]);
+    }
+    assert.equal(raw.inbox.all((i) => i.json && i.json[3] === 'phx_error').length, 0, 'the channel did not crash');
     raw.send('[null,"9","phoenix","heartbeat",{}]');
     assert.deepEqual(await raw.replyTo('9'), [null, '9', 'phoenix', 'phx_reply', { status: 'ok', response: {} }]);
   });

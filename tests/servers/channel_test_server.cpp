@@ -46,7 +46,8 @@ class EchoChannel : public ps::Channel<TestSocket> {
   public:
     JoinResult join(std::string_view topic, const Payload& params) override {
         intercept({"filtered"});
-        if (params.is_json()) {
+        // Join params may be any JSON value (Phoenix passes them through).
+        if (params.is_json() && params.json().is_object()) {
             auto& p = params.json();
             if (p.value("fail", false)) return error({{"reason", "join refused"}});
             if (p.value("crash", false)) throw std::runtime_error("join crash requested");
@@ -96,8 +97,13 @@ class EchoChannel : public ps::Channel<TestSocket> {
 
     // Intercepted: drop when asked, otherwise tag with who saw it.
     void handle_out(std::string_view event, const Payload& payload) override {
-        if (payload.is_json() && payload.json().value("drop", false)) return;
-        json out = payload.is_json() ? payload.json() : json::object();
+        bool object = payload.is_json() && payload.json().is_object();
+        if (object && payload.json().value("drop", false)) return;
+        json out = json::object();
+        if (object)
+            out = payload.json();
+        else if (payload.is_json())
+            out["payload"] = payload.json();  // a string, number, array or null
         out["seen_by"] = socket().user_id;
         push(event, out);
     }

@@ -295,6 +295,30 @@ TEST_CASE("join ok, push ok/error, broadcasts reach every member", "[client]") {
     CHECK(eb.errors.empty());
 }
 
+TEST_CASE("payloads of any JSON kind are pushed, echoed and broadcast", "[client]") {
+    Harness h;
+    h.start_endpoint();
+    pc::Socket alice(h.io, h.options({{"user", "alice"}}));
+    Events ea;
+    ea.attach(alice);
+    auto room = alice.channel("room:any");
+    std::vector<json> shouts;
+    room.on("shout", [&](const json& p) { shouts.push_back(p); });
+    bool joined = false;
+    room.join().receive("ok", [&] { joined = true; });
+    alice.connect();
+    REQUIRE(h.wait([&] { return joined; }));
+    std::vector<json> echoed;
+    const std::vector<json> payloads{json("str"), json(42), json::array({1, "a"}), json()};
+    for (const auto& p : payloads)
+        room.push("echo", p).receive("ok", [&](const json& r) { echoed.push_back(r); });
+    room.push("shout", json("to all"));
+    REQUIRE(h.wait([&] { return echoed.size() == payloads.size() && shouts.size() == 1; }));
+    CHECK(echoed == payloads);
+    CHECK(shouts[0] == "to all");
+    CHECK(ea.errors.empty());
+}
+
 TEST_CASE("join error: errored, retried with rejoin_after, until leave()", "[client]") {
     Harness h;
     h.start_endpoint();

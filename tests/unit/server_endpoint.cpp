@@ -5,6 +5,7 @@
 #include <plume/server.hpp>
 #include <plume/transport.hpp>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <functional>
@@ -65,6 +66,14 @@ class RoomChannel : public ps::Channel<TestSocket> {
     void handle_info(const json& m) override { push("info", m); }
     void terminate(std::string_view) override { ++terminations; }
 };
+
+// Where the first frame matching `pred` arrived (frames.size() if none did).
+template <class Pred>
+std::size_t index_of(Frames& rec, Pred pred) {
+    std::lock_guard l(rec.mutex);
+    return static_cast<std::size_t>(std::find_if(rec.frames.begin(), rec.frames.end(), pred) -
+                                    rec.frames.begin());
+}
 
 struct Fixture {
     asio::io_context io;
@@ -151,11 +160,33 @@ TEST_CASE("join errors: refused, crashed, unmatched; duplicate join closes the o
     CHECK(rec->matching("phx_close") ==
           std::vector<json>{json{"4", "4", "room:dup", "phx_close", json::object()}});
     CHECK((*rec->reply_to("5"))[4]["status"] == "ok");
+    // Phoenix's order: the new join's reply first, then phx_close for the old join_ref.
+    CHECK(index_of(*rec, [](const json& f) { return f[3] == "phx_reply" && f[1] == "5"; }) <
+          index_of(*rec, [](const json& f) { return f[3] == "phx_close"; }));
     // A push carrying the old join_ref is dropped; the new one works.
     send(c, {"4", "6", "room:dup", "echo", json::object()});
     send(c, {"5", "7", "room:dup", "echo", json::object()});
     REQUIRE(run_until(f.io, [&] { return rec->reply_to("7").has_value(); }));
     CHECK_FALSE(rec->reply_to("6").has_value());
+}
+
+TEST_CASE("a refused duplicate join still closes the old channel, after the error reply",
+          "[server]") {
+    Fixture f;
+    auto rec = std::make_shared<Frames>();
+    auto c = f.connect(rec);
+    REQUIRE(run_until(f.io, [&] { return rec->open; }));
+    send(c, {"1", "1", "room:dup", "phx_join", json::object()});
+    send(c, {"2", "2", "room:dup", "phx_join", {{"boom", true}}});
+    REQUIRE(run_until(f.io, [&] { return !rec->matching("phx_close").empty(); }));
+    CHECK((*rec->reply_to("2"))[4]["response"]["reason"] == "join crashed");
+    CHECK(rec->matching("phx_close") ==
+          std::vector<json>{json{"1", "1", "room:dup", "phx_close", json::object()}});
+    CHECK(index_of(*rec, [](const json& f) { return f[3] == "phx_reply" && f[1] == "2"; }) <
+          index_of(*rec, [](const json& f) { return f[3] == "phx_close"; }));
+    send(c, {"1", "3", "room:dup", "echo", json::object()});
+    REQUIRE(run_until(f.io, [&] { return rec->reply_to("3").has_value(); }));
+    CHECK((*rec->reply_to("3"))[4]["response"]["reason"] == "unmatched topic");
 }
 
 TEST_CASE("a crashing handler ends only its channel with phx_error", "[server]") {

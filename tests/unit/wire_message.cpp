@@ -4,6 +4,7 @@
 
 #include <plume/wire.hpp>
 
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <system_error>
@@ -42,6 +43,47 @@ TEST_CASE("wire: Payload holds JSON or Binary and compares by content", "[wire]"
     CHECK(moved.size() == 2);
 }
 
+TEST_CASE("wire: a Payload holds any JSON value, not only objects", "[wire]") {
+    for (const json& j : {json("str"), json(42), json(), json::array({1, "a"}), json(true)}) {
+        Payload p = j;
+        CHECK(p.is_json());
+        CHECK(p.json() == j);
+    }
+    CHECK(Payload(json()) != Payload{});  // null is not the default {}
+    Message m{"1", "2", "room:x", "ping", json("str")};
+    CHECK(reply_ok(m, m.payload).response.json() == "str");
+}
+
+TEST_CASE("wire: a Ref is a string or a number, and reads as a std::string", "[wire]") {
+    Ref s = "5";
+    Ref n = Ref::number("5");
+    CHECK_FALSE(s.is_number());
+    CHECK(n.is_number());
+    CHECK(s.str() == "5");
+    CHECK(n.str() == "5");
+    // Kinds differ: the number 5 is not the string "5" (Phoenix compares terms).
+    CHECK(s != n);
+    CHECK(s == Ref("5"));
+    CHECK(n == Ref::number("5"));
+    CHECK(s == "5");
+    CHECK(s == std::string("5"));
+    CHECK(n != "5");
+    CHECK(std::string("5") == s);
+    // Converts to std::string: by reference from an lvalue, by value from an rvalue.
+    const std::string& view = s;
+    CHECK(view == "5");
+    std::optional<Ref> none;
+    std::string fallback = none.value_or("none");
+    CHECK(fallback == "none");
+    std::optional<std::string> as_string = std::optional<Ref>(n);
+    CHECK(as_string == "5");
+    // Optional refs compare across std::string and Ref.
+    std::optional<Ref> a = Ref("x");
+    std::optional<std::string> b = "x";
+    CHECK(a == b);
+    CHECK_FALSE(std::optional<Ref>(Ref::number("1")) == std::optional<std::string>("1"));
+}
+
 TEST_CASE("wire: control messages carry the refs Phoenix gives them", "[wire]") {
     SECTION("phx_join: join_ref is the join's own ref") {
         auto m = phx_join("room:lobby", "3", json{{"token", "t"}});
@@ -58,6 +100,11 @@ TEST_CASE("wire: control messages carry the refs Phoenix gives them", "[wire]") 
         CHECK(is_heartbeat(m));
         CHECK_FALSE(is_heartbeat(Message{std::nullopt, "9", "room:1", "heartbeat", {}}));
         CHECK_FALSE(is_heartbeat(Message{std::nullopt, "9", "phoenix", "ping", {}}));
+    }
+    SECTION("phx_error and phx_close keep a numeric join_ref a number") {
+        auto close = phx_close("room:x", Ref::number("1"));
+        CHECK(close.join_ref == Ref::number("1"));
+        CHECK(close.ref == Ref::number("1"));
     }
     SECTION("phx_error and phx_close: join_ref = ref = the channel's join_ref") {
         CHECK(phx_error("room:lobby", "3") ==
@@ -120,9 +167,9 @@ TEST_CASE("wire: Result holds a value or an error_code", "[wire]") {
 }
 
 TEST_CASE("wire: errors have a category and readable messages", "[wire]") {
-    std::error_code ec = error::invalid_payload;
+    std::error_code ec = error::invalid_ref;
     CHECK(std::string(ec.category().name()) == "plume.wire");
-    CHECK(ec.message() == "payload must be a JSON object");
+    CHECK(ec.message() == "ref must be a string, a number or null");
     for (int e = static_cast<int>(error::invalid_json);
          e <= static_cast<int>(error::unsupported_vsn); ++e) {
         INFO("error " << e);

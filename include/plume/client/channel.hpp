@@ -67,7 +67,8 @@ class Channel {
         return Push(impl_->join_push_);
     }
 
-    /// Sends `event` with a JSON object payload (the server's handle_in).
+    /// Sends `event` with a JSON payload (the server's handle_in): usually an
+    /// object, but any JSON value goes, as with phoenix.js and Phoenix.
     /// Before join() this throws std::logic_error (phoenix.js does too).
     Push push(std::string event, nlohmann::json payload = nlohmann::json::object(),
               std::optional<std::chrono::milliseconds> timeout = std::nullopt) {
@@ -150,17 +151,7 @@ class Channel {
         auto p = std::make_shared<detail::PushImpl>(
             impl_->strand_, weak, std::move(event), [shared_payload] { return *shared_payload; },
             t);
-        bool encodable = shared_payload->is_binary() || shared_payload->json().is_object();
-        asio::dispatch(impl_->strand_, [impl = impl_, p, encodable] {
-            if (!encodable) {
-                p->settle(Reply{"error", detail::reason("payload must be a JSON object")});
-                if (auto sock = impl->socket_.lock())
-                    sock->report(error::invalid_payload,
-                                 p->event_ + " on " + impl->topic_ + ": payload is not an object");
-                return;
-            }
-            impl->push(p);
-        });
+        asio::dispatch(impl_->strand_, [impl = impl_, p] { impl->push(p); });
         return Push(p);
     }
 

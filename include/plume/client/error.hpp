@@ -31,7 +31,7 @@ enum class error {
     unexpected_reply,  // a reply whose ref no push is waiting for (late, or never sent)
     // Pushes that cannot be sent; the push receives "error".
     send_buffer_full,  // max_buffered_pushes reached: the new push was refused
-    invalid_payload,   // the payload cannot be encoded (not an object, invalid UTF-8, ...)
+    invalid_payload,   // the payload cannot be encoded (invalid UTF-8, binary over V1, ...)
     // Completion codes of Push::async_reply (never passed to on_error).
     reply_error,    // the reply's status was not "ok"
     timeout,        // no reply within the push's timeout

@@ -8,10 +8,13 @@
 //       }
 //       InResult handle_in(std::string_view event, const Payload& payload) override {
 //           if (event == "new_msg") {
-//               broadcast("new_msg", nlohmann::json{{"body", payload.json()["body"]}});
+//               // A payload may be any JSON value (or Binary): check before reading fields.
+//               if (!payload.is_json() || !payload.json().is_object())
+//                   return reply_error({{"reason", "expected an object"}});
+//               broadcast("new_msg", nlohmann::json{{"body", payload.json().value("body", "")}});
 //               return noreply();
 //           }
-//           if (event == "ping") return reply_ok(payload);
+//           if (event == "ping") return reply_ok(payload);  // echoes any payload
 //           return reply_error({{"reason", "unknown event"}});
 //       }
 //   };
@@ -26,6 +29,7 @@
 #include <nlohmann/json.hpp>
 
 #include <concepts>
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
@@ -64,20 +68,21 @@ namespace detail {
 class ChannelHost {
   public:
     virtual ~ChannelHost() = default;
-    virtual void host_push(const std::string& topic, const std::string& join_ref,
+    virtual void host_push(const std::string& topic, const std::optional<wire::Ref>& join_ref,
                            std::string_view event, Payload payload) = 0;
-    virtual void host_reply(const std::string& topic, const std::string& join_ref,
-                            const std::optional<std::string>& ref, std::string_view status,
+    virtual void host_reply(const std::string& topic, const std::optional<wire::Ref>& join_ref,
+                            const std::optional<wire::Ref>& ref, std::string_view status,
                             Payload response) = 0;
     virtual void host_broadcast(const std::string& topic, std::string_view event, Payload payload,
                                 bool exclude_self) = 0;
-    // Thread-safe: runs handle_info on the channel's strand if it still exists.
-    virtual void host_post_info(const std::string& topic, const std::string& join_ref,
+    // Thread-safe: runs handle_info on the channel's strand if that channel
+    // incarnation (a number unique per join on the connection) still exists.
+    virtual void host_post_info(const std::string& topic, std::uint64_t incarnation,
                                 nlohmann::json message) = 0;
     virtual presence::Presence& host_presence() = 0;
     // A push whose payload is already encoded JSON text (an object), shared by
     // many pushes; a host that cannot splice it parses it back.
-    virtual void host_push_text(const std::string& topic, const std::string& join_ref,
+    virtual void host_push_text(const std::string& topic, const std::optional<wire::Ref>& join_ref,
                                 std::string_view event,
                                 std::shared_ptr<const std::string> payload_json) {
         host_push(topic, join_ref, event, Payload(nlohmann::json::parse(*payload_json)));
@@ -90,26 +95,27 @@ class ChannelHost {
 class ChannelRef {
   public:
     ChannelRef() = default;
-    ChannelRef(std::weak_ptr<detail::ChannelHost> host, std::string topic, std::string join_ref)
-        : host_(std::move(host)), topic_(std::move(topic)), join_ref_(std::move(join_ref)) {}
+    ChannelRef(std::weak_ptr<detail::ChannelHost> host, std::string topic,
+               std::uint64_t incarnation)
+        : host_(std::move(host)), topic_(std::move(topic)), incarnation_(incarnation) {}
 
     /// Delivers `message` to the channel's handle_info, on its strand; a no-op
     /// once that channel incarnation is gone. Callable from any thread.
     void post_info(nlohmann::json message) const {
-        if (auto h = host_.lock()) h->host_post_info(topic_, join_ref_, std::move(message));
+        if (auto h = host_.lock()) h->host_post_info(topic_, incarnation_, std::move(message));
     }
     const std::string& topic() const noexcept { return topic_; }
-    const std::string& join_ref() const noexcept { return join_ref_; }
 
   private:
     std::weak_ptr<detail::ChannelHost> host_;
-    std::string topic_, join_ref_;
+    std::string topic_;
+    std::uint64_t incarnation_ = 0;
 };
 
 /// A reply to send later (Phoenix's socket_ref + reply/2).
 struct ReplyRef {
-    std::string topic, join_ref;
-    std::optional<std::string> ref;
+    std::string topic;
+    std::optional<wire::Ref> join_ref, ref;
 };
 
 template <class SocketT>
@@ -144,7 +150,9 @@ class Channel {
     // ------------------------------------------------------------ helpers --
 
     const std::string& topic() const noexcept { return topic_; }
-    const std::string& join_ref() const noexcept { return join_ref_; }
+    /// The join_ref of this channel's pushes and replies: the phx_join's
+    /// join_ref, or its ref when that was null (Phoenix's `join_ref || ref`).
+    const std::optional<wire::Ref>& join_ref() const noexcept { return join_ref_; }
     SocketT& socket() noexcept { return *socket_; }
     const SocketT& socket() const noexcept { return *socket_; }
 
@@ -179,7 +187,7 @@ class Channel {
     /// `send(self(), msg)`), which runs after the current handler returns
     /// (after the join reply, when called from join).
     void send_info(nlohmann::json message) { self().post_info(std::move(message)); }
-    ChannelRef self() const { return ChannelRef(host_weak_, topic_, join_ref_); }
+    ChannelRef self() const { return ChannelRef(host_weak_, topic_, incarnation_); }
 
     /// The ref of the event being handled, for replying later with reply().
     ReplyRef socket_ref() const { return {topic_, join_ref_, current_ref_}; }
@@ -283,8 +291,9 @@ class Channel {
     friend class Session;
 
     std::string topic_;
-    std::string join_ref_;
-    std::optional<std::string> current_ref_;
+    std::optional<wire::Ref> join_ref_;
+    std::uint64_t incarnation_ = 0;
+    std::optional<wire::Ref> current_ref_;
     SocketT* socket_ = nullptr;
     presence::OwnerId presence_owner_ = 0;
     detail::ChannelHost* host_ = nullptr;

@@ -8,8 +8,10 @@
 // Handler that Endpoint plugs into the WebSocket server.
 #pragma once
 
+#include <cstdint>
 #include <exception>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
 
@@ -131,13 +133,13 @@ class Session final : public detail::ChannelHost {
 
     // ------------------------------------------------------ ChannelHost --
 
-    void host_push(const std::string& topic, const std::string& join_ref, std::string_view event,
-                   Payload payload) override {
+    void host_push(const std::string& topic, const std::optional<wire::Ref>& join_ref,
+                   std::string_view event, Payload payload) override {
         send(wire::Message{join_ref, std::nullopt, topic, std::string(event), std::move(payload)});
     }
 
-    void host_reply(const std::string& topic, const std::string& join_ref,
-                    const std::optional<std::string>& ref, std::string_view status,
+    void host_reply(const std::string& topic, const std::optional<wire::Ref>& join_ref,
+                    const std::optional<wire::Ref>& ref, std::string_view status,
                     Payload response) override {
         send(wire::Reply{join_ref, ref, topic, std::string(status), std::move(response)});
     }
@@ -152,18 +154,18 @@ class Session final : public detail::ChannelHost {
             endpoint_->pubsub().broadcast(std::move(m));
     }
 
-    void host_post_info(const std::string& topic, const std::string& join_ref,
+    void host_post_info(const std::string& topic, std::uint64_t incarnation,
                         nlohmann::json message) override {
         auto conn = conn_.lock();
         if (!conn) return;
-        asio::post(conn->get_executor(), [conn, topic, join_ref, m = std::move(message)] {
-            conn->handler().deliver_info(topic, join_ref, m);
+        asio::post(conn->get_executor(), [conn, topic, incarnation, m = std::move(message)] {
+            conn->handler().deliver_info(topic, incarnation, m);
         });
     }
 
     presence::Presence& host_presence() override { return endpoint_->presence(); }
 
-    void host_push_text(const std::string& topic, const std::string& join_ref,
+    void host_push_text(const std::string& topic, const std::optional<wire::Ref>& join_ref,
                         std::string_view event,
                         std::shared_ptr<const std::string> payload_json) override {
         auto conn = conn_.lock();
@@ -187,11 +189,11 @@ class Session final : public detail::ChannelHost {
     // serializer and the shared frame goes straight to the connection.
     class Lane final : public pubsub::Subscriber {
       public:
-        Lane(std::weak_ptr<connection_type> conn, std::string topic, std::string join_ref,
+        Lane(std::weak_ptr<connection_type> conn, std::string topic, std::uint64_t incarnation,
              wire::Vsn vsn, std::vector<std::string> intercepted)
             : conn_(std::move(conn)),
               topic_(std::move(topic)),
-              join_ref_(std::move(join_ref)),
+              incarnation_(incarnation),
               vsn_(vsn),
               intercepted_(std::move(intercepted)) {}
 
@@ -200,8 +202,8 @@ class Session final : public detail::ChannelHost {
             if (!conn) return;
             for (auto& e : intercepted_) {
                 if (e == m->event) {
-                    asio::post(conn->get_executor(), [conn, m, t = topic_, j = join_ref_] {
-                        conn->handler().deliver_out(t, j, *m);
+                    asio::post(conn->get_executor(), [conn, m, t = topic_, i = incarnation_] {
+                        conn->handler().deliver_out(t, i, *m);
                     });
                     return;
                 }
@@ -211,14 +213,22 @@ class Session final : public detail::ChannelHost {
 
       private:
         std::weak_ptr<connection_type> conn_;
-        std::string topic_, join_ref_;
+        std::string topic_;
+        std::uint64_t incarnation_;
         wire::Vsn vsn_;
         std::vector<std::string> intercepted_;
     };
 
     struct Joined {
         std::unique_ptr<Channel<SocketT>> channel;
-        std::string join_ref;
+        // As the client's phx_join carried it, null included (every V1 join):
+        // phx_close and phx_error echo it, and a later message with another
+        // non-null join_ref is stale (Phoenix's put_channel join_ref). The
+        // channel's own pushes and replies use channel->join_ref() instead.
+        std::optional<wire::Ref> join_ref;
+        // Tells this join from earlier ones on the topic, whatever their refs,
+        // for posted infos and intercepted broadcasts that arrive late.
+        std::uint64_t incarnation = 0;
         std::shared_ptr<Lane> sub;
     };
     using Channels = std::unordered_map<std::string, Joined>;
@@ -295,7 +305,7 @@ class Session final : public detail::ChannelHost {
         // A push for an older incarnation of this channel: Phoenix drops it.
         if (msg.join_ref && *msg.join_ref != it->second.join_ref) return;
         // Replies carry the channel's join_ref, also for a push sent without one.
-        msg.join_ref = it->second.join_ref;
+        msg.join_ref = it->second.channel->join_ref();
         auto& ch = *it->second.channel;
         if (auto now = std::chrono::steady_clock::now(); !ch.admit_event(msg.event, now)) {
             refuse(msg, wire::reason::rate_limited, now);
@@ -322,25 +332,51 @@ class Session final : public detail::ChannelHost {
     }
 
     void join(wire::Message& msg) {
-        // phx_join's join_ref is its own ref (Phoenix: join_ref || ref).
-        std::string join_ref = msg.join_ref.value_or(msg.ref.value_or(""));
-        msg.join_ref = join_ref;  // the join's replies carry it too
         auto factory = endpoint_->router().match(msg.topic);
         if (!factory) {
             endpoint_->log()(LogLevel::warning, "unmatched topic", {{"topic", msg.topic}});
             return send(wire::unmatched_topic_reply(msg));
         }
+        // Duplicate join. Phoenix shuts the old channel down first, whatever
+        // becomes of the new join, and queues the old join_ref's phx_close in
+        // its own mailbox, so on the wire it follows the new join's reply, ok
+        // or error (lib/phoenix/socket.ex, v1.7.24 and v1.8.12, handle_in/4
+        // for "phx_join" on a topic that has a channel):
+        //     :ok = shutdown_duplicate_channel(pid)
+        //     {:push, {opcode, payload}, {new_state, new_socket}} = socket_close(pid, ...)
+        //     send(self(), {:socket_push, opcode, payload})
+        //     handle_in(nil, message, new_state, new_socket)
+        // Ending it here also unsubscribes it before the new channel
+        // subscribes, so no broadcast reaches the client twice.
+        bool replaced = false;
+        std::optional<wire::Ref> replaced_join_ref;
         if (auto old = channels_.find(msg.topic); old != channels_.end()) {
-            // Duplicate join: the old incarnation closes, the new one joins.
-            end_channel(old, "duplicate_join", true);
+            replaced = true;
+            replaced_join_ref = old->second.join_ref;
+            end_channel(old, "duplicate_join", false);
         }
-        if (channels_.size() >= endpoint_->config().max_channels_per_socket)
-            return send(
-                wire::reply_error(msg, wire::reason_payload(wire::reason::too_many_channels)));
+        auto joined = start_channel(factory, msg);
+        if (replaced) send(wire::phx_close(msg.topic, replaced_join_ref));
+        if (!joined) return;
+        endpoint_->pubsub().subscribe(msg.topic, joined->sub);
+        channels_.emplace(msg.topic, std::move(*joined));
+    }
 
+    // Runs a new channel's join() and sends the join's reply; the joined
+    // channel, not yet subscribed, or nothing when the join was refused.
+    // The reply echoes the phx_join's join_ref as it came, null included,
+    // while the channel's pushes and replies carry join_ref || ref, as
+    // Phoenix's Channel.Server sets socket.join_ref.
+    std::optional<Joined> start_channel(typename Router<SocketT>::Factory factory,
+                                        const wire::Message& msg) {
+        if (channels_.size() >= endpoint_->config().max_channels_per_socket) {
+            send(wire::reply_error(msg, wire::reason_payload(wire::reason::too_many_channels)));
+            return std::nullopt;
+        }
         auto channel = factory();
         channel->topic_ = msg.topic;
-        channel->join_ref_ = join_ref;
+        channel->join_ref_ = msg.join_ref ? msg.join_ref : msg.ref;
+        channel->incarnation_ = ++last_incarnation_;
         channel->socket_ = &socket_;
         channel->presence_owner_ = endpoint_->next_owner_id();
         channel->host_ = this;
@@ -352,20 +388,24 @@ class Session final : public detail::ChannelHost {
         } catch (const std::exception& e) {
             endpoint_->log()(LogLevel::error, "join crashed",
                              {{"topic", msg.topic}, {"what", e.what()}});
-            return send(wire::reply_error(msg, wire::reason_payload(wire::reason::join_crashed)));
+            send(wire::reply_error(msg, wire::reason_payload(wire::reason::join_crashed)));
+            return std::nullopt;
         } catch (...) {
-            return send(wire::reply_error(msg, wire::reason_payload(wire::reason::join_crashed)));
+            send(wire::reply_error(msg, wire::reason_payload(wire::reason::join_crashed)));
+            return std::nullopt;
         }
         channel->current_ref_.reset();
-        if (!result.ok) return send(wire::reply_error(msg, std::move(result.response)));
-
-        auto lane =
-            std::make_shared<Lane>(conn_, msg.topic, join_ref, vsn_, channel->intercepted());
+        if (!result.ok) {
+            send(wire::reply_error(msg, std::move(result.response)));
+            return std::nullopt;
+        }
+        auto lane = std::make_shared<Lane>(conn_, msg.topic, channel->incarnation_, vsn_,
+                                           channel->intercepted());
         // Reply before subscribing, as Phoenix does: the client sees its join
         // ok before any broadcast of the topic.
         send(wire::reply_ok(msg, std::move(result.response)));
-        endpoint_->pubsub().subscribe(msg.topic, lane);
-        channels_.emplace(msg.topic, Joined{std::move(channel), join_ref, std::move(lane)});
+        auto incarnation = channel->incarnation_;
+        return Joined{std::move(channel), msg.join_ref, incarnation, std::move(lane)};
     }
 
     // Ends a channel: unsubscribe, terminate, and tell the client (phx_close
@@ -389,17 +429,17 @@ class Session final : public detail::ChannelHost {
         endpoint_->log()(LogLevel::error, "channel crashed", {{"topic", topic}, {"why", why}});
         auto it = channels_.find(topic);
         if (it == channels_.end()) return;
-        std::string join_ref = it->second.join_ref;
+        auto join_ref = it->second.join_ref;
         end_channel(it, "crash", false);
         send(wire::phx_error(topic, join_ref));
     }
 
   public:
     // Called on the strand for posted infos and intercepted broadcasts.
-    void deliver_info(const std::string& topic, const std::string& join_ref,
+    void deliver_info(const std::string& topic, std::uint64_t incarnation,
                       const nlohmann::json& m) {
         auto it = channels_.find(topic);
-        if (it == channels_.end() || it->second.join_ref != join_ref) return;
+        if (it == channels_.end() || it->second.incarnation != incarnation) return;
         try {
             it->second.channel->handle_info(m);
         } catch (const std::exception& e) {
@@ -409,10 +449,10 @@ class Session final : public detail::ChannelHost {
         }
     }
 
-    void deliver_out(const std::string& topic, const std::string& join_ref,
+    void deliver_out(const std::string& topic, std::uint64_t incarnation,
                      const pubsub::Message& m) {
         auto it = channels_.find(topic);
-        if (it == channels_.end() || it->second.join_ref != join_ref) return;
+        if (it == channels_.end() || it->second.incarnation != incarnation) return;
         try {
             it->second.channel->handle_out(m.event, detail::from_pubsub(m));
         } catch (const std::exception& e) {
@@ -427,6 +467,7 @@ class Session final : public detail::ChannelHost {
     SocketT socket_{};
     wire::Vsn vsn_ = wire::Vsn::v2;
     Channels channels_;
+    std::uint64_t last_incarnation_ = 0;
     std::weak_ptr<connection_type> conn_;
     std::weak_ptr<detail::ChannelHost> host_;
     bool opened_ = false;

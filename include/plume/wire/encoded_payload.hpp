@@ -16,6 +16,7 @@
 #include <string_view>
 
 #include "plume/result.hpp"
+#include "plume/wire/ref.hpp"
 #include "plume/wire/serializer.hpp"
 #include "plume/wire/vsn.hpp"
 
@@ -24,11 +25,10 @@ namespace plume::wire {
 /// The frame of a push (no ref) from the server whose payload is
 /// `payload_json`, the text of a JSON object the caller vouches for (it is
 /// not parsed or checked). The same bytes as encoding the parsed payload.
-inline Result<Frame> encode_push_with_payload_text(Vsn vsn,
-                                                   const std::optional<std::string>& join_ref,
+inline Result<Frame> encode_push_with_payload_text(Vsn vsn, const std::optional<Ref>& join_ref,
                                                    std::string_view topic, std::string_view event,
                                                    std::string_view payload_json) {
-    static const std::optional<std::string> no_ref;
+    static const std::optional<Ref> no_ref;
     auto splice = [&](std::string& out) {
         out += payload_json;
         return true;

@@ -24,18 +24,18 @@ enum class error {
     not_an_object,     // V1 text message is not {"topic":…, …}
     too_few_elements,  // V2 array with fewer than 5 elements (extra ones are ignored)
     missing_field,     // V1 object without one of topic, event, payload, ref
-    invalid_join_ref,  // join_ref neither a string nor null
-    invalid_ref,       // ref neither a string nor null
+    invalid_join_ref,  // join_ref neither a string, a number nor null
+    invalid_ref,       // ref neither a string, a number nor null
     invalid_topic,     // topic not a string
     invalid_event,     // event not a string
-    invalid_payload,   // payload of a text message not a JSON object
+    invalid_payload,   // no longer reported: a payload may be any JSON value
     invalid_reply,     // phx_reply payload is not {"status": string, "response": …}
     // Binary frames (V2).
     truncated_frame,     // shorter than its header, or size bytes point past the end
     unexpected_kind,     // kind byte not valid for this direction
     invalid_utf8,        // a header string (or, on encode, any string) is not UTF-8
     field_too_long,      // encode: join_ref/ref/topic/event/status over 255 bytes
-    binary_unsupported,  // V1 has no binary frames
+    binary_unsupported,  // V1 cannot carry a binary payload
     // Serializer selection.
     unsupported_vsn,  // vsn matches neither ~> 1.0.0 nor ~> 2.0.0
 };
@@ -60,15 +60,15 @@ class WireCategory final : public std::error_category {
             case error::missing_field:
                 return "message object lacks one of topic, event, payload, ref";
             case error::invalid_join_ref:
-                return "join_ref must be a string or null";
+                return "join_ref must be a string, a number or null";
             case error::invalid_ref:
-                return "ref must be a string or null";
+                return "ref must be a string, a number or null";
             case error::invalid_topic:
                 return "topic must be a string";
             case error::invalid_event:
                 return "event must be a string";
             case error::invalid_payload:
-                return "payload must be a JSON object";
+                return "invalid payload";
             case error::invalid_reply:
                 return "phx_reply payload must be {\"status\": string, \"response\": ...}";
             case error::truncated_frame:

@@ -7,9 +7,11 @@
 // nothing about sockets; serializers (v1_json.hpp, v2_json.hpp) turn them into
 // frames and back.
 //
-// A Payload is either a JSON value (an object on the wire, as Phoenix requires)
-// or Binary bytes — phoenix.js sends a binary frame when the payload is an
-// ArrayBuffer, and a reply may carry binary data back.
+// A Payload is either a JSON value — any JSON value: Phoenix accepts
+// push("ev", "str"), numbers, null and arrays as well as objects — or Binary
+// bytes: phoenix.js sends a binary frame when the payload is an ArrayBuffer,
+// and a reply may carry binary data back. join_ref and ref are Refs (ref.hpp):
+// strings or numbers, echoed in the kind the client used.
 //
 //   using namespace plume::wire;
 //   Message join = phx_join("room:lobby", "1", nlohmann::json{{"token", "…"}});
@@ -26,6 +28,8 @@
 #include <string_view>
 #include <utility>
 #include <variant>
+
+#include "plume/wire/ref.hpp"
 
 namespace plume::wire {
 
@@ -69,7 +73,7 @@ struct Binary {
     friend bool operator==(const Binary&, const Binary&) = default;
 };
 
-/// A message payload: a JSON value or binary bytes.
+/// A message payload: a JSON value (of any kind) or binary bytes.
 ///
 /// Default-constructed it is the empty object {}, the payload of phx_leave,
 /// phx_close and heartbeats. It converts implicitly from nlohmann::json and
@@ -106,8 +110,8 @@ class Payload {
 /// One protocol message. join_ref and ref are null (std::nullopt) where
 /// Phoenix sends null: broadcasts, server pushes (ref), heartbeats (join_ref).
 struct Message {
-    std::optional<std::string> join_ref;
-    std::optional<std::string> ref;
+    std::optional<Ref> join_ref;
+    std::optional<Ref> ref;
     std::string topic;
     std::string event;
     Payload payload;
@@ -119,8 +123,8 @@ struct Message {
 /// "phx_reply" with payload {"status": status, "response": response}, or a V2
 /// binary reply frame (kind 1) when the response is Binary.
 struct Reply {
-    std::optional<std::string> join_ref;
-    std::optional<std::string> ref;
+    std::optional<Ref> join_ref;
+    std::optional<Ref> ref;
     std::string topic;
     std::string status;
     Payload response;
@@ -152,17 +156,17 @@ inline nlohmann::json reason_payload(std::string_view why) {
 
 /// Client join: ["<ref>","<ref>",topic,"phx_join",params]. A join's join_ref is
 /// its own ref; every later push of that channel incarnation carries it.
-inline Message phx_join(std::string topic, std::string ref, Payload params = {}) {
+inline Message phx_join(std::string topic, Ref ref, Payload params = {}) {
     return {ref, ref, std::move(topic), std::string(event::join), std::move(params)};
 }
 
 /// Client leave: [join_ref, ref, topic, "phx_leave", {}].
-inline Message phx_leave(std::string topic, std::optional<std::string> join_ref, std::string ref) {
+inline Message phx_leave(std::string topic, std::optional<Ref> join_ref, Ref ref) {
     return {std::move(join_ref), std::move(ref), std::move(topic), std::string(event::leave), {}};
 }
 
 /// Client heartbeat: [null, ref, "phoenix", "heartbeat", {}].
-inline Message heartbeat(std::string ref) {
+inline Message heartbeat(Ref ref) {
     return {std::nullopt,
             std::move(ref),
             std::string(phoenix_topic),
@@ -176,15 +180,17 @@ inline bool is_heartbeat(const Message& m) noexcept {
 }
 
 /// Channel crashed: [join_ref, join_ref, topic, "phx_error", {"reason":"channel_crash"}]
-/// (the payload of Phoenix ≥ 1.8.10; earlier versions sent {}).
-inline Message phx_error(std::string topic, std::optional<std::string> join_ref) {
+/// (the payload of Phoenix ≥ 1.8.10; earlier versions sent {}). join_ref is
+/// the one the client's phx_join carried, null included.
+inline Message phx_error(std::string topic, std::optional<Ref> join_ref) {
     auto ref = join_ref;
     return {std::move(join_ref), std::move(ref), std::move(topic), std::string(event::error),
             reason_payload(reason::channel_crash)};
 }
 
-/// Channel closed gracefully: [join_ref, join_ref, topic, "phx_close", {}].
-inline Message phx_close(std::string topic, std::optional<std::string> join_ref) {
+/// Channel closed gracefully: [join_ref, join_ref, topic, "phx_close", {}],
+/// with the join_ref of the client's phx_join (null included).
+inline Message phx_close(std::string topic, std::optional<Ref> join_ref) {
     auto ref = join_ref;
     return {std::move(join_ref), std::move(ref), std::move(topic), std::string(event::close), {}};
 }

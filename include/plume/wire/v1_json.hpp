@@ -1,11 +1,13 @@
 // plume/wire/v1_json.hpp — the V1 serializer (vsn "1.0.0"), for old clients.
 //
-// V1 frames are JSON objects in text frames. Decoding requires "topic",
-// "event", "payload" and "ref" (ref may be null) and reads an optional
-// "join_ref". Encoding writes only {"event","payload","ref","topic"} — it drops
-// join_ref exactly as Phoenix's V1.JSONSerializer does, and orders the keys as
-// Phoenix's Jason output does (sorted). V1 has no binary frames: binary
-// payloads and binary frames are reported as error::binary_unsupported.
+// V1 frames are JSON objects. Decoding requires "topic", "event", "payload"
+// (any JSON value) and "ref" (a string, a number or null) and reads an
+// optional "join_ref". Encoding writes only {"event","payload","ref","topic"}
+// — it drops join_ref exactly as Phoenix's V1.JSONSerializer does, and orders
+// the keys as Phoenix's Jason output does (sorted). V1 has no binary payloads
+// (error::binary_unsupported), but a binary WebSocket frame is decoded as if
+// it were text, as Phoenix's V1 serializer does (it ignores the opcode); its
+// bytes must still be UTF-8 (error::invalid_utf8), as a text frame's are.
 //
 // A connection without a ?vsn= parameter speaks V1 (see vsn.hpp).
 //
@@ -20,6 +22,7 @@
 #include <string>
 #include <string_view>
 
+#include "plume/detail/utf8.hpp"
 #include "plume/result.hpp"
 #include "plume/wire/detail/json.hpp"
 #include "plume/wire/error.hpp"
@@ -45,11 +48,19 @@ inline Result<Message> decode_text(std::string_view text) {
                                *event, *payload);
 }
 
+/// Decodes a frame's bytes as JSON text, whatever its opcode: Phoenix's
+/// V1.JSONSerializer.decode!/2 ignores the opcode. A binary frame has not been
+/// through the transport's UTF-8 check, so it gets the same check here.
+inline Result<Message> decode_frame(FrameView frame) {
+    if (frame.is_binary && !plume::detail::is_valid_utf8(frame.bytes)) return error::invalid_utf8;
+    return decode_text(frame.bytes);
+}
+
 /// {"event":…,["join_ref":…,]"payload":…,"ref":…,"topic":…} — keys sorted.
 template <class WritePayload>
-Result<Frame> write_object(const std::optional<std::string>* join_ref,
-                           const std::optional<std::string>& ref, std::string_view topic,
-                           std::string_view event, WritePayload&& write_payload) {
+Result<Frame> write_object(const std::optional<Ref>* join_ref, const std::optional<Ref>& ref,
+                           std::string_view topic, std::string_view event,
+                           WritePayload&& write_payload) {
     std::string out;
     out += "{\"event\":";
     if (!append_json_string(out, event)) return error::invalid_utf8;
@@ -67,11 +78,10 @@ Result<Frame> write_object(const std::optional<std::string>* join_ref,
     return Frame::text(std::move(out));
 }
 
-inline Result<Frame> write_message(const std::optional<std::string>* join_ref,
-                                   const std::optional<std::string>& ref, std::string_view topic,
+inline Result<Frame> write_message(const std::optional<Ref>* join_ref,
+                                   const std::optional<Ref>& ref, std::string_view topic,
                                    std::string_view event, const Payload& payload) {
     if (payload.is_binary()) return error::binary_unsupported;
-    if (!payload.json().is_object()) return error::invalid_payload;
     return write_object(join_ref, ref, topic, event,
                         [&](std::string& out) { return append_json_value(out, payload.json()); });
 }
@@ -84,10 +94,8 @@ struct V1Json {
 
     // ---- server view --------------------------------------------------------
 
-    static Result<Message> decode(FrameView frame) {
-        if (frame.is_binary) return error::binary_unsupported;
-        return detail::v1::decode_text(frame.bytes);
-    }
+    /// A text or binary frame holding a message object.
+    static Result<Message> decode(FrameView frame) { return detail::v1::decode_frame(frame); }
 
     /// {"event","payload","ref","topic"}; join_ref is dropped as in Phoenix.
     static Result<Frame> encode(const Message& m) {
@@ -115,8 +123,7 @@ struct V1Json {
     }
 
     static Result<ServerMessage> decode_from_server(FrameView frame) {
-        if (frame.is_binary) return error::binary_unsupported;
-        auto m = detail::v1::decode_text(frame.bytes);
+        auto m = detail::v1::decode_frame(frame);
         if (!m) return m.error();
         return detail::classify_from_server(std::move(*m));
     }

@@ -15,7 +15,8 @@
 // Each length is one byte, so every header string is at most 255 bytes of
 // UTF-8; encode reports error::field_too_long rather than truncating. An absent
 // join_ref/ref is written as the empty string, and an empty one decodes as
-// absent (phoenix.js treats "" and null alike). phoenix.js < 1.8.7 wrote
+// absent (phoenix.js treats "" and null alike); a numeric ref is written as
+// its digits. phoenix.js < 1.8.7 wrote
 // non-ASCII header strings incorrectly, so binary pushes from those clients
 // need ASCII topics, events and refs.
 //
@@ -98,21 +99,23 @@ Result<Frame> write_binary(unsigned char kind, const std::array<std::string_view
     return Frame::binary(std::move(out));
 }
 
-inline std::string_view or_empty(const std::optional<std::string>& s) noexcept {
-    return s ? std::string_view(*s) : std::string_view();
+/// A ref's text in a binary header; a numeric ref is written as its digits
+/// (where Phoenix raises, unable to put a number in a binary header).
+inline std::string_view or_empty(const std::optional<Ref>& r) noexcept {
+    return r ? std::string_view(r->str()) : std::string_view();
 }
 
-inline std::optional<std::string> empty_as_null(std::string_view s) {
+inline std::optional<Ref> empty_as_null(std::string_view s) {
     if (s.empty()) return std::nullopt;
-    return std::string(s);
+    return Ref(s);
 }
 
 /// [join_ref, ref, topic, event, payload] as text. The payload is written by
 /// `write_payload(out)`, which returns false on invalid UTF-8.
 template <class WritePayload>
-Result<Frame> write_array(const std::optional<std::string>& join_ref,
-                          const std::optional<std::string>& ref, std::string_view topic,
-                          std::string_view event, WritePayload&& write_payload) {
+Result<Frame> write_array(const std::optional<Ref>& join_ref, const std::optional<Ref>& ref,
+                          std::string_view topic, std::string_view event,
+                          WritePayload&& write_payload) {
     std::string out;
     out += '[';
     if (!append_json_optional(out, join_ref)) return error::invalid_utf8;
@@ -128,13 +131,12 @@ Result<Frame> write_array(const std::optional<std::string>& join_ref,
     return Frame::text(std::move(out));
 }
 
-inline Result<Frame> write_message_array(const std::optional<std::string>& join_ref,
-                                         const std::optional<std::string>& ref,
-                                         std::string_view topic, std::string_view event,
-                                         const nlohmann::json& payload) {
-    // Phoenix refuses to encode a non-map payload; so do we, which keeps
-    // "plume can decode whatever plume sends" true.
-    if (!payload.is_object()) return error::invalid_payload;
+/// Any JSON payload: Phoenix's V2 encode! raises on a non-map push or
+/// broadcast payload (its replies take any value), plume writes what the app
+/// gives, since phoenix.js and plume's decoders accept any JSON value.
+inline Result<Frame> write_message_array(const std::optional<Ref>& join_ref,
+                                         const std::optional<Ref>& ref, std::string_view topic,
+                                         std::string_view event, const nlohmann::json& payload) {
     return write_array(join_ref, ref, topic, event,
                        [&](std::string& out) { return append_json_value(out, payload); });
 }
@@ -202,7 +204,7 @@ struct V2Json {
                                                b.payload.bytes());
         // A named empty ref, not std::nullopt temporaries: GCC 12 at -O3 warns
         // (falsely) that the temporaries' strings may be uninitialized.
-        static const std::optional<std::string> no_ref;
+        static const std::optional<Ref> no_ref;
         return detail::v2::write_message_array(no_ref, no_ref, b.topic, b.event, b.payload.json());
     }
 

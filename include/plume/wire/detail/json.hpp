@@ -62,30 +62,37 @@ inline Result<nlohmann::json> parse_json(std::string_view text) {
     }
 }
 
-/// Moves a string-or-null JSON value into `out`; false for any other type.
-inline bool take_optional_string(nlohmann::json& j, std::optional<std::string>& out) {
+/// Moves a ref (string, number or null) into `out`; false for any other kind.
+/// A number keeps its kind and its JSON text, so it is echoed as a number.
+inline bool take_optional_ref(nlohmann::json& j, std::optional<Ref>& out) {
     if (j.is_null()) {
         out.reset();
         return true;
     }
-    if (!j.is_string()) return false;
-    out = std::move(j.get_ref<std::string&>());
-    return true;
+    if (j.is_string()) {
+        out = Ref(std::move(j.get_ref<std::string&>()));
+        return true;
+    }
+    if (j.is_number()) {
+        out = Ref::number(j.dump());
+        return true;
+    }
+    return false;
 }
 
 /// Builds a Message from its five decoded JSON fields, checking their types in
-/// wire order so the first bad field is the one reported.
+/// wire order so the first bad field is the one reported. The payload may be
+/// any JSON value, as in Phoenix.
 inline Result<Message> message_from_fields(nlohmann::json& join_ref, nlohmann::json& ref,
                                            nlohmann::json& topic, nlohmann::json& event,
                                            nlohmann::json& payload) {
     Message m;
-    if (!take_optional_string(join_ref, m.join_ref)) return error::invalid_join_ref;
-    if (!take_optional_string(ref, m.ref)) return error::invalid_ref;
+    if (!take_optional_ref(join_ref, m.join_ref)) return error::invalid_join_ref;
+    if (!take_optional_ref(ref, m.ref)) return error::invalid_ref;
     if (!topic.is_string()) return error::invalid_topic;
     m.topic = std::move(topic.get_ref<std::string&>());
     if (!event.is_string()) return error::invalid_event;
     m.event = std::move(event.get_ref<std::string&>());
-    if (!payload.is_object()) return error::invalid_payload;
     m.payload = std::move(payload);
     return m;
 }
@@ -94,6 +101,7 @@ inline Result<Message> message_from_fields(nlohmann::json& join_ref, nlohmann::j
 inline Result<ServerMessage> classify_from_server(Message m) {
     if (m.event != event::reply) return ServerMessage(std::move(m));
     auto& payload = m.payload.json();
+    if (!payload.is_object()) return error::invalid_reply;
     auto status = payload.find("status");
     auto response = payload.find("response");
     if (status == payload.end() || !status->is_string() || response == payload.end())
@@ -147,13 +155,40 @@ inline bool append_json_string(std::string& out, std::string_view s) {
     return true;
 }
 
-/// Appends a string or `null`.
-inline bool append_json_optional(std::string& out, const std::optional<std::string>& s) {
-    if (!s) {
+/// True when `s` is a JSON number (RFC 8259 §6): -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?
+inline bool is_json_number(std::string_view s) noexcept {
+    std::size_t i = 0, n = s.size();
+    auto digits = [&] {
+        std::size_t start = i;
+        while (i < n && s[i] >= '0' && s[i] <= '9')
+            ++i;
+        return i > start;
+    };
+    if (i < n && s[i] == '-') ++i;
+    if (i < n && s[i] == '0')
+        ++i;
+    else if (!digits())
+        return false;
+    if (i < n && s[i] == '.' && (++i, !digits())) return false;
+    if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+        ++i;
+        if (i < n && (s[i] == '+' || s[i] == '-')) ++i;
+        if (!digits()) return false;
+    }
+    return i == n;
+}
+
+/// Appends a ref — a string, or its number text for a numeric Ref — or `null`.
+/// False for invalid UTF-8 or a "number" that is not one.
+inline bool append_json_optional(std::string& out, const std::optional<Ref>& r) {
+    if (!r) {
         out += "null";
         return true;
     }
-    return append_json_string(out, *s);
+    if (!r->is_number()) return append_json_string(out, r->str());
+    if (!is_json_number(r->str())) return false;
+    out += r->str();
+    return true;
 }
 
 /// Appends a JSON value compactly (no spaces, object keys sorted — the same

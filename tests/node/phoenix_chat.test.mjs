@@ -425,3 +425,44 @@ describe('chat: server shutdown and restart', () => {
     assert.deepEqual(msg.payload, { body: 'back again', user_id: 'henry' });
   });
 });
+
+describe('chat: the default limits, seen from phoenix.js', () => {
+  const server = serverPerSuite(() => startServer(BIN), { closeClientsAfterEach: true });
+
+  it('a client pushing faster than 100/s gets {"reason":"rate_limited"}; it and the room stay connected', T, async () => {
+    const flooder = await phxConnect(server.socketUrl, { params: { user_id: 'flood' } });
+    const ch = flooder.channel('room:lobby', {});
+    await joinOk(ch);
+    const bystander = await phxConnect(server.socketUrl, { params: { user_id: 'calm' } });
+    const room = bystander.channel('room:lobby', {});
+    await joinOk(room);
+    const inbox = recordChannel(room, ['new_msg']);
+
+    // 300 pushes at once: the burst (200, the join took one) gets answers,
+    // the rest are refused, each with a reason phoenix.js hands to receive("error").
+    const results = await Promise.all(
+      Array.from({ length: 300 }, (_, i) => pushResult(ch.push('ping', { i }), 10000))
+    );
+    const ok = results.filter((r) => r.status === 'ok').length;
+    const limited = results.filter((r) => r.status === 'error' && r.response.reason === 'rate_limited').length;
+    assert.equal(ok + limited, 300, JSON.stringify(results.filter((r) => r.status === 'timeout').length) + ' timed out');
+    assert.ok(ok >= 199 && ok <= 210, `ok replies: ${ok}`);
+    assert.ok(limited >= 90, `rate_limited replies: ${limited}`);
+    assert.ok(results.slice(0, 199).every((r) => r.status === 'ok'), 'the first pushes of a burst are never refused');
+
+    // Neither socket was closed, and the room still works for both.
+    assert.equal(flooder.isConnected(), true);
+    assert.equal(ch.state, 'joined');
+    room.push('new_msg', { body: 'still here' });
+    const m = await inbox.waitFor((e) => e.payload.body === 'still here', { what: 'the bystander\'s own broadcast' });
+    assert.equal(m.payload.user_id, 'calm');
+  });
+
+  it('a topic longer than 256 bytes is refused with {"reason":"topic too long"}', T, async () => {
+    const socket = await phxConnect(server.socketUrl, { params: { user_id: 'longtopic' } });
+    const r = await joinResult(socket.channel('room:' + 'x'.repeat(300), {}));
+    assert.deepEqual(r, { status: 'error', response: { reason: 'topic too long' } });
+    const fine = await joinResult(socket.channel('room:' + 'x'.repeat(251), {}));
+    assert.equal(fine.status, 'ok');
+  });
+});

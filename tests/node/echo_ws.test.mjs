@@ -315,8 +315,12 @@ describe('echo_server (default options) with the ws client', () => {
       c.ws.send('second|', { fin: false });
       c.ws.ping('between-2');
       c.ws.send('third', { fin: true });
-      assert.equal((await c.nextPong()).toString(), 'between-1');
-      assert.equal((await c.nextPong()).toString(), 'between-2');
+      // Pings that arrive together may share one pong (RFC 6455 5.5.3, and
+      // plume keeps at most one pong waiting): between-1 may be skipped,
+      // between-2 is always answered, and never before between-1.
+      let pong = (await c.nextPong()).toString();
+      if (pong === 'between-1') pong = (await c.nextPong()).toString();
+      assert.equal(pong, 'between-2');
       const m = await c.next();
       assert.equal(m.data.toString(), 'first|second|third');
     });

@@ -512,6 +512,113 @@ TEST_CASE("a flooding connection lets the others on its thread run between turns
     CHECK(log->flood_unparsed() == 0);  // done: no buffer held any more
 }
 
+namespace {
+
+// "/fan" connections only receive broadcasts; "/other" records, at each of its
+// messages, how many fan connections still hold broadcasts in their mailbox.
+struct FanLog {
+    std::vector<std::function<void(ws::SharedFrame)>> post;  // post_send of each fan
+    std::vector<std::function<std::size_t()>> mailbox;       // mailbox_bytes of each fan
+    std::function<std::size_t()> other_available;
+    std::vector<std::size_t> pending_at_other;
+};
+struct FanHandler {
+    std::shared_ptr<FanLog> log;
+    bool fan = false;
+    void on_upgrade(const ws::UpgradeRequest& req, ws::UpgradeResponse&) {
+        fan = req.path() == "/fan";
+    }
+    void on_open(auto& conn) {
+        auto weak = conn.weak_from_this();
+        if (!fan) {
+            log->other_available = [weak] {
+                std::error_code ec;
+                return weak.lock()->next_layer().available(ec);
+            };
+            return;
+        }
+        log->post.push_back([weak](ws::SharedFrame f) { weak.lock()->post_send(std::move(f)); });
+        log->mailbox.push_back([weak] { return weak.lock()->mailbox_bytes(); });
+    }
+    void on_message(auto&, ws::opcode, std::string_view) {
+        std::size_t pending = 0;
+        for (auto& m : log->mailbox)
+            pending += m() > 0;
+        log->pending_at_other.push_back(pending);
+    }
+    void on_close(auto&, std::uint16_t, std::string_view) {}
+};
+
+// 32 connections get two 256 KiB broadcasts each (16 MiB) while another
+// connection's message is already readable; returns how many of the 32 still
+// held their first broadcast when that message was handled.
+std::size_t fan_out_with_a_reader_waiting(const ws::Options& opt) {
+    asio::io_context io;  // one thread: drains and reads take turns on it
+    auto log = std::make_shared<FanLog>();
+    ws::Server<FanHandler> server(io, opt, [log] { return FanHandler{log}; });
+    server.listen("127.0.0.1", 0);
+    constexpr std::size_t fans = 32;
+    constexpr std::size_t size = 256 * 1024;
+    std::vector<std::unique_ptr<RawClient>> clients;
+    for (std::size_t i = 0; i < fans; ++i)
+        clients.push_back(std::make_unique<RawClient>(io, server.local_endpoint().port(), "/fan"));
+    RawClient other(io, server.local_endpoint().port(), "/other");
+    REQUIRE(run_until(io, [&] {
+        for (auto& c : clients)
+            if (!c->handshake_done()) return false;
+        return other.handshake_done() && log->post.size() == fans && log->other_available;
+    }));
+
+    REQUIRE(other.write_now(RawClient::frame(ws::opcode::text, "me too")) > 0);
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (log->other_available() == 0 && std::chrono::steady_clock::now() < deadline)
+        std::this_thread::yield();
+    REQUIRE(log->other_available() > 0);
+
+    auto first = ws::make_shared_frame(ws::opcode::binary, std::string(size, 'x'));
+    auto second = ws::make_shared_frame(ws::opcode::binary, std::string(size, 'y'));
+    for (auto& post : log->post) {
+        post(first);
+        post(second);
+    }
+    REQUIRE(run_until(io, [&] { return !log->pending_at_other.empty(); }));
+
+    // Every fan connection gets both broadcasts, whole and in order.
+    const std::size_t frame_size = first->size();
+    REQUIRE(run_until(
+        io,
+        [&] {
+            for (auto& c : clients) {
+                c->read_now();
+                if (c->received.size() < 2 * frame_size) return false;
+            }
+            return true;
+        },
+        std::chrono::seconds(20)));
+    for (auto& c : clients) {
+        REQUIRE(c->received.size() == 2 * frame_size);
+        CHECK(c->received.compare(0, frame_size, *first) == 0);
+        CHECK(c->received.compare(frame_size, frame_size, *second) == 0);
+    }
+    CHECK(ws::detail::DrainTurns::of(io.get_executor()).waiting() == 0);
+    return log->pending_at_other.front();
+}
+
+}  // namespace
+
+TEST_CASE("a big fan-out is written a budget at a time, other connections' reads in between",
+          "[transport][loopback][fairness]") {
+    ws::Options opt;
+    CHECK(opt.max_broadcast_bytes_per_turn == std::size_t{16} << 20);  // on by default
+    opt.max_broadcast_bytes_per_turn = 1 << 20;                        // 16 MiB is 16 budgets
+    // The message was handled while most fan connections still waited.
+    CHECK(fan_out_with_a_reader_waiting(opt) >= 16);
+
+    // Without the budget every drain runs before the reactor is polled again.
+    opt.max_broadcast_bytes_per_turn = 0;
+    CHECK(fan_out_with_a_reader_waiting(opt) == 0);
+}
+
 TEST_CASE("URLs parse into host, port and target", "[transport][url]") {
     auto u = ws::parse_url("ws://example.com:4000/socket/websocket?vsn=2.0.0");
     REQUIRE(u);

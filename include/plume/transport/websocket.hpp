@@ -28,6 +28,7 @@
 
 #include <asio.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -41,6 +42,7 @@
 
 #include "plume/transport/close_code.hpp"
 #include "plume/transport/deflate.hpp"
+#include "plume/transport/drain_turns.hpp"
 #include "plume/transport/frame.hpp"
 #include "plume/transport/handshake.hpp"
 #include "plume/transport/http.hpp"
@@ -224,6 +226,11 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
     bool is_open() const noexcept { return state_ == state::open; }
     /// Bytes waiting to be written (including a write in flight).
     std::size_t queued_bytes() const noexcept { return queued_bytes_; }
+    /// Broadcast bytes given to post_send and not yet moved to the send queue.
+    std::size_t mailbox_bytes() const {
+        std::lock_guard lock(mailbox_mutex_);
+        return mailbox_bytes_;
+    }
     /// Bytes read but not parsed yet: held only while a turn that ran out of
     /// max_messages_per_read_turn has work left (an idle connection holds none).
     std::size_t unparsed_bytes() const noexcept {
@@ -798,7 +805,9 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
     }
 
     // The slow-reader policy: drop what waits, tell the peer why, close.
-    void drain_mailbox() {
+    // `admitted`: DrainTurns already gave this drain its turn.
+    void drain_mailbox(bool admitted = false) {
+        if (!admitted && !admit_drain()) return;  // resumed by a later turn
         std::vector<SharedFrame> frames;
         bool overflowed;
         {
@@ -817,6 +826,24 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
             enqueue(std::move(f), false);
         in_read_ = corked;
         if (!corked) flush();
+    }
+
+    // Asks the execution context's broadcast budget for a turn; a refused
+    // drain keeps its mailbox (drain_posted_ stays set) until DrainTurns runs it.
+    bool admit_drain() {
+        const std::size_t budget = options_->max_broadcast_bytes_per_turn;
+        if (budget == 0 || state_ != state::open) return true;
+        std::size_t bytes;
+        {
+            std::lock_guard lock(mailbox_mutex_);
+            bytes = mailbox_bytes_;
+        }
+        auto ex = get_executor();
+        return detail::DrainTurns::of(ex).admit(
+            bytes, budget, ex, this->shared_from_this(), [](const std::shared_ptr<void>& owner) {
+                auto self = std::static_pointer_cast<Connection>(owner);
+                asio::dispatch(self->get_executor(), [self] { self->drain_mailbox(true); });
+            });
     }
 
     void overflow() {
@@ -929,7 +956,7 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
     }
     std::unique_ptr<HandshakeState> handshake_;
     std::string subprotocol_;
-    std::mutex mailbox_mutex_;  // guards the mailbox: post_send runs on any thread
+    mutable std::mutex mailbox_mutex_;  // guards the mailbox: post_send runs on any thread
     std::vector<SharedFrame> mailbox_;
     std::size_t mailbox_bytes_ = 0;
     bool drain_posted_ = false;

@@ -3,11 +3,15 @@
 //
 //   chat [--host 127.0.0.1] [--port 4000] [--require-token] [--secret KEY]
 //        [--static DIR] [--phoenix-js FILE] [--origin URL]... [--deflate]
+//        [--redis redis://127.0.0.1:6379 --node NAME]
 //
+// With --redis, several chat processes (on different ports) are one cluster:
+// broadcasts and presence go through Redis (scripts/cluster.sh starts three).
 // Open http://127.0.0.1:4000/ in two browser tabs. The page asks the server
 // for a signed token (GET /token?user=NAME; GET or POST /token/NAME work too)
 // and connects with it. For local trials and load tests a plain `user_id`
 // connect param is accepted unless --require-token is given.
+#include <plume/pubsub/redis.hpp>
 #include <plume/server.hpp>
 #include <plume/server/token.hpp>
 
@@ -17,6 +21,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -164,7 +169,9 @@ namespace {
               << "usage: chat [--host H] [--port N] [--require-token] [--secret KEY]\n"
                  "            [--static DIR] [--phoenix-js FILE] [--origin URL]... [--deflate]\n"
                  "            [--max-message BYTES] [--threads N] [--no-presence]\n"
-                 "            [--no-rate-limits]\n";
+                 "            [--no-rate-limits]\n"
+                 "            [--redis redis://HOST:PORT [--node NAME]]\n"
+                 "            [--tracker-broadcast-ms N] [--tracker-down-ms N]\n";
     std::exit(2);
 }
 
@@ -184,65 +191,10 @@ std::string read_file(const std::string& path) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-    ps::EndpointConfig config;
-    config.port = 4000;
-    config.static_dir = PLUME_CHAT_STATIC_DIR;
-    std::string phoenix_js = PLUME_PHOENIX_JS;
-    std::string secret =
-        std::getenv("PLUME_SECRET_KEY_BASE") ? std::getenv("PLUME_SECRET_KEY_BASE") : "";
-    std::vector<std::string> origins;
-    unsigned threads = 1;
-    auto number = [&](int& i) -> std::uint64_t {
-        if (i + 1 >= argc) usage(std::string("missing value for ") + argv[i]);
-        std::string_view v(argv[++i]);
-        std::uint64_t n = 0;
-        auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
-        if (ec != std::errc{} || p != v.data() + v.size()) usage("bad number " + std::string(v));
-        return n;
-    };
-    auto text = [&](int& i) -> std::string {
-        if (i + 1 >= argc) usage(std::string("missing value for ") + argv[i]);
-        return argv[++i];
-    };
-    for (int i = 1; i < argc; ++i) {
-        std::string_view a = argv[i];
-        if (a == "--host")
-            config.host = text(i);
-        else if (a == "--port")
-            config.port = static_cast<std::uint16_t>(number(i));
-        else if (a == "--threads")
-            threads = static_cast<unsigned>(std::max<std::uint64_t>(1, number(i)));
-        else if (a == "--require-token")
-            settings.require_token = true;
-        else if (a == "--no-presence")
-            settings.presence = false;
-        else if (a == "--no-rate-limits")
-            config.limits.messages = config.limits.joins =
-                config.limits.connections_per_address = {};
-        else if (a == "--secret")
-            secret = text(i);
-        else if (a == "--static")
-            config.static_dir = text(i);
-        else if (a == "--phoenix-js")
-            phoenix_js = text(i);
-        else if (a == "--origin")
-            origins.push_back(text(i));
-        else if (a == "--deflate")
-            config.websocket.deflate.enabled = true;
-        else if (a == "--max-message")
-            config.websocket.max_message_size = number(i);
-        else
-            usage("unknown option " + std::string(a));
-    }
-    if (!origins.empty()) config.check_origin = ps::OriginPolicy::allow_list(origins);
-    // Without a configured secret, tokens are valid until the server restarts.
-    settings.tokens =
-        std::make_unique<ps::TokenSigner>(secret.size() >= 32 ? secret : random_secret());
-
-    asio::io_context io;
-    ps::Endpoint<UserSocket> endpoint(io, config);
-
+// Routes, listens and runs the io threads until SIGINT/SIGTERM.
+template <class Endpoint>
+int serve(asio::io_context& io, Endpoint& endpoint, const ps::EndpointConfig& config,
+          const std::string& phoenix_js, unsigned threads) {
     // The page asks for a token for a user name (a real app would check a
     // password or a session first).
     endpoint.route("/token", [](const plume::transport::http::Request& req) {
@@ -293,4 +245,93 @@ int main(int argc, char** argv) {
     for (auto& t : pool)
         t.join();
     return 0;
+}
+
+int main(int argc, char** argv) {
+    ps::EndpointConfig config;
+    config.port = 4000;
+    config.static_dir = PLUME_CHAT_STATIC_DIR;
+    std::string phoenix_js = PLUME_PHOENIX_JS;
+    std::string secret =
+        std::getenv("PLUME_SECRET_KEY_BASE") ? std::getenv("PLUME_SECRET_KEY_BASE") : "";
+    std::vector<std::string> origins;
+    unsigned threads = 1;
+    plume::pubsub::RedisOptions redis;
+    redis.url.clear();  // no --redis: one node, in process
+    auto number = [&](int& i) -> std::uint64_t {
+        if (i + 1 >= argc) usage(std::string("missing value for ") + argv[i]);
+        std::string_view v(argv[++i]);
+        std::uint64_t n = 0;
+        auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+        if (ec != std::errc{} || p != v.data() + v.size()) usage("bad number " + std::string(v));
+        return n;
+    };
+    auto text = [&](int& i) -> std::string {
+        if (i + 1 >= argc) usage(std::string("missing value for ") + argv[i]);
+        return argv[++i];
+    };
+    for (int i = 1; i < argc; ++i) {
+        std::string_view a = argv[i];
+        if (a == "--host")
+            config.host = text(i);
+        else if (a == "--port")
+            config.port = static_cast<std::uint16_t>(number(i));
+        else if (a == "--threads")
+            threads = static_cast<unsigned>(std::max<std::uint64_t>(1, number(i)));
+        else if (a == "--require-token")
+            settings.require_token = true;
+        else if (a == "--no-presence")
+            settings.presence = false;
+        else if (a == "--no-rate-limits")
+            config.limits.messages = config.limits.joins =
+                config.limits.connections_per_address = {};
+        else if (a == "--secret")
+            secret = text(i);
+        else if (a == "--static")
+            config.static_dir = text(i);
+        else if (a == "--phoenix-js")
+            phoenix_js = text(i);
+        else if (a == "--origin")
+            origins.push_back(text(i));
+        else if (a == "--deflate")
+            config.websocket.deflate.enabled = true;
+        else if (a == "--max-message")
+            config.websocket.max_message_size = number(i);
+        else if (a == "--redis")
+            redis.url = text(i);
+        else if (a == "--node")
+            redis.node_name = text(i);
+        else if (a == "--tracker-broadcast-ms")
+            config.presence.tracker.broadcast_period = std::chrono::milliseconds(number(i));
+        else if (a == "--tracker-down-ms")
+            config.presence.tracker.down_period = std::chrono::milliseconds(number(i));
+        else
+            usage("unknown option " + std::string(a));
+    }
+    if (!origins.empty()) config.check_origin = ps::OriginPolicy::allow_list(origins);
+    // Without a configured secret, tokens are valid until the server restarts.
+    settings.tokens =
+        std::make_unique<ps::TokenSigner>(secret.size() >= 32 ? secret : random_secret());
+
+    asio::io_context io;
+    if (redis.url.empty()) {
+        ps::Endpoint<UserSocket> endpoint(io, config);
+        return serve(io, endpoint, config, phoenix_js, threads);
+    }
+    // Several nodes sharing broadcasts and presence through Redis.
+    redis.on_state = [](std::string_view which, std::error_code ec) {
+        if (ec)
+            std::cerr << "chat: redis " << which << " connection: " << ec.message() << "\n";
+        else
+            std::cerr << "chat: redis " << which << " connection up\n";
+    };
+    std::optional<plume::pubsub::Redis> adapter;
+    try {
+        adapter.emplace(io.get_executor(), redis);
+    } catch (const std::exception& e) {
+        std::cerr << "chat: --redis: " << e.what() << "\n";
+        return 2;
+    }
+    ps::Endpoint<UserSocket, plume::pubsub::Redis> endpoint(io, config, std::move(*adapter));
+    return serve(io, endpoint, config, phoenix_js, threads);
 }

@@ -6,6 +6,7 @@
 #include <functional>
 #include <string>
 #include <string_view>
+#include <system_error>
 
 #include "plume/pubsub/message.hpp"
 
@@ -22,6 +23,18 @@ concept Adapter = requires(A& a, const A& ca, MessagePtr m, std::string_view nod
     a.publish(m);           // to every other node
     a.publish_to(node, m);  // to one node (direct_broadcast)
     a.stop();
+};
+
+/// An adapter that routes per topic: PubSub tells it when a topic gets its
+/// first local subscriber (subscribe_topic, whose callback runs once the
+/// other nodes' broadcasts of the topic reach this node) and when the last
+/// one left (unsubscribe_topic). pubsub::Redis is one; Local is not (it has
+/// nothing to route).
+template <class A>
+concept RoutesTopics = Adapter<A> &&
+    requires(A& a, std::string_view topic, std::function<void(std::error_code)> ready) {
+    a.subscribe_topic(topic, ready);
+    a.unsubscribe_topic(topic);
 };
 
 class Local {

@@ -83,9 +83,36 @@ class PubSub {
     void subscribe(std::string_view topic, SubscriberPtr subscriber) {
         auto& shard = shard_for(topic);
         std::unique_lock lock(shard.mutex);
-        auto it = shard.topics.find(topic);
-        if (it == shard.topics.end()) it = shard.topics.emplace(std::string(topic), Subs{}).first;
-        it->second.push_back(std::move(subscriber));
+        entry(shard, topic).subs.push_back(std::move(subscriber));
+    }
+
+    /// Makes sure the topic's broadcasts from other nodes reach this node,
+    /// then runs `ready` (any thread; at once for an adapter that does not
+    /// route topics, after the adapter confirmed otherwise, or with the
+    /// adapter's error). The topic stays routed until release(topic), so a
+    /// subscriber added in between misses nothing published after `ready`.
+    void prepare(std::string_view topic, std::function<void(std::error_code)> ready) {
+        if constexpr (RoutesTopics<A>) {
+            auto& shard = shard_for(topic);
+            {
+                std::unique_lock lock(shard.mutex);
+                ++entry(shard, topic).holds;  // routed until release()
+            }
+            // Outside the lock: an adapter may call `ready` at once.
+            adapter_.subscribe_topic(topic, std::move(ready));
+        } else {
+            ready({});
+        }
+    }
+    void release(std::string_view topic) {
+        if constexpr (RoutesTopics<A>) {
+            auto& shard = shard_for(topic);
+            std::unique_lock lock(shard.mutex);
+            auto it = shard.topics.find(topic);
+            if (it == shard.topics.end() || it->second.holds == 0) return;
+            --it->second.holds;
+            erase_if_unused(shard, it);
+        }
     }
 
     /// Subscribes a callback that runs on `executor` for every message.
@@ -102,14 +129,14 @@ class PubSub {
         std::unique_lock lock(shard.mutex);
         auto it = shard.topics.find(topic);
         if (it == shard.topics.end()) return;
-        auto& subs = it->second;
+        auto& subs = it->second.subs;
         auto pos = std::find_if(subs.begin(), subs.end(),
                                 [&](const SubscriberPtr& s) { return s.get() == subscriber; });
         if (pos != subs.end()) {
             *pos = std::move(subs.back());
             subs.pop_back();
         }
-        if (subs.empty()) shard.topics.erase(it);
+        erase_if_unused(shard, it);
     }
     void unsubscribe(std::string_view topic, const SubscriberPtr& s) {
         unsubscribe(topic, s.get());
@@ -146,15 +173,34 @@ class PubSub {
         auto& shard = shard_for(topic);
         std::shared_lock lock(shard.mutex);
         auto it = shard.topics.find(topic);
-        return it == shard.topics.end() ? 0 : it->second.size();
+        return it == shard.topics.end() ? 0 : it->second.subs.size();
     }
 
   private:
     using Subs = std::vector<SubscriberPtr>;
+    struct Topic {
+        Subs subs;
+        std::size_t holds = 0;  // prepare() calls not released yet
+    };
+    using Topics = std::unordered_map<std::string, Topic, detail::StringHash, std::equal_to<>>;
     struct Shard {
         mutable std::shared_mutex mutex;
-        std::unordered_map<std::string, Subs, detail::StringHash, std::equal_to<>> topics;
+        Topics topics;
     };
+
+    // The topic's entry, created (and routed) on first use; shard locked.
+    Topic& entry(Shard& shard, std::string_view topic) {
+        auto it = shard.topics.find(topic);
+        if (it != shard.topics.end()) return it->second;
+        it = shard.topics.emplace(std::string(topic), Topic{}).first;
+        if constexpr (RoutesTopics<A>) adapter_.subscribe_topic(topic, nullptr);
+        return it->second;
+    }
+    void erase_if_unused(Shard& shard, typename Topics::iterator it) {
+        if (!it->second.subs.empty() || it->second.holds > 0) return;
+        if constexpr (RoutesTopics<A>) adapter_.unsubscribe_topic(it->first);
+        shard.topics.erase(it);
+    }
 
     Shard& shard_for(std::string_view topic) const {
         return const_cast<Shard&>(shards_[detail::StringHash{}(topic) % shards_.size()]);
@@ -167,7 +213,7 @@ class PubSub {
         std::shared_lock lock(shard.mutex);
         auto it = shard.topics.find(m->topic);
         if (it == shard.topics.end()) return;
-        for (auto& s : it->second)
+        for (auto& s : it->second.subs)
             if (s.get() != except) s->deliver(m);
     }
 

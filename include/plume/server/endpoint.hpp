@@ -138,8 +138,13 @@ class Endpoint {
     void stop(std::uint16_t code = transport::to_int(transport::close_code::going_away),
               std::function<void()> on_stopped = nullptr) {
         server_.stop(code, std::string(transport::default_stop_reason), std::move(on_stopped));
-        // Tells the other nodes at once that this node's presences are gone.
-        asio::post(io_, [this] { presence_.stop(); });
+        // Tells the other nodes at once that this node's presences are gone,
+        // then lets the adapter go (pubsub::Redis still sends what was
+        // published before, then closes its connections).
+        asio::post(io_, [this] {
+            presence_.stop();
+            pubsub_.adapter().stop();
+        });
     }
 
     asio::ip::tcp::endpoint local_endpoint() const { return server_.local_endpoint(); }

@@ -337,6 +337,47 @@ class Session final : public detail::ChannelHost {
             endpoint_->log()(LogLevel::warning, "unmatched topic", {{"topic", msg.topic}});
             return send(wire::unmatched_topic_reply(msg));
         }
+        // With an adapter that routes topics between nodes (pubsub::Redis),
+        // the join waits until the other nodes' broadcasts of the topic reach
+        // this node, so none published after the join reply is missed. The
+        // socket handles nothing else meanwhile, as a Phoenix socket process
+        // waits for a channel's join.
+        if constexpr (pubsub::RoutesTopics<A>) {
+            if (auto conn = conn_.lock()) {
+                conn->pause_reading();
+                const std::string topic = msg.topic;  // msg moves into the callback
+                auto endpoint = endpoint_;
+                // Posted, never run inside prepare() (which holds PubSub's lock).
+                endpoint_->pubsub().prepare(topic, [weak = conn_, endpoint, msg = std::move(msg)](
+                                                       std::error_code ec) mutable {
+                    auto conn = weak.lock();
+                    if (!conn) return endpoint->pubsub().release(msg.topic);
+                    auto ex = conn->get_executor();
+                    asio::post(ex, [conn = std::move(conn), msg = std::move(msg), ec]() mutable {
+                        conn->handler().finish_join(*conn, msg, ec);
+                    });
+                });
+                return;
+            }
+        }
+        join_now(msg, std::move(factory));
+    }
+
+    void finish_join(connection_type& conn, wire::Message& msg, std::error_code ec) {
+        if (ec)
+            endpoint_->log()(LogLevel::warning, "join not confirmed by the PubSub adapter",
+                             {{"topic", msg.topic}, {"error", ec.message()}});
+        // Still open: join (served locally at least; the adapter routes the
+        // topic once it can).
+        if (conn.is_open()) {
+            if (auto factory = endpoint_->router().match(msg.topic))
+                join_now(msg, std::move(factory));
+        }
+        endpoint_->pubsub().release(msg.topic);
+        conn.resume_reading();
+    }
+
+    void join_now(wire::Message& msg, typename Router<SocketT>::Factory factory) {
         // Duplicate join. Phoenix shuts the old channel down first, whatever
         // becomes of the new join, and queues the old join_ref's phx_close in
         // its own mailbox, so on the wire it follows the new join's reply, ok

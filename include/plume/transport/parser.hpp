@@ -91,6 +91,10 @@ class Parser {
         return f;
     }
 
+    /// Ends the current consume() after the event being delivered (called
+    /// from an event handler that wants no more events for now).
+    void end_budget() noexcept { budget_ = 0; }
+
   private:
     template <class Events>
     ParseFailure run(char*& data, std::size_t& size, Events& events) {

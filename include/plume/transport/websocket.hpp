@@ -224,6 +224,26 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
     NextLayer& next_layer() noexcept { return layer_; }
     const Options& options() const noexcept { return *options_; }
     bool is_open() const noexcept { return state_ == state::open; }
+    /// Stops handing messages to the handler after the one being handled
+    /// (the rest stays buffered, the socket is not read) until
+    /// resume_reading(). A handler waiting for something before it may take
+    /// the next message (a join waiting for its PubSub subscription) uses it,
+    /// as a Phoenix socket process waits for a channel's join.
+    void pause_reading() {
+        paused_ = true;
+        turn_budget_ = 0;
+        parser_.end_budget();
+    }
+    void resume_reading() {
+        if (!paused_) return;
+        paused_ = false;
+        if (in_read_ || reading_ || state_ == state::closed) return;  // end_turn goes on
+        if (backlog_)
+            asio::post(get_executor(), [self = this->shared_from_this()] { self->resume(); });
+        else
+            wait_readable();
+    }
+    bool reading_paused() const noexcept { return paused_; }
     /// Bytes waiting to be written (including a write in flight).
     std::size_t queued_bytes() const noexcept { return queued_bytes_; }
     /// Broadcast bytes given to post_send and not yet moved to the send queue.
@@ -417,7 +437,7 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
     void start_turn() {
         in_read_ = true;
         auto budget = options_->max_messages_per_read_turn;
-        turn_budget_ = budget ? budget : std::numeric_limits<std::size_t>::max();
+        turn_budget_ = paused_ ? 0 : budget ? budget : std::numeric_limits<std::size_t>::max();
     }
 
     void end_turn() {
@@ -428,6 +448,7 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
         }
         if (backlog_ && state_ != state::open && state_ != state::closing) backlog_.reset();
         flush();
+        if (paused_) return;  // resume_reading() goes on
         // Bytes left over from a turn out of budget are parsed in a fresh
         // handler, behind whatever else waits on this thread; the socket is
         // read again only once they are gone (flow control still works).
@@ -960,6 +981,7 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
     std::vector<SharedFrame> mailbox_;
     std::size_t mailbox_bytes_ = 0;
     bool drain_posted_ = false;
+    bool paused_ = false;  // pause_reading(): no messages to the handler until resumed
     bool mailbox_overflow_ = false;
     std::shared_ptr<registry_type> registry_;
     typename std::list<std::weak_ptr<Connection>>::iterator registry_pos_{};

@@ -1,0 +1,575 @@
+// Multi-node chat: several examples/chat processes sharing broadcasts and
+// presence through a real Redis (`chat --redis redis://HOST:PORT --node NAME`),
+// driven by the official phoenix.js client (npm phoenix) over `ws`.
+//
+// What it checks: a broadcast reaches clients on other nodes exactly once; a
+// node subscribes to a topic's Redis channel (`plume:t:<topic>`) only while it
+// has local subscribers; phoenix.js Presence converges across nodes and drops
+// the users of a node that was killed; a join reply means the node already
+// receives the topic's broadcasts; a bad --redis URL is refused and an
+// unreachable Redis does not stop the chat from serving.
+//
+// Run: cd tests/node && PLUME_CHAT_BIN=build/dev/examples/chat/chat \
+//        node --test cluster.test.mjs
+// The cluster tests need Debian's redis-server on PATH (PLUME_REDIS_SERVER=/path
+// overrides; scripts/setup.sh installs it). Each test starts its
+// own Redis on a free 127.0.0.1 port and its own nodes; every process is
+// stopped by PID in afterEach/after. Every wait is on an event, a callback or a polled
+// condition, bounded by a deadline that fails the test.
+import { describe, it, afterEach, after } from 'node:test';
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import path from 'node:path';
+import { existsSync } from 'node:fs';
+import { setTimeout as delay } from 'node:timers/promises';
+import { Presence } from 'phoenix';
+import {
+  startServer,
+  spawnTracked,
+  signalProcess,
+  binaryFromEnv,
+  closeAllClients,
+  withTimeout,
+  phxConnect,
+  recordChannel,
+  joinOk,
+  pushResult,
+} from './support/servers.mjs';
+
+const BIN = 'PLUME_CHAT_BIN';
+const T = { timeout: 60000 };
+
+// Phoenix.Tracker periods for the nodes: a dead node is noticed quickly. The
+// tracker refuses a down_period not longer than broadcast_period *
+// max_silent_periods (10 by default): a quiet replica heartbeats only every
+// max_silent_periods broadcasts, and must not be taken for dead.
+const BROADCAST_MS = 200;
+const DOWN_MS = 2500;
+// A dead node's presences are gone within down + broadcast period + margin.
+const NODE_DOWN_DEADLINE_MS = 10000;
+// A topic stays subscribed for a while after its last local subscriber left.
+const UNSUBSCRIBE_DEADLINE_MS = 10000;
+const START_TIMEOUT_MS = 10000; // Redis or a node
+const STOP_TIMEOUT_MS = 10000; // a process exiting after SIGTERM
+const CONVERGE_MS = 10000; // presence lists, cluster mesh
+
+// ------------------------------------------------------------------ redis
+
+/** The redis-server binary: $PLUME_REDIS_SERVER, else the first on PATH; null when none. */
+function findRedisServer() {
+  if (process.env.PLUME_REDIS_SERVER) return process.env.PLUME_REDIS_SERVER;
+  for (const dir of (process.env.PATH || '').split(path.delimiter)) {
+    if (dir && existsSync(path.join(dir, 'redis-server'))) return path.join(dir, 'redis-server');
+  }
+  return null;
+}
+
+// scripts/setup.sh installs it: a missing redis-server fails the tests, it
+// does not skip them.
+const REDIS_SERVER =
+  findRedisServer() ??
+  assert.fail('redis-server not found on PATH (scripts/setup.sh installs Debian\'s redis-server; PLUME_REDIS_SERVER overrides)');
+
+/** A 127.0.0.1 port nobody listens on right now (listen on port 0, close). */
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/** A command as a RESP array of bulk strings. */
+function encodeCommand(args) {
+  let out = `*${args.length}\r\n`;
+  for (const a of args) {
+    const s = String(a);
+    out += `$${Buffer.byteLength(s)}\r\n${s}\r\n`;
+  }
+  return out;
+}
+
+/**
+ * Parses one RESP2 value at `off` of `buf`: {value, off} past it, or null when
+ * the buffer ends first. Error replies become Error values.
+ */
+function parseResp(buf, off = 0) {
+  if (off >= buf.length) return null;
+  const eol = buf.indexOf('\r\n', off);
+  if (eol < 0) return null;
+  const type = String.fromCharCode(buf[off]);
+  const line = buf.toString('utf8', off + 1, eol);
+  let next = eol + 2;
+  switch (type) {
+    case '+':
+      return { value: line, off: next };
+    case '-':
+      return { value: new Error(`Redis: ${line}`), off: next };
+    case ':':
+      return { value: Number(line), off: next };
+    case '$': {
+      const n = Number(line);
+      if (n < 0) return { value: null, off: next };
+      if (buf.length < next + n + 2) return null;
+      return { value: buf.toString('utf8', next, next + n), off: next + n + 2 };
+    }
+    case '*': {
+      const n = Number(line);
+      if (n < 0) return { value: null, off: next };
+      const items = [];
+      for (let i = 0; i < n; i++) {
+        const item = parseResp(buf, next);
+        if (!item) return null;
+        items.push(item.value);
+        next = item.off;
+      }
+      return { value: items, off: next };
+    }
+    default:
+      throw new Error(`not a RESP reply: ${JSON.stringify(buf.toString('utf8', off, Math.min(buf.length, off + 40)))}`);
+  }
+}
+
+/** Sends one command to Redis on a fresh connection and resolves with its reply. */
+function redisCommand(port, args, timeoutMs = 2000) {
+  const sock = net.connect({ host: '127.0.0.1', port });
+  const reply = new Promise((resolve, reject) => {
+    let buf = Buffer.alloc(0);
+    sock.once('connect', () => sock.write(encodeCommand(args)));
+    sock.on('data', (chunk) => {
+      buf = Buffer.concat([buf, chunk]);
+      let parsed;
+      try {
+        parsed = parseResp(buf);
+      } catch (e) {
+        reject(e);
+        return;
+      }
+      if (!parsed) return;
+      if (parsed.value instanceof Error) reject(parsed.value);
+      else resolve(parsed.value);
+    });
+    sock.once('error', reject);
+    sock.once('close', () => reject(new Error(`Redis closed the connection before answering ${args[0]}`)));
+  });
+  return withTimeout(reply, timeoutMs, `Redis on port ${port} to answer ${args.join(' ')}`).finally(() =>
+    sock.destroy()
+  );
+}
+
+/** PUBSUB NUMSUB channel → how many connections (nodes) subscribe to it. */
+async function numsub(redis, channel) {
+  const reply = await redisCommand(redis.port, ['PUBSUB', 'NUMSUB', channel]);
+  assert.ok(Array.isArray(reply) && reply.length === 2 && reply[0] === channel, `NUMSUB reply ${JSON.stringify(reply)}`);
+  return Number(reply[1]);
+}
+
+/** The Redis channel the adapter publishes `topic` on. */
+const topicChannel = (topic) => `plume:t:${topic}`;
+
+/**
+ * Calls `probe` (async) until `done(value)` holds, pausing `intervalMs` between
+ * calls; fails naming `what` and the last value once `timeoutMs` has passed.
+ */
+async function pollUntil(probe, done, { timeoutMs, intervalMs = 50, what }) {
+  const deadline = Date.now() + timeoutMs;
+  let last;
+  for (;;) {
+    try {
+      last = await probe();
+      if (done(last)) return last;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() >= deadline) {
+      const shown = last instanceof Error ? last.message : JSON.stringify(last);
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what} (last: ${shown})`);
+    }
+    await delay(intervalMs);
+  }
+}
+
+// --------------------------------------------------------------- processes
+
+// Everything a test started, stopped in reverse order (nodes before their Redis).
+const running = [];
+
+/** Stops every tracked process by PID; rethrows the first failure after trying them all. */
+async function stopAll() {
+  await closeAllClients();
+  let firstError = null;
+  while (running.length > 0) {
+    const r = running.pop();
+    try {
+      await r.stop();
+    } catch (e) {
+      firstError ??= e;
+    }
+  }
+  if (firstError) throw firstError;
+}
+
+afterEach(stopAll);
+after(stopAll);
+
+/**
+ * Starts `redis-server --port P --bind 127.0.0.1 --save "" --appendonly no`
+ * on a free port and resolves once it answers PING.
+ *
+ * @returns {Promise<{port: number, url: string, output: () => string, stop: () => Promise<void>}>}
+ */
+async function startRedis() {
+  const port = await freePort();
+  const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'];
+  const { proc, exited, exitWithin } = spawnTracked(REDIS_SERVER, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  proc.stdout.setEncoding('utf8');
+  proc.stderr.setEncoding('utf8');
+  proc.stdout.on('data', (c) => (out = (out + c).slice(-8000)));
+  proc.stderr.on('data', (c) => (out = (out + c).slice(-8000)));
+  let spawnError = null;
+  proc.once('error', (e) => (spawnError = e));
+  let gone = null;
+  exited.then((status) => (gone = status));
+  const output = () => `command: ${REDIS_SERVER} ${args.map((a) => a || '""').join(' ')}\n${out}`;
+
+  const redis = {
+    port,
+    url: `redis://127.0.0.1:${port}`,
+    output,
+    async stop() {
+      signalProcess(proc, 'SIGTERM');
+      if ((await exitWithin(STOP_TIMEOUT_MS)) === null) {
+        throw new Error(`redis-server did not exit within ${STOP_TIMEOUT_MS} ms of SIGTERM; killed\n${output()}`);
+      }
+    },
+  };
+  running.push(redis);
+
+  await pollUntil(
+    async () => {
+      if (spawnError) throw new Error(`spawn failed: ${spawnError.message}`);
+      if (gone) throw new Error(`exited early (${JSON.stringify(gone)})`);
+      return redisCommand(port, ['PING'], 500);
+    },
+    (reply) => reply === 'PONG',
+    { timeoutMs: START_TIMEOUT_MS, intervalMs: 25, what: `redis-server on port ${port} to answer PING\n${output()}` }
+  ).catch((e) => {
+    throw new Error(`${e.message}\n${output()}`);
+  });
+  return redis;
+}
+
+/**
+ * Starts one chat node on `redisUrl` (with fast tracker periods) and resolves
+ * once it prints its listening line; the node is stopped by PID after the test.
+ */
+async function startNode(redisUrl, name, extra = []) {
+  const node = await startServer(
+    BIN,
+    [
+      '--threads', '1',
+      '--redis', redisUrl,
+      '--node', name,
+      '--tracker-broadcast-ms', String(BROADCAST_MS),
+      '--tracker-down-ms', String(DOWN_MS),
+      ...extra,
+    ],
+    { startTimeoutMs: START_TIMEOUT_MS }
+  );
+  node.name = name;
+  running.push({ stop: () => node.stop('SIGTERM', STOP_TIMEOUT_MS) });
+  return node;
+}
+
+/**
+ * Waits until the nodes form a cluster: a probe client on each node joins a
+ * scratch room, and each probe pushes new_msg (again every 250 ms) until every
+ * other probe got one. A node prints its listening line before its Redis
+ * connections are up (it serves locally without Redis), so the tests start
+ * from here rather than from the listening lines.
+ */
+async function waitForMesh(nodes) {
+  const topic = `room:mesh-${Math.random().toString(36).slice(2, 10)}`;
+  const probes = [];
+  for (const node of nodes) {
+    const socket = await phxConnect(node.socketUrl, { params: { user_id: `probe-${node.name}` } });
+    const ch = socket.channel(topic, {});
+    const inbox = recordChannel(ch, ['new_msg']);
+    await joinOk(ch);
+    probes.push({ node, socket, ch, inbox });
+  }
+  const deadline = Date.now() + CONVERGE_MS;
+  for (const from of probes) {
+    const others = probes.filter((p) => p !== from);
+    const seen = new Set();
+    for (let n = 0; seen.size < others.length; n++) {
+      if (Date.now() >= deadline) {
+        const missing = others.filter((p) => !seen.has(p)).map((p) => p.node.name);
+        throw new Error(
+          `nodes did not form a cluster within ${CONVERGE_MS} ms: ` +
+            `${missing.join(', ')} never got a broadcast from ${from.node.name}`
+        );
+      }
+      from.ch.push('new_msg', { body: `probe ${n}` });
+      await Promise.all(
+        others
+          .filter((p) => !seen.has(p))
+          .map((p) =>
+            p.inbox
+              .waitFor((e) => e.payload.user_id === `probe-${from.node.name}`, { timeoutMs: 250, what: 'a probe' })
+              .then(() => seen.add(p), () => {})
+          )
+      );
+    }
+  }
+  // The probes stay connected (in their own room) until the test's clients are closed.
+}
+
+/** Redis plus nodes named `names` (in that order), formed into a cluster. */
+async function startCluster(names) {
+  const redis = await startRedis();
+  const nodes = [];
+  for (const name of names) nodes.push(await startNode(redis.url, name));
+  await waitForMesh(nodes);
+  return { redis, nodes };
+}
+
+// ----------------------------------------------------------------- clients
+
+/** A phoenix.js client of `node` joined to `topic`, recording new_msg. */
+async function chatter(node, user, topic = 'room:lobby') {
+  const socket = await phxConnect(node.socketUrl, { params: { user_id: user } });
+  const channel = socket.channel(topic, {});
+  const inbox = recordChannel(channel, ['new_msg']);
+  await joinOk(channel);
+  return { user, socket, channel, inbox };
+}
+
+/** Waits for new_msg `body` at `client`; resolves with its payload. */
+async function received(client, body, timeoutMs = 5000) {
+  const e = await client.inbox.waitFor((m) => m.payload.body === body, {
+    timeoutMs,
+    what: `new_msg "${body}" at ${client.user}`,
+  });
+  return e.payload;
+}
+
+/** How often each body arrived at `client`. */
+function bodyCounts(client) {
+  const counts = {};
+  for (const e of client.inbox.items) counts[e.payload.body] = (counts[e.payload.body] || 0) + 1;
+  return counts;
+}
+
+/**
+ * A phoenix.js client of `node` in `topic` with a Presence: `keys()` is its
+ * Presence.list's keys (sorted), `until(pred, what)` waits for pred after a sync.
+ */
+async function member(node, user, topic = 'room:lobby') {
+  const socket = await phxConnect(node.socketUrl, { params: { user_id: user } });
+  const channel = socket.channel(topic, {});
+  const presence = new Presence(channel);
+  const events = [];
+  const waiters = [];
+  const settle = () => {
+    for (const w of [...waiters]) {
+      if (w.pred()) {
+        waiters.splice(waiters.indexOf(w), 1);
+        w.resolve();
+      }
+    }
+  };
+  presence.onJoin((key, current) => events.push({ kind: 'join', key, first: !current }));
+  presence.onLeave((key, current) => events.push({ kind: 'leave', key, last: current.metas.length === 0 }));
+  presence.onSync(settle);
+  const keys = () => presence.list((key) => key).sort();
+  const until = (pred, what, timeoutMs = CONVERGE_MS) =>
+    withTimeout(
+      new Promise((resolve) => {
+        waiters.push({ pred, resolve });
+        settle();
+      }),
+      timeoutMs,
+      `${user} on ${node.name}: ${what} (Presence.list keys now ${JSON.stringify(keys())})`
+    );
+  await joinOk(channel);
+  return { user, node, socket, channel, presence, events, keys, until };
+}
+
+// ------------------------------------------------------------------- tests
+
+describe('chat cluster over Redis', () => {
+  it('cross-node broadcast: new_msg from a client on A reaches B, and from B reaches A, exactly once', T, async () => {
+    const { nodes: [A, B] } = await startCluster(['A', 'B']);
+    const ann = await chatter(A, 'ann');
+    const ben = await chatter(B, 'ben');
+
+    ann.channel.push('new_msg', { body: 'hello from A' });
+    assert.deepEqual(await received(ben, 'hello from A'), { body: 'hello from A', user_id: 'ann' });
+    assert.deepEqual(await received(ann, 'hello from A'), { body: 'hello from A', user_id: 'ann' }, 'the sender\'s own copy');
+
+    ben.channel.push('new_msg', { body: 'hello from B' });
+    assert.deepEqual(await received(ann, 'hello from B'), { body: 'hello from B', user_id: 'ben' });
+    assert.deepEqual(await received(ben, 'hello from B'), { body: 'hello from B', user_id: 'ben' }, 'the sender\'s own copy');
+
+    // Fences: Redis delivers a node's subscription in publish order, so once
+    // A's fence reached ben, any echo of B's own broadcasts reached B before
+    // it (and the other way round): nothing arrives twice.
+    ann.channel.push('new_msg', { body: 'fence A' });
+    await received(ben, 'fence A');
+    ben.channel.push('new_msg', { body: 'fence B' });
+    await received(ann, 'fence B');
+    await received(ann, 'fence A');
+    await received(ben, 'fence B');
+    const once = { 'hello from A': 1, 'hello from B': 1, 'fence A': 1, 'fence B': 1 };
+    assert.deepEqual(bodyCounts(ann), once, 'ann: every message once');
+    assert.deepEqual(bodyCounts(ben), once, 'ben: every message once');
+  });
+
+  it('no fan-in: only nodes with local subscribers subscribe to plume:t:room:lobby; leaving unsubscribes', T, async () => {
+    const { redis, nodes: [A, B] } = await startCluster(['A', 'B', 'C']);
+    const channel = topicChannel('room:lobby');
+    assert.equal(await numsub(redis, channel), 0, 'nobody in room:lobby yet');
+
+    const ann = await chatter(A, 'ann');
+    const ben = await chatter(B, 'ben');
+    await pollUntil(() => numsub(redis, channel), (n) => n === 2, {
+      timeoutMs: CONVERGE_MS,
+      what: `NUMSUB ${channel} to be 2 (A and B subscribe to room:lobby, C does not)`,
+    });
+    // A round trip through Redis, then still 2: C did not subscribe meanwhile.
+    ann.channel.push('new_msg', { body: 'to B' });
+    await received(ben, 'to B');
+    assert.equal(await numsub(redis, channel), 2, 'after a broadcast: still only A and B');
+
+    const left = await pushResult(ben.channel.leave(), 5000, 'the leave reply');
+    assert.equal(left.status, 'ok', JSON.stringify(left));
+    await pollUntil(() => numsub(redis, channel), (n) => n === 1, {
+      timeoutMs: UNSUBSCRIBE_DEADLINE_MS,
+      intervalMs: 100,
+      what: `NUMSUB ${channel} to drop to 1 after the last client on B left`,
+    });
+    // A is still subscribed and still serves its client.
+    ann.channel.push('new_msg', { body: 'still here' });
+    await received(ann, 'still here');
+    assert.equal(await numsub(redis, channel), 1);
+  });
+
+  it('presence across nodes: clients on A and B see both users, with the same metas; updates and leaves cross too', T, async () => {
+    const { nodes: [A, B] } = await startCluster(['A', 'B']);
+    const alice = await member(A, 'alice');
+    const bob = await member(B, 'bob');
+    await alice.until(() => alice.keys().join() === 'alice,bob', 'alice sees alice and bob');
+    await bob.until(() => bob.keys().join() === 'alice,bob', 'bob sees alice and bob');
+    const refs = (m) =>
+      m.presence.list((key, { metas }) => [key, metas.map((x) => x.phx_ref)]).sort((x, y) => x[0].localeCompare(y[0]));
+    assert.deepEqual(refs(alice), refs(bob), 'both hold the same presences');
+    assert.equal(alice.presence.state.bob.metas.length, 1, 'one meta for bob');
+    assert.equal(bob.presence.state.alice.metas.length, 1, 'one meta for alice');
+    assert.ok(alice.events.some((e) => e.kind === 'join' && e.key === 'bob' && e.first), 'alice saw bob join');
+
+    // A meta update on B reaches A.
+    bob.channel.push('typing:start', {});
+    await alice.until(() => alice.presence.state.bob?.metas.some((m) => m.typing) === true, 'bob typing, seen on A');
+
+    // A leave on B reaches A.
+    const left = await pushResult(bob.channel.leave(), 5000, 'bob\'s leave reply');
+    assert.equal(left.status, 'ok', JSON.stringify(left));
+    await alice.until(() => alice.keys().join() === 'alice', 'bob gone, seen on A');
+    assert.ok(alice.events.some((e) => e.kind === 'leave' && e.key === 'bob' && e.last), 'alice saw bob leave');
+  });
+
+  it(`node death: after kill -9 of B, its user leaves the Presence list on A within ${NODE_DOWN_DEADLINE_MS} ms`, T, async () => {
+    const { nodes: [A, B] } = await startCluster(['A', 'B']);
+    const alice = await member(A, 'alice');
+    const bob = await member(B, 'bob');
+    await alice.until(() => alice.keys().join() === 'alice,bob', 'alice sees bob');
+    await bob.until(() => bob.keys().join() === 'alice,bob', 'bob sees alice');
+
+    const killedAt = Date.now();
+    const status = await B.stop('SIGKILL', STOP_TIMEOUT_MS);
+    assert.equal(status.signal, 'SIGKILL', JSON.stringify(status));
+    bob.socket.disconnect(); // no reconnect attempts to the dead port
+
+    await alice.until(() => alice.keys().join() === 'alice', 'bob to vanish after B died', NODE_DOWN_DEADLINE_MS);
+    const elapsed = Date.now() - killedAt;
+    assert.ok(alice.events.some((e) => e.kind === 'leave' && e.key === 'bob' && e.last), 'a presence_diff leave for bob');
+    assert.ok(elapsed < NODE_DOWN_DEADLINE_MS, `bob left ${elapsed} ms after the kill`);
+  });
+
+  it('join/publish ordering: a broadcast from A right after B\'s join reply reaches the joiner (20 fresh topics)', T, async () => {
+    const { nodes: [A, B] } = await startCluster(['A', 'B']);
+    const sender = await phxConnect(A.socketUrl, { params: { user_id: 'sender' } });
+    const joiner = await phxConnect(B.socketUrl, { params: { user_id: 'joiner' } });
+    const rounds = [];
+    for (let i = 0; i < 20; i++) {
+      const topic = `room:race-${i}`;
+      const from = sender.channel(topic, {});
+      await joinOk(from);
+      const to = joiner.channel(topic, {});
+      const inbox = recordChannel(to, ['new_msg']);
+      const body = `race ${i}`;
+      // The push goes out from the join reply's own callback: no delay at all.
+      const joined = new Promise((resolve, reject) => {
+        to.join()
+          .receive('ok', () => {
+            from.push('new_msg', { body });
+            resolve();
+          })
+          .receive('error', (r) => reject(new Error(`join of ${topic} on B refused: ${JSON.stringify(r)}`)))
+          .receive('timeout', () => reject(new Error(`join of ${topic} on B timed out`)));
+      });
+      await withTimeout(joined, 8000, `the join reply of ${topic} on B`);
+      const got = await inbox.waitFor((e) => e.payload.body === body, {
+        timeoutMs: 5000,
+        what: `"${body}" on ${topic} at the client that just joined on B`,
+      });
+      assert.deepEqual(got.payload, { body, user_id: 'sender' });
+      rounds.push({ topic, from, inbox, body });
+    }
+    // A fence per topic from the same sender: nothing arrived twice.
+    for (const r of rounds) r.from.push('new_msg', { body: 'fence' });
+    for (const r of rounds) {
+      await r.inbox.waitFor((e) => e.payload.body === 'fence', { timeoutMs: 5000, what: `the fence on ${r.topic}` });
+      assert.deepEqual(r.inbox.items.map((e) => e.payload.body), [r.body, 'fence'], r.topic);
+    }
+  });
+});
+
+describe('chat --redis: a bad URL, an unreachable Redis', () => {
+  it('--redis http://nope: exits non-zero with a message naming the URL', T, async () => {
+    const bin = binaryFromEnv(BIN);
+    const args = ['--host', '127.0.0.1', '--port', '0', '--threads', '1', '--redis', 'http://nope', '--node', 'x'];
+    const { proc, exitWithin } = spawnTracked(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    proc.stdout.setEncoding('utf8');
+    proc.stderr.setEncoding('utf8');
+    proc.stdout.on('data', (c) => (stdout += c));
+    proc.stderr.on('data', (c) => (stderr += c));
+    const status = await exitWithin(START_TIMEOUT_MS);
+    const shown = `command: ${bin} ${args.join(' ')}\n--- stdout ---\n${stdout}\n--- stderr ---\n${stderr}`;
+    assert.notEqual(status, null, `still running ${START_TIMEOUT_MS} ms after start (killed)\n${shown}`);
+    assert.equal(status.signal, null, `died of a signal\n${shown}`);
+    assert.notEqual(status.code, 0, `exit code\n${shown}`);
+    assert.match(stderr, /redis/i, shown);
+    assert.ok(stderr.includes('http://nope'), `stderr names the URL\n${shown}`);
+  });
+
+  it('unreachable Redis: the chat still starts, serves its own clients, and stops on SIGTERM', T, async () => {
+    const port = await freePort(); // nothing listens there
+    const node = await startNode(`redis://127.0.0.1:${port}`, 'lonely');
+    assert.ok(node.port > 0, 'the listening line was printed');
+    // Local delivery goes on while Redis is down.
+    const solo = await chatter(node, 'solo');
+    solo.channel.push('new_msg', { body: 'anyone?' });
+    assert.deepEqual(await received(solo, 'anyone?'), { body: 'anyone?', user_id: 'solo' });
+    await closeAllClients();
+    const status = await node.stop('SIGTERM', STOP_TIMEOUT_MS);
+    assert.equal(status.code, 0, `clean exit on SIGTERM while Redis is unreachable: ${JSON.stringify(status)}\n${node.output()}`);
+  });
+});

@@ -3,8 +3,10 @@
 //
 //   chat [--host 127.0.0.1] [--port 4000] [--require-token] [--secret KEY]
 //        [--static DIR] [--phoenix-js FILE] [--origin URL]... [--deflate]
-//        [--redis redis://127.0.0.1:6379 --node NAME]
+//        [--history 100] [--redis redis://127.0.0.1:6379 --node NAME]
 //
+// Rooms keep their last --history messages (0: none); the page rejoins with
+// the offset of the last message it saw and gets what it missed.
 // With --redis, several chat processes (on different ports) are one cluster:
 // broadcasts and presence go through Redis (scripts/cluster.sh starts three).
 // Open http://127.0.0.1:4000/ in two browser tabs. The page asks the server
@@ -170,7 +172,7 @@ namespace {
                  "            [--static DIR] [--phoenix-js FILE] [--origin URL]... [--deflate]\n"
                  "            [--max-message BYTES] [--threads N] [--no-presence]\n"
                  "            [--no-rate-limits]\n"
-                 "            [--redis redis://HOST:PORT [--node NAME]]\n"
+                 "            [--history N] [--redis redis://HOST:PORT [--node NAME]]\n"
                  "            [--tracker-broadcast-ms N] [--tracker-down-ms N]\n";
     std::exit(2);
 }
@@ -297,6 +299,8 @@ int main(int argc, char** argv) {
             config.websocket.deflate.enabled = true;
         else if (a == "--max-message")
             config.websocket.max_message_size = number(i);
+        else if (a == "--history")
+            config.history.size = number(i);
         else if (a == "--redis")
             redis.url = text(i);
         else if (a == "--node")
@@ -315,6 +319,10 @@ int main(int argc, char** argv) {
 
     asio::io_context io;
     if (redis.url.empty()) {
+        // The rooms keep their last messages (--history N, default 100; 0:
+        // none), so a page that lost its connection gets what it missed.
+        config.history.topics = {"room:*"};
+        config.history.events = {"new_msg"};  // not typing indicators
         ps::Endpoint<UserSocket> endpoint(io, config);
         return serve(io, endpoint, config, phoenix_js, threads);
     }

@@ -27,7 +27,13 @@ $("login").addEventListener("submit", async (e) => {
   socket.onClose(() => status("disconnected, reconnecting…"));
   socket.connect();
 
-  const channel = socket.channel("room:lobby", {});
+  // Missed messages are not lost: every new_msg carries its offset in the
+  // room's history, and a rejoin (after a reconnect) sends the last one seen,
+  // so the server pushes what was said meanwhile before anything new. The
+  // params are a function: phoenix.js calls it on every (re)join.
+  const seen = { offset: null, epoch: null };
+  const channel = socket.channel("room:lobby", () =>
+    seen.epoch === null ? {} : { offset: seen.offset, epoch: seen.epoch });
   // Who is online, and who is typing: the server tracks every joined user
   // with meta {online_at, typing} and sends presence_state / presence_diff.
   const presence = new Presence(channel);
@@ -36,15 +42,29 @@ $("login").addEventListener("submit", async (e) => {
       metas.some((m) => m.typing) ? `${id} (typing…)` : id);
     $("online").textContent = people.join(", ") || "nobody";
   });
-  channel.on("new_msg", ({ user_id, body }) => show(`${user_id}: ${body}`, "msg"));
+  channel.on("new_msg", ({ user_id, body, offset }) => {
+    if (typeof offset === "number") seen.offset = offset;
+    show(`${user_id}: ${body}`, "msg");
+  });
   let typingTimer;
   channel.on("typing", ({ user_id }) => {
     $("typing").textContent = `${user_id} is typing…`;
     clearTimeout(typingTimer);
     typingTimer = setTimeout(() => { $("typing").textContent = ""; }, 2000);
   });
+  let joinedOnce = false;
   channel.join()
-    .receive("ok", () => {
+    .receive("ok", (reply) => {
+      // A first join starts from the room's current offset; a rejoin that
+      // could not be recovered (history too short, or the server restarted)
+      // says so, and starts again from there.
+      if (reply.recovered === false) show("some messages were missed while offline", "error");
+      if (!joinedOnce || reply.recovered === false) {
+        seen.offset = reply.offset ?? null;
+        seen.epoch = reply.epoch ?? null;
+      }
+      if (joinedOnce) return;
+      joinedOnce = true;
       show(`joined room:lobby as ${user}`, "info");
       $("body").disabled = false;
       $("send").querySelector("button").disabled = false;

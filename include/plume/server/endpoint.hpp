@@ -25,11 +25,13 @@
 #include <iostream>
 #include <map>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "plume/detail/base64.hpp"
 #include "plume/presence/presence.hpp"
+#include "plume/pubsub/history.hpp"
 #include "plume/pubsub/pubsub.hpp"
 #include "plume/server/channel.hpp"
 #include "plume/server/limits.hpp"
@@ -76,6 +78,12 @@ struct EndpointConfig {
     /// the handshake themselves ("Server sent no subprotocol"), so relaxing
     /// helps only clients that tolerate it. "phoenix" is chosen when offered.
     bool require_phoenix_subprotocol = true;
+    /// Topics whose recent broadcasts are kept, so a client that rejoins
+    /// with {"offset": N, "epoch": E} gets what it missed (see
+    /// pubsub/history.hpp). Kept in this node's memory: with a multi-node
+    /// adapter (pubsub::Redis) history is refused for now (the constructor
+    /// throws std::invalid_argument).
+    pubsub::HistoryOptions history{};
 };
 
 /// Replaces the values of sensitive query parameters before a URL is logged
@@ -121,7 +129,14 @@ class Endpoint {
           log_(config_.log),
           pubsub_(std::move(adapter)),
           presence_(pubsub_, presence_options()),
+          history_(config_.history),
           server_(io, config_.websocket, [this] { return session_type(this); }) {
+        if constexpr (pubsub::RoutesTopics<A>) {
+            if (!config_.history.topics.empty())
+                throw std::invalid_argument(
+                    "EndpointConfig::history keeps broadcasts in one node's memory; it is not "
+                    "available with a multi-node PubSub adapter yet");
+        }
         SocketT::channels(router_);
     }
 
@@ -159,8 +174,21 @@ class Endpoint {
     /// Broadcasts to every channel joined to `topic`, on every node. Safe
     /// from any thread; encoded once per serializer in use.
     void broadcast(std::string topic, std::string_view event, Payload payload) {
-        pubsub_.broadcast(detail::to_pubsub(std::move(topic), event, std::move(payload)));
+        publish(detail::to_pubsub(std::move(topic), event, std::move(payload)), nullptr);
     }
+
+    /// Broadcasts `m` (except to `from` on this node), through the topic's
+    /// history when it has one.
+    void publish(const pubsub::MessagePtr& m, const pubsub::Subscriber* from) {
+        history_.record(m, [&](const pubsub::MessagePtr& stamped) {
+            if (from)
+                pubsub_.broadcast_from(from, stamped);
+            else
+                pubsub_.broadcast(stamped);
+        });
+    }
+
+    pubsub::History& history() noexcept { return history_; }
     /// Only to channels on this node.
     void local_broadcast(std::string topic, std::string_view event, Payload payload) {
         pubsub_.local_broadcast(detail::to_pubsub(std::move(topic), event, std::move(payload)));
@@ -358,6 +386,7 @@ class Endpoint {
     AddressLimiter connections_;
     pubsub::PubSub<A> pubsub_;
     presence::Presence presence_;
+    pubsub::History history_;
     std::atomic<presence::OwnerId> owners_{0};
     Router<SocketT> router_;
     RouteTable routes_;

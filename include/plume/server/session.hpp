@@ -148,10 +148,8 @@ class Session final : public detail::ChannelHost {
                         bool exclude_self) override {
         auto m = detail::to_pubsub(topic, event, std::move(payload));
         auto it = channels_.find(topic);
-        if (exclude_self && it != channels_.end())
-            endpoint_->pubsub().broadcast_from(it->second.sub.get(), std::move(m));
-        else
-            endpoint_->pubsub().broadcast(std::move(m));
+        endpoint_->publish(m,
+                           exclude_self && it != channels_.end() ? it->second.sub.get() : nullptr);
     }
 
     void host_post_info(const std::string& topic, std::uint64_t incarnation,
@@ -230,6 +228,7 @@ class Session final : public detail::ChannelHost {
         // for posted infos and intercepted broadcasts that arrive late.
         std::uint64_t incarnation = 0;
         std::shared_ptr<Lane> sub;
+        Payload reply;  // the join's ok response, until it is sent
     };
     using Channels = std::unordered_map<std::string, Joined>;
 
@@ -397,14 +396,51 @@ class Session final : public detail::ChannelHost {
             end_channel(old, "duplicate_join", false);
         }
         auto joined = start_channel(factory, msg);
-        if (replaced) send(wire::phx_close(msg.topic, replaced_join_ref));
-        if (!joined) return;
-        endpoint_->pubsub().subscribe(msg.topic, joined->sub);
+        if (!joined) {
+            if (replaced) send(wire::phx_close(msg.topic, replaced_join_ref));
+            return;
+        }
+        // Reply before subscribing, as Phoenix does: the client sees its join
+        // ok before any broadcast of the topic.
+        auto finish = [&](Payload response, const std::vector<pubsub::MessagePtr>& missed) {
+            send(wire::reply_ok(msg, std::move(response)));
+            if (!missed.empty()) {
+                if (auto conn = conn_.lock())
+                    for (const auto& m : missed)
+                        if (auto frame = detail::broadcast_frame(*m, vsn_))
+                            conn->send(std::move(frame));
+            }
+            if (replaced) send(wire::phx_close(msg.topic, replaced_join_ref));
+            endpoint_->pubsub().subscribe(msg.topic, joined->sub);
+        };
+        auto& history = endpoint_->history();
+        if (!history.enabled(msg.topic) || !msg.payload.is_json()) {
+            finish(std::move(joined->reply), {});
+        } else {
+            // Recovery: the reply says where the topic is (and whether what
+            // the client missed follows); the missed broadcasts go out before
+            // any live one, and none is lost or repeated in between.
+            const bool asked = pubsub::History::asks_recovery(msg.payload.json());
+            history.recover(msg.topic, msg.payload.json(), [&](const pubsub::History::Recovery& r) {
+                Payload response = std::move(joined->reply);
+                if (response.is_json() &&
+                    (response.json().is_object() || response.json().is_null())) {
+                    auto& j = response.json();
+                    if (j.is_null()) j = nlohmann::json::object();
+                    j["offset"] = r.position.offset;
+                    j["epoch"] = r.position.epoch;
+                    if (asked) j["recovered"] = r.recovered;
+                }
+                finish(std::move(response), r.missed);
+            });
+        }
+        joined->reply = Payload{};
         channels_.emplace(msg.topic, std::move(*joined));
     }
 
-    // Runs a new channel's join() and sends the join's reply; the joined
-    // channel, not yet subscribed, or nothing when the join was refused.
+    // Runs a new channel's join(); the joined channel with its reply, not
+    // sent nor subscribed yet, or nothing when the join was refused (the
+    // error reply is sent).
     // The reply echoes the phx_join's join_ref as it came, null included,
     // while the channel's pushes and replies carry join_ref || ref, as
     // Phoenix's Channel.Server sets socket.join_ref.
@@ -442,11 +478,9 @@ class Session final : public detail::ChannelHost {
         }
         auto lane = std::make_shared<Lane>(conn_, msg.topic, channel->incarnation_, vsn_,
                                            channel->intercepted());
-        // Reply before subscribing, as Phoenix does: the client sees its join
-        // ok before any broadcast of the topic.
-        send(wire::reply_ok(msg, std::move(result.response)));
         auto incarnation = channel->incarnation_;
-        return Joined{std::move(channel), msg.join_ref, incarnation, std::move(lane)};
+        return Joined{std::move(channel), msg.join_ref, incarnation, std::move(lane),
+                      std::move(result.response)};
     }
 
     // Ends a channel: unsubscribe, terminate, and tell the client (phx_close

@@ -12,22 +12,24 @@
 // publisher joined on node 1 then pushes probe messages until a subscriber on
 // every node has received one. Then the publisher pushes --messages new_msg,
 // each body "SEQ NANOS xxx..." (sequence number, steady-clock send time,
-// padded to --size bytes), at --rate per second on an absolute schedule, or
-// with --rate 0 as fast as the cluster delivers them: at most --window
-// broadcasts not yet received by every subscriber. Every subscriber stamps
-// each broadcast on receipt and checks its sequence.
+// padded to --size bytes), at --rate per second on an absolute schedule
+// (with --tick-ms T the timer waits at least T ms and the pushes due meanwhile
+// leave together), or with --rate 0 as fast as the cluster delivers them: at
+// most --window broadcasts not yet received by every subscriber. Every
+// subscriber stamps each broadcast on receipt and checks its sequence.
 //
 // Prints broadcasts/s accepted by node 1 (its own broadcast coming back to the
 // publisher), deliveries/s, publish-to-client latency p50/p99/max separately
 // for node 1's subscribers (local) and the other nodes' (cross-node, through
 // Redis), lost and out-of-order deliveries, the CPU seconds of each node, of
-// redis-server and of this program over the fan-out, the other load on the
-// machine, and Redis's own counters over the fan-out (PUBLISH calls, reads
-// and writes processed, bytes in and out).
+// redis-server and of this program (publisher and subscriber threads apart)
+// over the fan-out, the other load on the machine, and Redis's own counters
+// over the fan-out (PUBLISH calls, reads and writes processed, bytes in and out).
 //
-//   cluster_fanout --server build/release/examples/chat/chat             # 3,000 subscribers,
-//   --rate 0 cluster_fanout --rate 50 --messages 1000 cluster_fanout --subscribers 30 --rate 0
-//   --window 64 --messages 20000
+//   cluster_fanout                             # 3,000 subscribers, --rate 0 --window 8
+//   cluster_fanout --rate 46                   # paced, e.g. at half of saturation
+//   cluster_fanout --subscribers 30 --rate 0 --window 64 --messages 100000
+//   cluster_fanout --subscribers 30 --rate 21700 --messages 100000 --tick-ms 1
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -43,11 +45,13 @@
 #include <cstring>
 #include <deque>
 #include <exception>
+#include <fstream>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <span>
+#include <sstream>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -87,6 +91,7 @@ struct Config {
     double mesh_timeout = 10;
     double timeout = 120;
     double heartbeat = 30;
+    double tick_ms = 0;  // --rate R: the timer's shortest wait; pushes due within it go together
     bool show_server_output = false;
 };
 
@@ -107,6 +112,22 @@ bool parse_stamp(std::string_view body, std::uint32_t& seq, std::int64_t& nanos)
     auto r = std::from_chars(body.data(), end, seq);
     if (r.ec != std::errc{} || r.ptr == end || *r.ptr != ' ') return false;
     return std::from_chars(r.ptr + 1, end, nanos).ec == std::errc{};
+}
+
+/// utime + stime of one thread of this process (/proc/self/task/TID/stat;
+/// /proc/TID/stat would give the whole process's), in seconds.
+double task_cpu_seconds(pid_t tid) {
+    std::ifstream in("/proc/self/task/" + std::to_string(tid) + "/stat");
+    std::string all((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const auto paren = all.rfind(')');
+    if (paren == std::string::npos) return 0;
+    std::istringstream fields(all.substr(paren + 2));
+    std::string skip;
+    for (int i = 3; i < 14; ++i)
+        fields >> skip;  // state .. cmajflt
+    unsigned long long utime = 0, stime = 0;
+    fields >> utime >> stime;
+    return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
 }
 
 std::span<const std::uint8_t> bytes_of(std::string_view text) {
@@ -152,6 +173,7 @@ struct ThreadStats {
     std::uint64_t unexpected = 0;
     std::uint64_t lost = 0;  // pushed - received, summed over the thread's subscribers
     std::int64_t last_delivery_ns = 0;
+    std::atomic<pid_t> tid{0};  // the client thread's, for its CPU figure
 };
 
 // ------------------------------------------------------------ subscribers --
@@ -417,6 +439,7 @@ void client_thread(const Config& config, const std::vector<asio::ip::tcp::endpoi
     io.restart();
     io.run();  // the detached sockets' cancelled reads complete here
     connections.clear();
+    stats.tid = static_cast<pid_t>(gettid());
     shared.threads_running.fetch_add(1);
     driver.run();
 }
@@ -438,7 +461,10 @@ class Publisher {
           heartbeat_timer_(io_),
           guard_(asio::make_work_guard(io_)) {
         asio::post(io_, [this] { open(); });
-        thread_ = std::thread([this] { io_.run(); });
+        thread_ = std::thread([this] {
+            tid = static_cast<pid_t>(gettid());
+            io_.run();
+        });
     }
     ~Publisher() {
         asio::post(io_, [this] {
@@ -457,6 +483,7 @@ class Publisher {
     std::atomic<std::int64_t> first_push_ns{0};
     std::atomic<std::int64_t> last_push_ns{0};
     std::atomic<std::int64_t> last_echo_ns{0};
+    std::atomic<pid_t> tid{0};  // the publisher thread's, for its CPU figure
 
     void probe() {
         asio::post(io_,
@@ -470,7 +497,7 @@ class Publisher {
         asio::post(io_, [this] {
             start_ = Clock::now();
             if (config_.rate > 0)
-                push(0);
+                pace();
             else
                 fill_window();
         });
@@ -530,13 +557,27 @@ class Publisher {
         last_push_ns = now;
         pushed = seq + 1;
         send(stamp_body(seq, now, config_.size));
-        if (config_.rate <= 0 || seq + 1 >= static_cast<std::uint32_t>(config_.messages)) return;
-        // An absolute schedule: a late push does not delay the ones after it.
-        push_timer_.expires_at(start_ +
-                               std::chrono::duration_cast<Clock::duration>(
-                                   std::chrono::duration<double>((seq + 1) / config_.rate)));
-        push_timer_.async_wait([this, seq](std::error_code ec) {
-            if (!ec) push(seq + 1);
+    }
+
+    // --rate R: on an absolute schedule (push K is due at K / R s), so a late
+    // push does not delay the ones after it. Every push that is due leaves
+    // now; the timer then waits for the next one, but at least --tick-ms, so
+    // with a tick the pushes due within it leave together.
+    Clock::time_point due(std::uint32_t seq) const {
+        return start_ + std::chrono::duration_cast<Clock::duration>(
+                            std::chrono::duration<double>(seq / config_.rate));
+    }
+    void pace() {
+        const auto total = static_cast<std::uint32_t>(config_.messages);
+        const auto now = Clock::now();
+        while (pushed < total && due(pushed) <= now)
+            push(pushed);
+        if (pushed >= total) return;
+        push_timer_.expires_at(std::max(
+            due(pushed), now + std::chrono::duration_cast<Clock::duration>(
+                                   std::chrono::duration<double, std::milli>(config_.tick_ms))));
+        push_timer_.async_wait([this](std::error_code ec) {
+            if (!ec) pace();
         });
     }
 
@@ -626,6 +667,7 @@ void print_usage() {
         "         [--nodes 3] [--subscribers 3000] [--messages 1000] [--rate 0] [--window 8]\n"
         "         [--size 128] [--client-threads 1] [--concurrency 200] [--open-timeout 60]\n"
         "         [--join-timeout 60] [--mesh-timeout 10] [--timeout 120] [--heartbeat 30]\n"
+        "         [--tick-ms 0]\n"
         "         [--server-output] [-- CHAT ARGS...]\n",
         stderr);
 }
@@ -758,8 +800,17 @@ int run(const Config& config) {
         node_cpu_before.push_back(proc_cpu_seconds(n->pid()).value_or(0));
     const double redis_cpu_before = proc_cpu_seconds(redis.pid()).value_or(0);
     const double client_cpu_before = self_cpu_seconds();
+    // This program's CPU by thread: the publisher's, and the subscribers' threads'.
+    const auto thread_cpu = [](pid_t tid) { return task_cpu_seconds(tid); };
+    const auto subscribers_cpu = [&] {
+        double sum = 0;
+        for (const auto& s : stats)
+            sum += thread_cpu(s.tid.load());
+        return sum;
+    };
+    const double publisher_cpu_before = thread_cpu(publisher.tid.load());
+    const double subscribers_cpu_before = subscribers_cpu();
     const MachineCpu machine_before = machine_cpu();
-    const double softirq_before = softirq_seconds();
     const auto fanout_start = Clock::now();
     shared.phase = Phase::run;
     publisher.start();
@@ -774,8 +825,9 @@ int run(const Config& config) {
         node_cpu.push_back(proc_cpu_seconds(nodes[k]->pid()).value_or(0) - node_cpu_before[k]);
     const double redis_cpu = proc_cpu_seconds(redis.pid()).value_or(0) - redis_cpu_before;
     const double client_cpu = self_cpu_seconds() - client_cpu_before;
+    const double publisher_cpu = thread_cpu(publisher.tid.load()) - publisher_cpu_before;
+    const double subscriber_threads_cpu = subscribers_cpu() - subscribers_cpu_before;
     const MachineCpu machine_after = machine_cpu();
-    const double softirq = softirq_seconds() - softirq_before;
     const auto counters_after = redis_counters(redis_admin);
     const std::uint32_t pushed = publisher.pushed;
     const std::uint32_t echoed = publisher.echoed;
@@ -829,7 +881,7 @@ int run(const Config& config) {
         probes, probes == 1 ? "" : "s", mesh_seconds, static_cast<std::int64_t>(topic_subscribers));
     char pace[96];
     if (config.rate > 0)
-        std::snprintf(pace, sizeof pace, "%g/s", config.rate);
+        std::snprintf(pace, sizeof pace, "%g/s (timer tick >= %g ms)", config.rate, config.tick_ms);
     else
         std::snprintf(pace, sizeof pace,
                       "as fast as they are delivered (%d not yet received by everyone at most)",
@@ -875,7 +927,10 @@ int run(const Config& config) {
         nodes_total += node_cpu[k];
         std::printf("n%zu %.2f, ", k + 1, node_cpu[k]);
     }
-    std::printf("redis-server %.2f, this program %.2f, in %.2f s\n", redis_cpu, client_cpu, window);
+    std::printf(
+        "redis-server %.2f, this program %.2f (publisher %.2f, subscribers %.2f), in "
+        "%.2f s\n",
+        redis_cpu, client_cpu, publisher_cpu, subscriber_threads_cpu, window);
     std::printf("  per delivery       nodes %.2f us, redis-server %.2f us, this program %.2f us\n",
                 delivered ? 1e6 * nodes_total / delivered : 0,
                 delivered ? 1e6 * redis_cpu / delivered : 0,
@@ -883,9 +938,9 @@ int run(const Config& config) {
     const double others =
         machine_after.busy - machine_before.busy - client_cpu - redis_cpu - nodes_total;
     std::printf(
-        "  other load         %.0f%% of one core by other processes and softirq (softirq %.0f%%, "
-        "much of it this loopback traffic), %.0f%% stolen by the hypervisor\n",
-        std::max(0.0, 100.0 * others / window), 100.0 * softirq / window,
+        "  other load         %.0f%% of one core by other processes, %.0f%% stolen by the "
+        "hypervisor\n",
+        std::max(0.0, 100.0 * others / window),
         100.0 * (machine_after.steal - machine_before.steal) / window);
     const double publishes = counters_after.publish_calls - counters_before.publish_calls;
     const double reads = counters_after.reads - counters_before.reads;
@@ -930,13 +985,14 @@ int main(int argc, char** argv) {
         config.mesh_timeout = args.number("mesh-timeout", 10);
         config.timeout = args.number("timeout", 120);
         config.heartbeat = args.number("heartbeat", 30);
+        config.tick_ms = args.number("tick-ms", 0);
         config.show_server_output = args.flag("server-output");
         args.finish();
         if (config.nodes < 2 || config.nodes > 250 || config.subscribers < config.nodes ||
             config.messages < 1 || config.rate < 0 || config.window < 1 ||
             config.client_threads < 1 || config.client_threads > config.subscribers ||
             config.concurrency < 1 || config.timeout <= 0 || config.heartbeat <= 0 ||
-            config.size < 48 || config.size > 4000)
+            config.tick_ms < 0 || config.size < 48 || config.size > 4000)
             throw std::runtime_error(
                 "--nodes >= 2, at least one subscriber per node, counts positive, --rate >= 0, "
                 "48 <= --size <= 4000 (room for the stamp; the chat's limit)");

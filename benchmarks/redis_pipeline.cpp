@@ -104,8 +104,7 @@ struct PipelineRun {
     std::uint64_t writes = 0;
     double redis_cpu = 0;
     double client_cpu = 0;
-    double other = 0;    // other processes' CPU (and softirq), seconds
-    double softirq = 0;  // of which softirq, seconds
+    double other = 0;  // other processes' CPU, seconds
     double steal = 0;
 };
 
@@ -129,7 +128,6 @@ class Pipeline {
         const double redis_before = proc_cpu_seconds(redis_pid).value_or(0);
         const double self_before = self_cpu_seconds();
         const MachineCpu machine_before = machine_cpu();
-        const double softirq_before = softirq_seconds();
         const auto start = Clock::now();
         asio::post(io_, [this, window] {
             for (std::uint64_t i = 0; i < window && issued_ < count_; ++i)
@@ -151,7 +149,6 @@ class Pipeline {
         r.other =
             std::max(0.0, machine_after.busy - machine_before.busy - r.redis_cpu - r.client_cpu);
         r.steal = machine_after.steal - machine_before.steal;
-        r.softirq = softirq_seconds() - softirq_before;
         r.writes = client_.stats().link.writes - writes_before;
         // Read on the io thread: the counters are its own.
         std::promise<void> read;
@@ -244,8 +241,7 @@ int run_pipeline(const Config& config, RedisProcess& server) {
         }
     bool ok = true;
     for (std::size_t w = 0; w < config.windows.size(); ++w) {
-        std::vector<double> rates, writes, per_write, redis_cpu, redis_us, client_us, other,
-            softirq, steal;
+        std::vector<double> rates, writes, per_write, redis_cpu, redis_us, client_us, other, steal;
         std::uint64_t errors = 0, incomplete = 0;
         for (auto& r : runs[w]) {
             rates.push_back(r.done / r.seconds);
@@ -255,7 +251,6 @@ int run_pipeline(const Config& config, RedisProcess& server) {
             redis_us.push_back(r.done ? 1e6 * r.redis_cpu / r.done : 0);
             client_us.push_back(r.done ? 1e6 * r.client_cpu / r.done : 0);
             other.push_back(100 * r.other / r.seconds);
-            softirq.push_back(100 * r.softirq / r.seconds);
             steal.push_back(100 * r.steal / r.seconds);
             errors += r.errors;
             incomplete += r.done < config.count;
@@ -275,9 +270,9 @@ int run_pipeline(const Config& config, RedisProcess& server) {
                     spread(redis_cpu, "%.2f-%.2f").c_str(), median(redis_us));
         std::printf("    client CPU       %.2f us per command (this program)\n", median(client_us));
         std::printf(
-            "    other load       %.0f%% of one core (%s) by other processes and softirq (softirq "
-            "%.0f%%, much of it this loopback traffic), %.0f%% stolen\n",
-            median(other), spread(other, "%.0f-%.0f%%").c_str(), median(softirq), median(steal));
+            "    other load       %.0f%% of one core (%s) by other processes, %.0f%% stolen "
+            "by the hypervisor\n",
+            median(other), spread(other, "%.0f-%.0f%%").c_str(), median(steal));
         if (errors || incomplete)
             std::printf("    FAILED           %" PRIu64 " errors, %" PRIu64 " runs incomplete\n",
                         errors, incomplete);

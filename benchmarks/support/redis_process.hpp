@@ -17,7 +17,6 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
-#include <fstream>
 #include <future>
 #include <memory>
 #include <optional>
@@ -244,20 +243,6 @@ class SyncRedis {
     std::shared_ptr<plume::redis::Client> client_;
     std::thread thread_;
 };
-
-/// Machine-wide softirq time from /proc/stat, in seconds. It is part of
-/// MachineCpu::busy but charged to no process: on loopback much of it is the
-/// benchmark's own traffic (TCP receive processing), so the "other load"
-/// lines print it apart.
-inline double softirq_seconds() {
-    std::ifstream in("/proc/stat");
-    std::string label;
-    unsigned long long v[7] = {};
-    in >> label;
-    for (auto& x : v)
-        in >> x;  // user nice system idle iowait irq softirq
-    return static_cast<double>(v[6]) / static_cast<double>(sysconf(_SC_CLK_TCK));
-}
 
 /// A "name:value" line of an INFO reply.
 inline std::optional<std::string> info_field(std::string_view info, std::string_view name) {

@@ -328,6 +328,7 @@ int main(int argc, char** argv) {
     }
     // Several nodes sharing broadcasts and presence through Redis.
     redis.on_state = [](std::string_view which, std::error_code ec) {
+        if (ec == plume::redis::error::stopped) return;  // shutting down
         if (ec)
             std::cerr << "chat: redis " << which << " connection: " << ec.message() << "\n";
         else

@@ -6,13 +6,25 @@
 // (cwd tests/node, after `npm ci`; Chromium from scripts/setup.sh). Skipped
 // only when /usr/bin/chromium is missing. Every wait is on a page condition or
 // a process event, bounded by a timeout; the server listens on 127.0.0.1 and
-// the server and the browser are stopped by PID.
+// the server and the browser are stopped by PID. A page whose network is cut
+// (by a TCP relay between it and the chat) and restored a few seconds later
+// shows, once it has rejoined, every message it missed.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import net from 'node:net';
 import { existsSync } from 'node:fs';
 import { randomUUID } from 'node:crypto';
 import { chromium } from 'playwright-core';
-import { startServer, trackProcess, withTimeout } from './support/servers.mjs';
+import {
+  startServer,
+  trackProcess,
+  withTimeout,
+  Inbox,
+  phxConnect,
+  recordChannel,
+  joinOk,
+  closeAllClients,
+} from './support/servers.mjs';
 
 const CHROMIUM = '/usr/bin/chromium';
 // Without the background-networking flags Chromium's own connections are
@@ -49,6 +61,73 @@ async function startChat() {
     throw new Error(`chat listens on ${server.host}, not on 127.0.0.1\n${server.output()}`);
   }
   return { ...server, url: `${server.url}/` };
+}
+
+// ------------------------------------------------------------ the network
+
+/**
+ * A TCP relay on 127.0.0.1 in front of the chat, so a test can cut a page's
+ * network for real: cut() resets every relayed connection (both halves) and
+ * resets every new one until restore(). (Chromium's offline emulation,
+ * Network.emulateNetworkConditions / context.setOffline, leaves an open
+ * WebSocket alone.) `refused` records each connection reset while cut.
+ */
+async function startRelay(targetPort) {
+  const pairs = new Set();
+  const refused = new Inbox('connections refused by the relay');
+  let cut = false;
+  const server = net.createServer((client) => {
+    if (cut) {
+      client.resetAndDestroy();
+      refused.push({ at: Date.now() });
+      return;
+    }
+    const upstream = net.connect(targetPort, '127.0.0.1');
+    const pair = { client, upstream };
+    pairs.add(pair);
+    const end = () => {
+      pairs.delete(pair);
+      client.destroy();
+      upstream.destroy();
+    };
+    for (const s of [client, upstream]) {
+      s.on('error', end);
+      s.on('close', end);
+    }
+    client.pipe(upstream);
+    upstream.pipe(client);
+  });
+  await withTimeout(
+    new Promise((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(0, '127.0.0.1', resolve);
+    }),
+    START_TIMEOUT_MS,
+    'the relay to listen'
+  );
+  return {
+    url: `http://127.0.0.1:${server.address().port}/`,
+    refused,
+    cut() {
+      cut = true;
+      for (const { client, upstream } of pairs) {
+        client.resetAndDestroy();
+        upstream.resetAndDestroy();
+      }
+      pairs.clear();
+    },
+    restore() {
+      cut = false;
+    },
+    async close() {
+      for (const { client, upstream } of pairs) {
+        client.destroy();
+        upstream.destroy();
+      }
+      pairs.clear();
+      await withTimeout(new Promise((resolve) => server.close(resolve)), STOP_TIMEOUT_MS, 'the relay to close');
+    },
+  };
 }
 
 // ---------------------------------------------------------------- browser
@@ -195,6 +274,7 @@ describe('chat demo page in Chromium (playwright-core + phoenix.js)', { skip }, 
   let chat;
   let chromiumBrowser;
   const users = [];
+  const relays = [];
 
   before(async () => {
     chat = await startChat();
@@ -203,7 +283,9 @@ describe('chat demo page in Chromium (playwright-core + phoenix.js)', { skip }, 
 
   after(async () => {
     const problems = [];
+    await closeAllClients();
     for (const u of users) await u.context.close().catch(() => {});
+    for (const r of relays) await r.close().catch((err) => problems.push(err.message));
     if (chromiumBrowser) {
       const status = await chromiumBrowser.stop();
       if (status.killed) problems.push(status.killed);
@@ -259,5 +341,95 @@ describe('chat demo page in Chromium (playwright-core + phoenix.js)', { skip }, 
       [],
       'page errors, console errors, failed requests or HTTP errors'
     );
+  });
+  it('a page that loses its connection for a few seconds shows every message it missed', async (t) => {
+    // The page reaches the chat through a relay that can cut its network;
+    // dave (phoenix.js in Node) talks to the chat directly.
+    const relay = await startRelay(chat.port);
+    relays.push(relay);
+    const carol = await openChat(chromiumBrowser.browser, relay.url, 'carol');
+    users.push(carol);
+    await login(carol, relay.url);
+    const daveSocket = await phxConnect(chat.socketUrl, { params: { user_id: 'dave' } });
+    const dave = daveSocket.channel('room:lobby', {});
+    const daveInbox = recordChannel(dave, ['new_msg']);
+    await joinOk(dave);
+    const say = async (body) => {
+      dave.push('new_msg', { body });
+      await daveInbox.waitFor((e) => e.payload.body === body, { timeoutMs: WAIT_MS, what: `dave's own copy of "${body}"` });
+    };
+    const id = randomUUID();
+    const before = `before the cut ${id}`;
+    const missed = [1, 2, 3].map((i) => `missed ${i} ${id}`);
+    const after = `after the reconnect ${id}`;
+
+    await say(before);
+    await waitForMessage(carol, `dave: ${before}`);
+    const joinRef = await carol.page.evaluate(() => window.plumeChat.channel.joinRef());
+
+    // Cut: the page notices its websocket is gone; then its reconnects are
+    // refused for a few seconds (phoenix.js's backoff: 10, 50, 100, 150, 200,
+    // 250, 500, 1000 ms: 8 refused attempts take about 2.3 s).
+    const problemsAtCut = carol.problems.length;
+    const cutAt = Date.now();
+    relay.cut();
+    await carol.page.waitForFunction(
+      () =>
+        !window.plumeChat.socket.isConnected() &&
+        document.getElementById('status').textContent === 'disconnected, reconnecting…',
+      null,
+      { timeout: WAIT_MS }
+    );
+    for (const m of missed) await say(m);
+    for (let i = 0; i < 8; i++) {
+      await relay.refused.waitFor(() => true, { timeoutMs: WAIT_MS, what: `refused reconnect ${i + 1} of the page` });
+    }
+    assert.equal(await carol.page.evaluate(() => window.plumeChat.socket.isConnected()), false, 'still offline');
+    const offline = await messageTexts(carol.page);
+    assert.deepEqual(offline, [`dave: ${before}`], 'nothing new reached the page while it was offline');
+
+    // Restore: the page reconnects and rejoins with the offset it last saw.
+    relay.restore();
+    await carol.page.waitForFunction(
+      (before) =>
+        window.plumeChat.socket.isConnected() &&
+        window.plumeChat.channel.state === 'joined' &&
+        window.plumeChat.channel.joinRef() !== before,
+      joinRef,
+      { timeout: WAIT_MS }
+    );
+    const problemsAtRejoin = carol.problems.length;
+    t.diagnostic(`offline for ${Date.now() - cutAt} ms, ${relay.refused.items.length} reconnects refused`);
+
+    for (const m of missed) await waitForMessage(carol, `dave: ${m}`);
+    await say(after);
+    await waitForMessage(carol, `dave: ${after}`);
+    assert.deepEqual(
+      await messageTexts(carol.page),
+      [before, ...missed, after].map((b) => `dave: ${b}`),
+      '[carol] every message once, in order'
+    );
+    assert.deepEqual(
+      await carol.page.locator('#messages p.error').evaluateAll((ps) => ps.map((p) => p.textContent)),
+      [],
+      '[carol] no error line (no "some messages were missed while offline")'
+    );
+    assert.equal(await carol.page.textContent('#status'), 'connected as carol');
+
+    // The refused reconnects show up as websocket errors while the network
+    // was cut; nothing else went wrong, before or after.
+    const wsUrl = `${relay.url.replace(/^http/, 'ws')}socket/websocket?vsn=2.0.0`;
+    const expected = (p) =>
+      p.startsWith('[carol] websocket error: ') ||
+      p.startsWith(`[carol] console.error: WebSocket connection to '${wsUrl}' failed: `);
+    const during = carol.problems.slice(problemsAtCut, problemsAtRejoin);
+    assert.ok(during.length > 0, 'the refused reconnects were seen by the page');
+    assert.deepEqual(during.filter((p) => !expected(p)), [], 'problems while the network was cut');
+    assert.deepEqual(
+      [...carol.problems.slice(0, problemsAtCut), ...carol.problems.slice(problemsAtRejoin)],
+      [],
+      'page errors, console errors, failed requests or HTTP errors outside the cut'
+    );
+    for (const w of carol.warnings) t.diagnostic(w);
   });
 });

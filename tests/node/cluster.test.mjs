@@ -5,9 +5,12 @@
 // What it checks: a broadcast reaches clients on other nodes exactly once; a
 // node subscribes to a topic's Redis channel (`plume:t:<topic>`) only while it
 // has local subscribers; phoenix.js Presence converges across nodes and drops
-// the users of a node that was killed; a join reply means the node already
-// receives the topic's broadcasts; a bad --redis URL is refused and an
-// unreachable Redis does not stop the chat from serving.
+// the users of a node that was killed, and at once those of a node stopped by
+// SIGTERM (which exits 0); a join reply means the node already receives the
+// topic's broadcasts; while Redis is down each node serves its own clients,
+// and once Redis is back (restarted empty, same port) broadcasts cross again,
+// in order; a bad --redis URL is refused and an unreachable Redis does not
+// stop the chat from serving.
 //
 // Run: cd tests/node && PLUME_CHAT_BIN=build/dev/examples/chat/chat \
 //        node --test cluster.test.mjs
@@ -52,6 +55,12 @@ const UNSUBSCRIBE_DEADLINE_MS = 10000;
 const START_TIMEOUT_MS = 10000; // Redis or a node
 const STOP_TIMEOUT_MS = 10000; // a process exiting after SIGTERM
 const CONVERGE_MS = 10000; // presence lists, cluster mesh
+// A node stopped by SIGTERM tells the others at once (its presences leave, or
+// a permdown), so its users leave well before DOWN_MS + BROADCAST_MS.
+const GRACEFUL_LEAVE_MS = 2000;
+// After Redis comes back, broadcasts cross nodes again within this (the
+// nodes reconnect with a jittered backoff of at most 5 s, then resubscribe).
+const REDIS_RECOVER_MS = 15000;
 
 // ------------------------------------------------------------------ redis
 
@@ -167,6 +176,9 @@ async function numsub(redis, channel) {
   return Number(reply[1]);
 }
 
+/** How many "chat: redis subscribe connection: <error>" lines `node` printed on stderr so far. */
+const subscribeDownLines = (node) => (node.output().match(/^chat: redis subscribe connection: /gm) || []).length;
+
 /** The Redis channel the adapter publishes `topic` on. */
 const topicChannel = (topic) => `plume:t:${topic}`;
 
@@ -217,12 +229,16 @@ after(stopAll);
 
 /**
  * Starts `redis-server --port P --bind 127.0.0.1 --save "" --appendonly no`
- * on a free port and resolves once it answers PING.
+ * on `port` (default: a free one) and resolves once it answers PING. With
+ * `replaces` (a handle of a Redis that has exited), the new one takes its
+ * place in the stop order (before the nodes started after it are stopped).
  *
- * @returns {Promise<{port: number, url: string, output: () => string, stop: () => Promise<void>}>}
+ * @returns {Promise<{port: number, url: string, output: () => string,
+ *   stop: () => Promise<void>, kill: () => Promise<{code: number|null, signal: string|null}>}>}
+ *   kill() SIGKILLs it and resolves with its exit status once it is gone.
  */
-async function startRedis() {
-  const port = await freePort();
+async function startRedis({ port, replaces } = {}) {
+  port ??= await freePort();
   const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'];
   const { proc, exited, exitWithin } = spawnTracked(REDIS_SERVER, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
@@ -246,8 +262,14 @@ async function startRedis() {
         throw new Error(`redis-server did not exit within ${STOP_TIMEOUT_MS} ms of SIGTERM; killed\n${output()}`);
       }
     },
+    async kill() {
+      signalProcess(proc, 'SIGKILL');
+      return withTimeout(exited, STOP_TIMEOUT_MS, `redis-server on port ${port} to exit after SIGKILL`);
+    },
   };
-  running.push(redis);
+  const at = replaces ? running.indexOf(replaces) : -1;
+  if (at >= 0) running[at] = redis;
+  else running.push(redis);
 
   await pollUntil(
     async () => {
@@ -499,6 +521,97 @@ describe('chat cluster over Redis', () => {
     const elapsed = Date.now() - killedAt;
     assert.ok(alice.events.some((e) => e.kind === 'leave' && e.key === 'bob' && e.last), 'a presence_diff leave for bob');
     assert.ok(elapsed < NODE_DOWN_DEADLINE_MS, `bob left ${elapsed} ms after the kill`);
+  });
+
+  it(`graceful stop: after SIGTERM of B, its user leaves the Presence list on A within ${GRACEFUL_LEAVE_MS} ms; B exits 0`, T, async (t) => {
+    const { nodes: [A, B] } = await startCluster(['A', 'B']);
+    const alice = await member(A, 'alice');
+    const bob = await member(B, 'bob');
+    await alice.until(() => alice.keys().join() === 'alice,bob', 'alice sees bob');
+    await bob.until(() => bob.keys().join() === 'alice,bob', 'bob sees alice');
+
+    const signalledAt = Date.now();
+    // Settles with B's exit status (or the error of a B that had to be killed).
+    const stopping = B.stop('SIGTERM', STOP_TIMEOUT_MS).catch((e) => e);
+    await alice.until(
+      () => alice.keys().join() === 'alice',
+      `bob to leave within ${GRACEFUL_LEAVE_MS} ms of SIGTERM to B (the down period alone would take ${DOWN_MS} ms + up to ${BROADCAST_MS} ms)`,
+      GRACEFUL_LEAVE_MS
+    );
+    const elapsed = Date.now() - signalledAt;
+    const status = await stopping;
+    bob.socket.disconnect(); // no reconnect attempts to the closed port
+    if (status instanceof Error) throw status;
+    assert.deepEqual(status, { code: 0, signal: null }, `B's exit after SIGTERM\n${B.output()}`);
+    assert.ok(alice.events.some((e) => e.kind === 'leave' && e.key === 'bob' && e.last), 'a presence_diff leave for bob');
+    assert.ok(elapsed < GRACEFUL_LEAVE_MS, `bob left ${elapsed} ms after SIGTERM`);
+    t.diagnostic(`bob left A's Presence list ${elapsed} ms after SIGTERM to B`);
+    // A goes on serving its client.
+    const ann = await chatter(A, 'ann');
+    ann.channel.push('new_msg', { body: 'after B stopped' });
+    await received(ann, 'after B stopped');
+  });
+
+  it(`Redis restart: nodes serve local clients while it is down, and broadcasts cross again within ${REDIS_RECOVER_MS} ms of it coming back`, T, async (t) => {
+    const { redis, nodes: [A, B] } = await startCluster(['A', 'B']);
+    const ann = await chatter(A, 'ann');
+    const amy = await chatter(A, 'amy');
+    const ben = await chatter(B, 'ben');
+    const bea = await chatter(B, 'bea');
+    ann.channel.push('new_msg', { body: 'before the outage' });
+    await received(ben, 'before the outage');
+
+    // Redis dies; both nodes notice (their subscribe connection drops).
+    const noticed = [A, B].map(subscribeDownLines);
+    const killed = await redis.kill();
+    assert.equal(killed.signal, 'SIGKILL', JSON.stringify(killed));
+    await pollUntil(
+      async () => [A, B].map(subscribeDownLines),
+      (counts) => counts.every((n, i) => n > noticed[i]),
+      { timeoutMs: CONVERGE_MS, what: `"chat: redis subscribe connection: …" on A and B\nA: ${A.output()}\nB: ${B.output()}` }
+    );
+    await assert.rejects(redisCommand(redis.port, ['PING'], 500), 'Redis is down');
+
+    // Meanwhile each node still serves its own clients.
+    ann.channel.push('new_msg', { body: 'A during the outage' });
+    assert.deepEqual(await received(amy, 'A during the outage'), { body: 'A during the outage', user_id: 'ann' });
+    ben.channel.push('new_msg', { body: 'B during the outage' });
+    assert.deepEqual(await received(bea, 'B during the outage'), { body: 'B during the outage', user_id: 'ben' });
+    await assert.rejects(redisCommand(redis.port, ['PING'], 500), 'Redis was down all along');
+
+    // Redis comes back on the same port (empty: no subscriptions survive).
+    await startRedis({ port: redis.port, replaces: redis });
+    const backAt = Date.now();
+
+    // Numbered messages from A until one reaches B.
+    const tag = 'after restart';
+    const isProbe = (e) => e.payload.body.startsWith(`${tag} `);
+    let n = 0;
+    let first = null;
+    while (first === null) {
+      if (Date.now() - backAt >= REDIS_RECOVER_MS) {
+        throw new Error(
+          `no new_msg from A reached B within ${REDIS_RECOVER_MS} ms of Redis coming back (${n} sent)\n` +
+            `A: ${A.output()}\nB: ${B.output()}`
+        );
+      }
+      ann.channel.push('new_msg', { body: `${tag} ${n++}` });
+      first = await ben.inbox.waitFor(isProbe, { timeoutMs: 250, what: 'a probe' }).catch(() => null);
+    }
+    t.diagnostic(`"${first.payload.body}" crossed ${Date.now() - backAt} ms after Redis was back (${n} sent)`);
+
+    // From then on every message crosses, once, in order.
+    const later = [];
+    for (let i = 0; i < 10; i++) later.push(`${tag} ${n + i}`);
+    for (const body of later) ann.channel.push('new_msg', { body });
+    for (const body of later) assert.deepEqual(await received(ben, body), { body, user_id: 'ann' });
+    ann.channel.push('new_msg', { body: 'fence' });
+    await received(ben, 'fence');
+    const atB = ben.inbox.items.map((e) => e.payload.body);
+    assert.deepEqual(atB.filter((b) => later.includes(b)), later, 'at B: every message after the first crossing, in order, once');
+    // And back from B to A.
+    ben.channel.push('new_msg', { body: 'B after restart' });
+    await received(ann, 'B after restart');
   });
 
   it('join/publish ordering: a broadcast from A right after B\'s join reply reaches the joiner (20 fresh topics)', T, async () => {

@@ -257,6 +257,22 @@ TEST_CASE("subscriptions: confirmed before the callback, batched, restored after
     }));
     CHECK(run(io, *pub, {"PUBLISH", "t:a", "second"}).second.integer == 0);
 
+    // Churn within one turn and across turns ends as the last call says.
+    sub->subscribe("t:churn");
+    REQUIRE(run_until(io, [&] { return sub->stats().confirmed == 2001; }));
+    sub->unsubscribe("t:churn");
+    sub->subscribe("t:churn");
+    sub->unsubscribe("t:churn");
+    REQUIRE(run_until(io, [&] {
+        return run(io, *pub, {"PUBSUB", "NUMSUB", "t:churn"}).second.elements.at(1).integer == 0;
+    }));
+    bool back = false;
+    sub->subscribe("t:churn", [&](std::error_code ec) { back = !ec; });
+    REQUIRE(run_until(io, [&] { return back; }));
+    CHECK(run(io, *pub, {"PUBSUB", "NUMSUB", "t:churn"}).second.elements.at(1).integer == 1);
+    sub->unsubscribe("t:churn");
+    REQUIRE(run_until(io, [&] { return sub->stats().channels == 2000; }));
+
     // Restart: every wanted channel is subscribed again, in batches.
     server.kill();
     REQUIRE(run_until(io, [&] { return !sub->up(); }));

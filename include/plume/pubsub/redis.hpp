@@ -126,6 +126,15 @@ struct Envelope {
     MessagePtr message;
 };
 
+/// The origin of an envelope without decoding the rest (empty if malformed):
+/// a node's own echoes are dropped before their payload is parsed.
+inline std::string_view envelope_origin(std::string_view in) {
+    if (in.size() < 2 || static_cast<unsigned char>(in[0]) != envelope_version) return {};
+    in.remove_prefix(2);
+    std::string_view origin;
+    return get_field(in, origin) ? origin : std::string_view{};
+}
+
 inline std::optional<Envelope> decode_envelope(std::string_view in) {
     if (in.size() < 2 || static_cast<unsigned char>(in[0]) != envelope_version) return {};
     const bool binary = in[1] & 1;
@@ -215,17 +224,17 @@ class RedisCore : public std::enable_shared_from_this<RedisCore> {
     void publish_to(std::string_view node, const MessagePtr& m) { send(node_channel(node), *m); }
 
     void subscribe_topic(std::string_view topic, std::function<void(std::error_code)> ready) {
-        {
-            std::lock_guard lock(mutex_);
-            lingering_.erase(std::string(topic));
-        }
+        // Under the lock, so that a sweep that took the topic off the lingering
+        // list has already queued its UNSUBSCRIBE: this SUBSCRIBE follows it.
+        std::lock_guard lock(mutex_);
+        lingering_.erase(std::string(topic));
         subscriber_->subscribe(topic_channel(topic), std::move(ready));
     }
 
     void unsubscribe_topic(std::string_view topic) {
+        std::lock_guard lock(mutex_);
         if (options_.unsubscribe_linger.count() <= 0)
             return subscriber_->unsubscribe(topic_channel(topic));
-        std::lock_guard lock(mutex_);
         lingering_[std::string(topic)] =
             std::chrono::steady_clock::now() + options_.unsubscribe_linger;
     }
@@ -270,13 +279,13 @@ class RedisCore : public std::enable_shared_from_this<RedisCore> {
     }
 
     void on_message(std::string_view, std::string_view payload) {
+        if (envelope_origin(payload) == origin_) {
+            ++own_;
+            return;
+        }
         auto e = decode_envelope(payload);
         if (!e) {
             ++malformed_;
-            return;
-        }
-        if (e->origin == origin_) {
-            ++own_;
             return;
         }
         std::lock_guard lock(deliver_mutex_);
@@ -291,20 +300,17 @@ class RedisCore : public std::enable_shared_from_this<RedisCore> {
         sweep_.expires_after(tick);
         sweep_.async_wait([self = shared_from_this()](std::error_code ec) {
             if (ec || self->stopped_) return;
-            std::vector<std::string> due;
             {
                 std::lock_guard lock(self->mutex_);
                 auto now = std::chrono::steady_clock::now();
                 for (auto it = self->lingering_.begin(); it != self->lingering_.end();)
                     if (it->second <= now) {
-                        due.push_back(it->first);
+                        self->subscriber_->unsubscribe(self->topic_channel(it->first));
                         it = self->lingering_.erase(it);
                     } else {
                         ++it;
                     }
             }
-            for (auto& t : due)
-                self->subscriber_->unsubscribe(self->topic_channel(t));
             self->arm_sweep();
         });
     }

@@ -111,9 +111,11 @@ class Subscriber final : public detail::Link {
         auto waiting = std::move(it->second.waiting);
         confirmed_ -= it->second.confirmed;
         channels_.erase(it);
-        // Never sent: drop it from the batch. Sent: UNSUBSCRIBE (when down,
-        // the reconnect does not subscribe it again).
-        if (to_subscribe_.erase(channel) == 0 && up()) to_unsubscribe_.insert(std::move(channel));
+        // UNSUBSCRIBE even when its SUBSCRIBE is still queued: an earlier one
+        // may have been sent (Redis answers an UNSUBSCRIBE of a channel it
+        // does not have too). When down, the reconnect does not subscribe it.
+        to_subscribe_.erase(channel);
+        if (up()) to_unsubscribe_.insert(std::move(channel));
         count();
         for (auto& w : waiting)
             w(error::stopped);

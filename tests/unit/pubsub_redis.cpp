@@ -119,6 +119,18 @@ TEST_CASE("a broadcast reaches the other nodes' subscribers once, and only nodes
     a.direct_broadcast("c", plume::pubsub::make_message("tracker:x", "transfer", {}));
     REQUIRE(run_until(io, [&] { return direct.size() == 1; }));
 
+    // Over the size cap: refused at the origin, counted; a direct message
+    // (a Tracker transfer) has its own, larger cap.
+    const auto failed = a.adapter().stats().publish_failed;
+    a.broadcast("room:1", "big", {{"body", std::string(2 << 20, 'x')}});
+    CHECK(a.adapter().stats().too_large == 1);
+    CHECK(a.adapter().stats().publish_failed == failed + 1);
+    a.direct_broadcast("c", plume::pubsub::make_message("tracker:x", "transfer_ack",
+                                                        {{"body", std::string(2 << 20, 'y')}}));
+    REQUIRE(run_until(io, [&] { return direct.size() == 2; }));
+    CHECK(direct[1] == "transfer_ack");
+    CHECK(a.adapter().stats().too_large == 1);
+
     a.adapter().stop();
     b.adapter().stop();
     c.adapter().stop();

@@ -60,8 +60,14 @@ struct RedisOptions {
     std::string prefix = "plume";
     /// How long a topic stays subscribed after its last local subscriber left.
     std::chrono::milliseconds unsubscribe_linger{5'000};
-    /// Broadcasts larger than this (envelope included) are refused at the origin.
+    /// Broadcasts larger than this (envelope included) are refused at the
+    /// origin (counted in stats().too_large).
     std::size_t max_message_bytes = std::size_t{1} << 20;
+    /// The same for messages to one node (direct_broadcast: the Tracker's
+    /// state transfers, which grow with the presences of a shard and are not
+    /// split into chunks yet). Keep it under Redis's pubsub output buffer
+    /// limit (32 MB by default).
+    std::size_t max_direct_message_bytes = std::size_t{16} << 20;
     /// Timeouts, backoff and limits of the two Redis connections (its url is
     /// replaced by `url`; its on_state by `on_state`).
     redis::Options link{};
@@ -73,6 +79,7 @@ struct RedisOptions {
 struct RedisStats {
     std::uint64_t published = 0;       // broadcasts sent to Redis
     std::uint64_t publish_failed = 0;  // refused (down, too large) or not answered
+    std::uint64_t too_large = 0;       // of which refused for their size
     std::uint64_t received = 0;        // envelopes from other nodes delivered locally
     std::uint64_t own = 0;             // own broadcasts echoed by Redis, skipped
     std::uint64_t malformed = 0;       // envelopes that could not be decoded, dropped
@@ -220,8 +227,12 @@ class RedisCore : public std::enable_shared_from_this<RedisCore> {
         asio::dispatch(strand_, [self = shared_from_this()] { self->sweep_.cancel(); });
     }
 
-    void publish(const MessagePtr& m) { send(topic_channel(m->topic), *m); }
-    void publish_to(std::string_view node, const MessagePtr& m) { send(node_channel(node), *m); }
+    void publish(const MessagePtr& m) {
+        send(topic_channel(m->topic), *m, options_.max_message_bytes);
+    }
+    void publish_to(std::string_view node, const MessagePtr& m) {
+        send(node_channel(node), *m, options_.max_direct_message_bytes);
+    }
 
     void subscribe_topic(std::string_view topic, std::function<void(std::error_code)> ready) {
         // Under the lock, so that a sweep that took the topic off the lingering
@@ -245,6 +256,7 @@ class RedisCore : public std::enable_shared_from_this<RedisCore> {
         RedisStats s;
         s.published = published_.load();
         s.publish_failed = publish_failed_.load();
+        s.too_large = too_large_.load();
         s.received = received_.load();
         s.own = own_.load();
         s.malformed = malformed_.load();
@@ -262,10 +274,15 @@ class RedisCore : public std::enable_shared_from_this<RedisCore> {
         return options_.prefix + ":n:" + std::string(node);
     }
 
-    void send(std::string channel, const Message& m) {
-        auto envelope = encode_envelope(origin_, m);
-        if (envelope.size() > options_.max_message_bytes || stopped_) {
+    void send(std::string channel, const Message& m, std::size_t max_bytes) {
+        if (stopped_) {
             ++publish_failed_;
+            return;
+        }
+        auto envelope = encode_envelope(origin_, m);
+        if (envelope.size() > max_bytes) {
+            ++publish_failed_;
+            ++too_large_;
             return;
         }
         client_->command(
@@ -328,8 +345,8 @@ class RedisCore : public std::enable_shared_from_this<RedisCore> {
     std::mutex mutex_;
     std::unordered_map<std::string, std::chrono::steady_clock::time_point> lingering_;
     std::atomic<bool> stopped_{false};
-    std::atomic<std::uint64_t> published_{0}, publish_failed_{0}, received_{0}, own_{0},
-        malformed_{0};
+    std::atomic<std::uint64_t> published_{0}, publish_failed_{0}, too_large_{0}, received_{0},
+        own_{0}, malformed_{0};
 };
 
 }  // namespace detail

@@ -55,11 +55,13 @@ const UNSUBSCRIBE_DEADLINE_MS = 10000;
 const START_TIMEOUT_MS = 10000; // Redis or a node
 const STOP_TIMEOUT_MS = 10000; // a process exiting after SIGTERM
 const CONVERGE_MS = 10000; // presence lists, cluster mesh
-// A node stopped by SIGTERM tells the others at once (its presences leave, or
-// a permdown), so its users leave well before DOWN_MS + BROADCAST_MS.
-const GRACEFUL_LEAVE_MS = 2000;
+// A node stopped by SIGTERM tells the others at once (a permdown). The
+// graceful-stop test runs with a down period far longer than this deadline, so
+// a leave within it can only come from the permdown, however loaded the machine.
+const GRACEFUL_DOWN_MS = 120000;
+const GRACEFUL_LEAVE_MS = 10000;
 // After Redis comes back, broadcasts cross nodes again within this (the
-// nodes reconnect with a jittered backoff of at most 5 s, then resubscribe).
+// nodes reconnect with a jittered backoff of at most 1 s, then resubscribe).
 const REDIS_RECOVER_MS = 15000;
 
 // ------------------------------------------------------------------ redis
@@ -352,10 +354,10 @@ async function waitForMesh(nodes) {
 }
 
 /** Redis plus nodes named `names` (in that order), formed into a cluster. */
-async function startCluster(names) {
+async function startCluster(names, extra = []) {
   const redis = await startRedis();
   const nodes = [];
-  for (const name of names) nodes.push(await startNode(redis.url, name));
+  for (const name of names) nodes.push(await startNode(redis.url, name, extra));
   await waitForMesh(nodes);
   return { redis, nodes };
 }
@@ -524,7 +526,7 @@ describe('chat cluster over Redis', () => {
   });
 
   it(`graceful stop: after SIGTERM of B, its user leaves the Presence list on A within ${GRACEFUL_LEAVE_MS} ms; B exits 0`, T, async (t) => {
-    const { nodes: [A, B] } = await startCluster(['A', 'B']);
+    const { nodes: [A, B] } = await startCluster(['A', 'B'], ['--tracker-down-ms', String(GRACEFUL_DOWN_MS)]);
     const alice = await member(A, 'alice');
     const bob = await member(B, 'bob');
     await alice.until(() => alice.keys().join() === 'alice,bob', 'alice sees bob');
@@ -535,7 +537,7 @@ describe('chat cluster over Redis', () => {
     const stopping = B.stop('SIGTERM', STOP_TIMEOUT_MS).catch((e) => e);
     await alice.until(
       () => alice.keys().join() === 'alice',
-      `bob to leave within ${GRACEFUL_LEAVE_MS} ms of SIGTERM to B (the down period alone would take ${DOWN_MS} ms + up to ${BROADCAST_MS} ms)`,
+      `bob to leave within ${GRACEFUL_LEAVE_MS} ms of SIGTERM to B (the down period alone would take ${GRACEFUL_DOWN_MS} ms)`,
       GRACEFUL_LEAVE_MS
     );
     const elapsed = Date.now() - signalledAt;
@@ -544,7 +546,6 @@ describe('chat cluster over Redis', () => {
     if (status instanceof Error) throw status;
     assert.deepEqual(status, { code: 0, signal: null }, `B's exit after SIGTERM\n${B.output()}`);
     assert.ok(alice.events.some((e) => e.kind === 'leave' && e.key === 'bob' && e.last), 'a presence_diff leave for bob');
-    assert.ok(elapsed < GRACEFUL_LEAVE_MS, `bob left ${elapsed} ms after SIGTERM`);
     t.diagnostic(`bob left A's Presence list ${elapsed} ms after SIGTERM to B`);
     // A goes on serving its client.
     const ann = await chatter(A, 'ann');
@@ -609,9 +610,19 @@ describe('chat cluster over Redis', () => {
     await received(ben, 'fence');
     const atB = ben.inbox.items.map((e) => e.payload.body);
     assert.deepEqual(atB.filter((b) => later.includes(b)), later, 'at B: every message after the first crossing, in order, once');
-    // And back from B to A.
-    ben.channel.push('new_msg', { body: 'B after restart' });
-    await received(ann, 'B after restart');
+    // And back from B to A: B's own publishing connection reconnects on its
+    // own schedule (backoff at most 1 s), so probe until one crosses.
+    const fromB = (e) => e.payload.body.startsWith('B after restart ');
+    let m = 0;
+    let back = null;
+    while (back === null) {
+      if (Date.now() - backAt >= REDIS_RECOVER_MS) {
+        throw new Error(`no new_msg from B reached A within ${REDIS_RECOVER_MS} ms of Redis coming back (${m} sent)`);
+      }
+      ben.channel.push('new_msg', { body: `B after restart ${m++}` });
+      back = await ann.inbox.waitFor(fromB, { timeoutMs: 250, what: 'a probe from B' }).catch(() => null);
+    }
+    t.diagnostic(`"${back.payload.body}" crossed from B ${Date.now() - backAt} ms after Redis was back`);
   });
 
   it('join/publish ordering: a broadcast from A right after B\'s join reply reaches the joiner (20 fresh topics)', T, async () => {

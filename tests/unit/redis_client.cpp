@@ -138,10 +138,10 @@ TEST_CASE("no Redis: commands fail at once, and the client connects when it appe
     REQUIRE(run_until(io, [&] { return !states.empty(); }));
     CHECK(states[0] == redis::error::connect_failed);
     CHECK(states[0].message() == "could not connect to Redis");
-    auto t0 = std::chrono::steady_clock::now();
+    // Refused without being queued or written (no waiting for a timeout).
     CHECK(run(io, *c, {"PING"}).first == redis::error::not_connected);
-    CHECK(std::chrono::steady_clock::now() - t0 < 1s);
     CHECK(c->stats().refused == 1);
+    CHECK(c->stats().commands == 0);
     c->stop();
     CHECK(plume::test::runs_out_of_work(io));
 }
@@ -197,8 +197,7 @@ TEST_CASE("a wedged Redis (TCP open, nothing answers) times out and is replaced"
     REQUIRE(run_until(io, [&] { return done; }));
     auto waited = std::chrono::steady_clock::now() - t0;
     CHECK(got == redis::error::timeout);
-    CHECK(waited >= 300ms);
-    CHECK(waited < 1s);
+    CHECK(waited >= 300ms);  // the command timeout, not earlier
     CHECK(c->stats().link.timeouts == 1);
     CHECK(states.back() == redis::error::timeout);
 

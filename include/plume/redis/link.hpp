@@ -39,9 +39,10 @@ struct Options {
     /// An idle connection sends PING this often (the liveness probe).
     std::chrono::milliseconds ping_interval{1'000};
     /// Reconnect backoff: from min, doubling to max, each wait jittered
-    /// uniformly in [50%, 100%].
+    /// uniformly in [50%, 100%]. The max bounds how long publishing stays
+    /// down after Redis is back (an attempt costs one TCP connect).
     std::chrono::milliseconds reconnect_min{100};
-    std::chrono::milliseconds reconnect_max{5'000};
+    std::chrono::milliseconds reconnect_max{1'000};
     /// Bytes of commands waiting to be written beyond which new ones are
     /// refused (error::queue_full).
     std::size_t max_queued_bytes = std::size_t{64} << 20;

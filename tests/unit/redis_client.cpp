@@ -206,7 +206,7 @@ TEST_CASE("a wedged Redis (TCP open, nothing answers) times out and is replaced"
     REQUIRE(run_until(io, [&] { return c->up(); }));
     server.pause();
     REQUIRE(run_until(
-        io, [&] { return c->stats().link.timeouts == 2; }, 2s));
+        io, [&] { return c->stats().link.timeouts == 2; }, 10s));
     server.resume();
     REQUIRE(run_until(io, [&] { return c->up(); }));
     CHECK(!run(io, *c, {"PING"}).first);

@@ -106,6 +106,25 @@ inline void require_fd_limit(int connections) {
 }
 
 /// The server under test, spawned by us and stopped by its PID.
+/// SIGTERM to `pid`, then SIGKILL if it has not exited within `grace`;
+/// waits for it and says how it ended.
+inline std::string terminate_process(pid_t pid, std::chrono::milliseconds grace) {
+    kill(pid, SIGTERM);
+    int status = 0;
+    const auto deadline = std::chrono::steady_clock::now() + grace;
+    pid_t r = 0;
+    while ((r = waitpid(pid, &status, WNOHANG)) == 0 && std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    if (r == 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+        return "did not exit within the grace period after SIGTERM; killed";
+    }
+    if (WIFEXITED(status)) return "exited with status " + std::to_string(WEXITSTATUS(status));
+    if (WIFSIGNALED(status)) return "killed by signal " + std::to_string(WTERMSIG(status));
+    return {};
+}
+
 class ServerProcess {
   public:
     ServerProcess() = default;
@@ -203,22 +222,7 @@ class ServerProcess {
     std::string stop(std::chrono::milliseconds grace) {
         std::string how = "not running";
         if (pid_ > 0) {
-            kill(pid_, SIGTERM);
-            int status = 0;
-            const auto deadline = std::chrono::steady_clock::now() + grace;
-            pid_t r = 0;
-            while ((r = waitpid(pid_, &status, WNOHANG)) == 0 &&
-                   std::chrono::steady_clock::now() < deadline)
-                std::this_thread::sleep_for(std::chrono::milliseconds(10));
-            if (r == 0) {
-                kill(pid_, SIGKILL);
-                waitpid(pid_, &status, 0);
-                how = "did not exit within the grace period after SIGTERM; killed";
-            } else if (WIFEXITED(status)) {
-                how = "exited with status " + std::to_string(WEXITSTATUS(status));
-            } else if (WIFSIGNALED(status)) {
-                how = "killed by signal " + std::to_string(WTERMSIG(status));
-            }
+            how = terminate_process(pid_, grace);
             pid_ = -1;
         }
         if (drain_.joinable()) drain_.join();  // EOF once the server is gone

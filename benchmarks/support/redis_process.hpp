@@ -28,6 +28,8 @@
 
 #include <plume/redis.hpp>
 
+#include "bench_support.hpp"
+
 namespace plume_bench {
 
 /// The redis-server to run: `explicit_path` if given, else $PLUME_REDIS_SERVER,
@@ -162,22 +164,7 @@ class RedisProcess {
     /// SIGTERM, then SIGKILL if it has not exited within `grace`. Says how it ended.
     std::string stop(std::chrono::milliseconds grace) {
         if (pid_ <= 0) return "not running";
-        ::kill(pid_, SIGTERM);
-        int status = 0;
-        const auto deadline = Clock::now() + grace;
-        pid_t r = 0;
-        while ((r = waitpid(pid_, &status, WNOHANG)) == 0 && Clock::now() < deadline)
-            std::this_thread::sleep_for(std::chrono::milliseconds(5));
-        std::string how;
-        if (r == 0) {
-            ::kill(pid_, SIGKILL);
-            waitpid(pid_, &status, 0);
-            how = "did not exit within the grace period after SIGTERM; killed";
-        } else if (WIFEXITED(status)) {
-            how = "exited with status " + std::to_string(WEXITSTATUS(status));
-        } else if (WIFSIGNALED(status)) {
-            how = "killed by signal " + std::to_string(WTERMSIG(status));
-        }
+        std::string how = terminate_process(pid_, grace);
         pid_ = -1;
         return how;
     }

@@ -25,7 +25,6 @@ import net from 'node:net';
 import path from 'node:path';
 import { existsSync } from 'node:fs';
 import { setTimeout as delay } from 'node:timers/promises';
-import { Presence } from 'phoenix';
 import {
   startServer,
   spawnTracked,
@@ -37,6 +36,7 @@ import {
   recordChannel,
   joinOk,
   pushResult,
+  presenceMember,
 } from './support/servers.mjs';
 
 const BIN = 'PLUME_CHAT_BIN';
@@ -389,39 +389,10 @@ function bodyCounts(client) {
   return counts;
 }
 
-/**
- * A phoenix.js client of `node` in `topic` with a Presence: `keys()` is its
- * Presence.list's keys (sorted), `until(pred, what)` waits for pred after a sync.
- */
+/** A phoenix.js client of `node` in `topic` with a Presence (see presenceMember). */
 async function member(node, user, topic = 'room:lobby') {
-  const socket = await phxConnect(node.socketUrl, { params: { user_id: user } });
-  const channel = socket.channel(topic, {});
-  const presence = new Presence(channel);
-  const events = [];
-  const waiters = [];
-  const settle = () => {
-    for (const w of [...waiters]) {
-      if (w.pred()) {
-        waiters.splice(waiters.indexOf(w), 1);
-        w.resolve();
-      }
-    }
-  };
-  presence.onJoin((key, current) => events.push({ kind: 'join', key, first: !current }));
-  presence.onLeave((key, current) => events.push({ kind: 'leave', key, last: current.metas.length === 0 }));
-  presence.onSync(settle);
-  const keys = () => presence.list((key) => key).sort();
-  const until = (pred, what, timeoutMs = CONVERGE_MS) =>
-    withTimeout(
-      new Promise((resolve) => {
-        waiters.push({ pred, resolve });
-        settle();
-      }),
-      timeoutMs,
-      `${user} on ${node.name}: ${what} (Presence.list keys now ${JSON.stringify(keys())})`
-    );
-  await joinOk(channel);
-  return { user, node, socket, channel, presence, events, keys, until };
+  const m = await presenceMember(node.socketUrl, user, topic, { name: `${user} on ${node.name}`, timeoutMs: CONVERGE_MS });
+  return { ...m, node };
 }
 
 // ------------------------------------------------------------------- tests

@@ -3,35 +3,12 @@
 // when their connection drops.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Presence } from 'phoenix';
-import { joinOk, phxConnect, serverPerSuite, startServer, withTimeout } from './support/servers.mjs';
+import { presenceMember, serverPerSuite, startServer, withTimeout } from './support/servers.mjs';
 
 const server = serverPerSuite(() => startServer('PLUME_CHAT_BIN'));
 
 // A client joined to a room with a phoenix.js Presence that records events.
-async function member(user, topic) {
-  const socket = await phxConnect(server.socketUrl, { params: { user_id: user } });
-  const channel = socket.channel(topic, {});
-  const presence = new Presence(channel);
-  const events = [];
-  const waiters = [];
-  const settle = () => {
-    for (const w of [...waiters]) {
-      if (w.pred()) {
-        waiters.splice(waiters.indexOf(w), 1);
-        w.resolve();
-      }
-    }
-  };
-  presence.onJoin((key, current, added) => events.push({ kind: 'join', key, first: !current, metas: added.metas }));
-  presence.onLeave((key, current, removed) => events.push({ kind: 'leave', key, last: current.metas.length === 0 }));
-  presence.onSync(settle);
-  const online = () => presence.list((key, { metas }) => ({ key, typing: metas.some((m) => m.typing) }));
-  const until = (pred, what) =>
-    withTimeout(new Promise((resolve) => { waiters.push({ pred, resolve }); settle(); }), 5000, `${user}: ${what}`);
-  await joinOk(channel);
-  return { socket, channel, presence, events, online, until };
-}
+const member = (user, topic) => presenceMember(server.socketUrl, user, topic);
 
 const keys = (m) => m.online().map((p) => p.key).sort();
 

@@ -20,7 +20,7 @@ import { spawn } from 'node:child_process';
 import http from 'node:http';
 import { before, after, afterEach } from 'node:test';
 import WebSocket from 'ws';
-import { Socket } from 'phoenix';
+import { Presence, Socket } from 'phoenix';
 
 const LISTEN_RE = /listening on (?:ws|http):\/\/(\[[^\]]+\]|[^:/\s]+):(\d+)\//;
 
@@ -642,4 +642,43 @@ export function serverPerSuite(start, { closeClientsAfterEach = false } = {}) {
     await closeClientsAndStop(started ? server : null);
   });
   return server;
+}
+
+/**
+ * A phoenix.js client joined to `topic` at `socketUrl` as `user`, with a
+ * Presence that records join/leave events. `keys()` is Presence.list's keys
+ * (sorted), `online()` each key with whether any meta is typing, and
+ * `until(pred, what, timeoutMs)` waits for pred after a presence sync.
+ * `name` labels timeout messages.
+ */
+export async function presenceMember(socketUrl, user, topic, { name = user, timeoutMs = 5000 } = {}) {
+  const socket = await phxConnect(socketUrl, { params: { user_id: user } });
+  const channel = socket.channel(topic, {});
+  const presence = new Presence(channel);
+  const events = [];
+  const waiters = [];
+  const settle = () => {
+    for (const w of [...waiters]) {
+      if (w.pred()) {
+        waiters.splice(waiters.indexOf(w), 1);
+        w.resolve();
+      }
+    }
+  };
+  presence.onJoin((key, current, added) => events.push({ kind: 'join', key, first: !current, metas: added.metas }));
+  presence.onLeave((key, current) => events.push({ kind: 'leave', key, last: current.metas.length === 0 }));
+  presence.onSync(settle);
+  const keys = () => presence.list((key) => key).sort();
+  const online = () => presence.list((key, { metas }) => ({ key, typing: metas.some((m) => m.typing) }));
+  const until = (pred, what, ms = timeoutMs) =>
+    withTimeout(
+      new Promise((resolve) => {
+        waiters.push({ pred, resolve });
+        settle();
+      }),
+      ms,
+      `${name}: ${what} (Presence.list keys now ${JSON.stringify(keys())})`
+    );
+  await joinOk(channel);
+  return { user, socket, channel, presence, events, keys, online, until };
 }

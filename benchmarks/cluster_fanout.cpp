@@ -4,7 +4,9 @@
 //
 // Starts its own redis-server (Debian's, on PATH, or --redis-server PATH) on a
 // free 127.0.0.1 port and --nodes chat processes (examples/chat, each
-// `--port 0 --threads 1 --no-presence --no-rate-limits --redis URL --node nK`),
+// `--port 0 --threads 1 --no-presence --no-rate-limits --history H --redis URL
+// --node nK`; --history 0 by default: plain pub/sub; with --history N every
+// broadcast goes through the history script in Redis),
 // opens --subscribers Phoenix V2 JSON sockets spread evenly over the nodes
 // (`?vsn=2.0.0&user_id=uK`, subscriber K on node K mod N), joins each to
 // room:lobby and waits for every join reply. A join reply means the node
@@ -92,6 +94,7 @@ struct Config {
     double timeout = 120;
     double heartbeat = 30;
     double tick_ms = 0;  // --rate R: the timer's shortest wait; pushes due within it go together
+    int history = 0;     // --history N: the rooms keep N messages in Redis (0: plain pub/sub)
     bool show_server_output = false;
 };
 
@@ -667,7 +670,7 @@ void print_usage() {
         "         [--nodes 3] [--subscribers 3000] [--messages 1000] [--rate 0] [--window 8]\n"
         "         [--size 128] [--client-threads 1] [--concurrency 200] [--open-timeout 60]\n"
         "         [--join-timeout 60] [--mesh-timeout 10] [--timeout 120] [--heartbeat 30]\n"
-        "         [--tick-ms 0]\n"
+        "         [--tick-ms 0] [--history 0]\n"
         "         [--server-output] [-- CHAT ARGS...]\n",
         stderr);
 }
@@ -690,9 +693,12 @@ int run(const Config& config) {
         log->node = k + 1;
         auto node = std::make_unique<ServerProcess>();
         node->capture_stderr([log = log.get()](std::string_view chunk) { log->add(chunk); });
-        std::vector<std::string> args{
-            "--port",           "0",       "--threads", "1",      "--no-presence",
-            "--no-rate-limits", "--redis", url,         "--node", "n" + std::to_string(k + 1)};
+        std::vector<std::string> args{"--port",        "0",
+                                      "--threads",     "1",
+                                      "--no-presence", "--no-rate-limits",
+                                      "--redis",       url,
+                                      "--node",        "n" + std::to_string(k + 1),
+                                      "--history",     std::to_string(config.history)};
         args.insert(args.end(), config.server_args.begin(), config.server_args.end());
         node->start(config.server, args, std::chrono::seconds(15), config.show_server_output);
         endpoints.emplace_back(asio::ip::make_address("127.0.0.1"), node->port());
@@ -986,6 +992,7 @@ int main(int argc, char** argv) {
         config.timeout = args.number("timeout", 120);
         config.heartbeat = args.number("heartbeat", 30);
         config.tick_ms = args.number("tick-ms", 0);
+        config.history = static_cast<int>(args.number("history", 0));
         config.show_server_output = args.flag("server-output");
         args.finish();
         if (config.nodes < 2 || config.nodes > 250 || config.subscribers < config.nodes ||

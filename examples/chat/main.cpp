@@ -317,12 +317,15 @@ int main(int argc, char** argv) {
     settings.tokens =
         std::make_unique<ps::TokenSigner>(secret.size() >= 32 ? secret : random_secret());
 
+    // The rooms keep their last messages (--history N, default 100; 0: none),
+    // so a page that lost its connection gets what it missed: in this
+    // process's memory, or in Redis with --redis (then a page may come back
+    // through any node).
+    config.history.topics = {"room:*"};
+    config.history.events = {"new_msg"};  // not typing indicators
+
     asio::io_context io;
     if (redis.url.empty()) {
-        // The rooms keep their last messages (--history N, default 100; 0:
-        // none), so a page that lost its connection gets what it missed.
-        config.history.topics = {"room:*"};
-        config.history.events = {"new_msg"};  // not typing indicators
         ps::Endpoint<UserSocket> endpoint(io, config);
         return serve(io, endpoint, config, phoenix_js, threads);
     }

@@ -94,6 +94,22 @@ describe('chat: history and recovery (default: the last 100 messages of each roo
     assert.equal(reply.offset, offsets[3], 'the reply gives the offset of the last missed message');
   });
 
+  it('a rejoin while messages keep coming: every offset after the one asked for arrives once, in order', T, async () => {
+    const bob = await member(server, 'bob');
+    const from = { ...bob.seen };
+    const n = 90; // within the default history of 100
+    for (let i = 0; i < n; i++) bob.channel.push('new_msg', { body: `r${i}` });
+    const socket = await phxConnect(`${server.url}/socket`, { params: { user_id: 'carol' } });
+    const ch = socket.channel('room:lobby', { offset: from.offset, epoch: from.epoch });
+    const msgs = recordChannel(ch, ['new_msg']);
+    const r = await joinOk(ch);
+    assert.equal(r.recovered, true, JSON.stringify(r));
+    await say(bob, 'fence');
+    await msgs.waitFor((e) => e.payload.body === 'fence');
+    assert.deepEqual(msgs.all().map((e) => e.payload.offset), Array.from({ length: n + 1 }, (_, i) => from.offset + 1 + i));
+    socket.disconnect();
+  });
+
   it('an unknown epoch, or an offset from the future, is not recovered', T, async () => {
     const bob = await member(server, 'bob');
     await say(bob, 'x');

@@ -373,13 +373,20 @@ async function chatter(node, user, topic = 'room:lobby') {
   return { user, socket, channel, inbox };
 }
 
-/** Waits for new_msg `body` at `client`; resolves with its payload. */
+/** A new_msg payload without its history offset (which the history tests check). */
+function withoutOffset(payload) {
+  const { offset, ...rest } = payload;
+  if (offset !== undefined) assert.equal(typeof offset, 'number', JSON.stringify(payload));
+  return rest;
+}
+
+/** Waits for new_msg `body` at `client`; resolves with its payload, without its offset. */
 async function received(client, body, timeoutMs = 5000) {
   const e = await client.inbox.waitFor((m) => m.payload.body === body, {
     timeoutMs,
     what: `new_msg "${body}" at ${client.user}`,
   });
-  return e.payload;
+  return withoutOffset(e.payload);
 }
 
 /** How often each body arrived at `client`. */
@@ -623,7 +630,7 @@ describe('chat cluster over Redis', () => {
         timeoutMs: 5000,
         what: `"${body}" on ${topic} at the client that just joined on B`,
       });
-      assert.deepEqual(got.payload, { body, user_id: 'sender' });
+      assert.deepEqual(withoutOffset(got.payload), { body, user_id: 'sender' });
       rounds.push({ topic, from, inbox, body });
     }
     // A fence per topic from the same sender: nothing arrived twice.
@@ -632,6 +639,160 @@ describe('chat cluster over Redis', () => {
       await r.inbox.waitFor((e) => e.payload.body === 'fence', { timeoutMs: 5000, what: `the fence on ${r.topic}` });
       assert.deepEqual(r.inbox.items.map((e) => e.payload.body), [r.body, 'fence'], r.topic);
     }
+  });
+});
+
+// ----------------------------------------------------------------- history
+
+/**
+ * A phoenix.js client of `node` in `topic` whose join params carry `seen`
+ * ({offset, epoch}, updated by every new_msg), as the chat page does.
+ * Resolves once joined, with the join's reply.
+ */
+async function historian(node, user, topic, seen = { offset: null, epoch: null }) {
+  const socket = await phxConnect(node.socketUrl, { params: { user_id: user } });
+  const channel = socket.channel(topic, () => (seen.epoch === null ? {} : { offset: seen.offset, epoch: seen.epoch }));
+  const inbox = recordChannel(channel, ['new_msg']);
+  channel.on('new_msg', ({ offset }) => {
+    if (typeof offset === 'number') seen.offset = offset;
+  });
+  const reply = await joinOk(channel);
+  if (typeof reply.epoch === 'string') {
+    if (!reply.recovered) seen.offset = reply.offset;
+    seen.epoch = reply.epoch;
+  }
+  return { user, socket, channel, inbox, seen, reply };
+}
+
+/** Sends new_msg `body` from `client` and waits for its own copy; resolves with its offset. */
+async function say(client, body) {
+  client.channel.push('new_msg', { body });
+  const e = await client.inbox.waitFor((m) => m.payload.body === body, { what: `own copy of "${body}" at ${client.user}` });
+  return e.payload.offset;
+}
+
+describe('chat cluster over Redis: history kept in Redis', () => {
+  it('one offset sequence per room for the whole cluster: clients on A, B and C see the same messages in the same order', T, async () => {
+    const { nodes: [A, B, C] } = await startCluster(['A', 'B', 'C']);
+    const topic = 'room:history-order';
+    const ann = await historian(A, 'ann', topic);
+    const ben = await historian(B, 'ben', topic);
+    const cat = await historian(C, 'cat', topic);
+    assert.equal(typeof ann.reply.epoch, 'string');
+    assert.equal(ben.reply.epoch, ann.reply.epoch, 'one epoch for the room on every node');
+    assert.equal(cat.reply.epoch, ann.reply.epoch);
+    const start = ann.reply.offset;
+    // Two senders on two nodes, not waiting for each other.
+    const bodies = [];
+    for (let i = 0; i < 25; i++) {
+      ann.channel.push('new_msg', { body: `a${i}` });
+      ben.channel.push('new_msg', { body: `b${i}` });
+      bodies.push(`a${i}`, `b${i}`);
+    }
+    const seqs = [];
+    for (const c of [ann, ben, cat]) {
+      await c.inbox.waitFor(() => c.inbox.items.length >= bodies.length, { what: `50 messages at ${c.user}` });
+      const items = c.inbox.items.map((e) => e.payload);
+      assert.deepEqual(items.map((p) => p.offset), bodies.map((_, i) => start + 1 + i), `${c.user}: consecutive offsets, in order`);
+      assert.deepEqual([...items.map((p) => p.body)].sort(), [...bodies].sort(), `${c.user}: every message once`);
+      seqs.push(items.map((p) => p.body).join(' '));
+    }
+    assert.equal(seqs[1], seqs[0], 'B sees the order A sees');
+    assert.equal(seqs[2], seqs[0], 'C sees the order A sees');
+    // Each sender's own messages keep their order.
+    const order = seqs[0].split(' ');
+    assert.deepEqual(order.filter((b) => b.startsWith('a')), bodies.filter((b) => b.startsWith('a')));
+    assert.deepEqual(order.filter((b) => b.startsWith('b')), bodies.filter((b) => b.startsWith('b')));
+  });
+
+  it('a client that was on A comes back through C and gets what it missed: recovered true, in order, then live; a gap longer than --history 3: false', T, async () => {
+    const { nodes: [A, B, C] } = await startCluster(['A', 'B', 'C'], ['--history', '3']);
+    const topic = 'room:history-rejoin';
+    const ann = await historian(A, 'ann', topic);
+    const ben = await historian(B, 'ben', topic);
+    const stale = { ...ann.seen }; // a client gone since before 'before'
+    await say(ben, 'before');
+    await ann.inbox.waitFor((e) => e.payload.body === 'before');
+    const left = { ...ann.seen };
+    ann.socket.disconnect();
+    const missed = ['m1', 'm2', 'm3'];
+    const offsets = [];
+    for (const body of missed) offsets.push(await say(ben, body));
+
+    const back = await historian(C, 'ann', topic, { ...left });
+    assert.equal(back.reply.recovered, true, JSON.stringify(back.reply));
+    assert.equal(back.reply.epoch, left.epoch);
+    assert.equal(back.reply.offset, offsets[2], 'the reply gives the offset of the last missed message');
+    await say(ben, 'after');
+    await back.inbox.waitFor((e) => e.payload.body === 'after', { what: '"after" at the client back on C' });
+    assert.deepEqual(back.inbox.items.map((e) => e.payload.body), [...missed, 'after']);
+    assert.deepEqual(back.inbox.items.map((e) => e.payload.offset), [...offsets, offsets[2] + 1]);
+
+    // Four behind with three kept: not recovered, nothing replayed, only live messages.
+    const late = await historian(B, 'late', topic, stale);
+    assert.equal(late.reply.recovered, false, JSON.stringify(late.reply));
+    assert.equal(late.reply.offset, offsets[2] + 1);
+    await say(ben, 'live');
+    await late.inbox.waitFor((e) => e.payload.body === 'live');
+    assert.deepEqual(late.inbox.items.map((e) => e.payload.body), ['live']);
+  });
+
+  it('a rejoin while messages keep coming: every offset after the one asked for arrives once, in order', T, async () => {
+    const { nodes: [A, B] } = await startCluster(['A', 'B'], ['--history', '1000', '--no-rate-limits']);
+    const topic = 'room:history-race';
+    const ben = await historian(A, 'ben', topic);
+    const left = { ...ben.seen };
+    const n = 400;
+    // A burst from A, and at the same time a client rejoins on B from
+    // before it: the recovery read lands somewhere inside the burst.
+    for (let i = 0; i < n; i++) ben.channel.push('new_msg', { body: `r${i}` });
+    const back = await historian(B, 'ann', topic, { ...left });
+    assert.equal(back.reply.recovered, true, JSON.stringify(back.reply));
+    await back.inbox.waitFor(() => back.inbox.items.length >= n, { what: `${n} messages at the client back on B` });
+    await say(ben, 'fence');
+    await back.inbox.waitFor((e) => e.payload.body === 'fence');
+    const offsets = back.inbox.items.map((e) => e.payload.offset);
+    assert.deepEqual(offsets, Array.from({ length: n + 1 }, (_, i) => left.offset + 1 + i));
+    assert.deepEqual(back.inbox.items.slice(0, n).map((e) => e.payload.body), Array.from({ length: n }, (_, i) => `r${i}`));
+  });
+
+  it('Redis flushed (keys and scripts): the next rejoin is recovered false with a new epoch, and offsets start again', T, async () => {
+    const { redis, nodes: [A, B] } = await startCluster(['A', 'B']);
+    const topic = 'room:history-flush';
+    const ann = await historian(A, 'ann', topic);
+    const ben = await historian(B, 'ben', topic);
+    await say(ben, 'one');
+    await ann.inbox.waitFor((e) => e.payload.body === 'one');
+    const old = { ...ann.seen };
+    assert.ok(await redisCommand(redis.port, ['EXISTS', `plume:h:${topic}`]) === 1, 'the stream is in Redis');
+    assert.equal(await redisCommand(redis.port, ['FLUSHALL']), 'OK');
+    assert.equal(await redisCommand(redis.port, ['SCRIPT', 'FLUSH']), 'OK');
+    // Publishing goes on (the script is sent again) and starts a new epoch.
+    assert.equal(await say(ben, 'two'), 1, 'a new history starts at offset 1');
+    await ann.inbox.waitFor((e) => e.payload.body === 'two');
+    const again = await historian(A, 'ann2', topic, { ...old });
+    assert.equal(again.reply.recovered, false, JSON.stringify(again.reply));
+    assert.notEqual(again.reply.epoch, old.epoch, 'a new epoch');
+    assert.equal(again.reply.offset, 1);
+  });
+
+  it('Redis down: a rejoin is answered recovered false without a position, and the node serves its own clients', T, async () => {
+    const { redis, nodes: [A] } = await startCluster(['A']);
+    const topic = 'room:history-down';
+    const ann = await historian(A, 'ann', topic);
+    await say(ann, 'one');
+    const noticed = subscribeDownLines(A);
+    await redis.kill();
+    await pollUntil(async () => subscribeDownLines(A), (n) => n > noticed, {
+      timeoutMs: CONVERGE_MS,
+      what: `A to notice that Redis is gone\n${A.output()}`,
+    });
+    const amy = await historian(A, 'amy', topic, { ...ann.seen });
+    assert.equal(amy.reply.recovered, false, JSON.stringify(amy.reply));
+    assert.equal(amy.reply.epoch, undefined, 'no position: Redis could not be read');
+    ann.channel.push('new_msg', { body: 'during the outage' });
+    const e = await amy.inbox.waitFor((m) => m.payload.body === 'during the outage', { what: 'a local message during the outage' });
+    assert.deepEqual(e.payload, { body: 'during the outage', user_id: 'ann' }, 'delivered locally, without an offset');
   });
 });
 

@@ -207,3 +207,186 @@ TEST_CASE("envelopes: what one node encodes, another decodes; garbage is refused
     CHECK(!plume::pubsub::detail::decode_envelope(std::string(bytes).replace(0, 1, "\x07")));
     CHECK(!plume::pubsub::detail::decode_envelope(bytes.substr(0, bytes.size() - 1)));  // bad JSON
 }
+
+namespace {
+
+plume::pubsub::HistoryOptions rooms(std::size_t size) {
+    plume::pubsub::HistoryOptions h;
+    h.topics = {"room:*"};
+    h.size = size;
+    return h;
+}
+
+plume::pubsub::HistoryRecovery recover(asio::io_context& io, Redis& r, const std::string& topic,
+                                       const plume::pubsub::HistoryOptions& h,
+                                       nlohmann::json params) {
+    std::optional<plume::pubsub::HistoryRecovery> out;
+    r.recover_history(topic, plume::pubsub::HistoryRequest::from(params), h,
+                      [&](plume::pubsub::HistoryRecovery rec) { out = std::move(rec); });
+    REQUIRE(run_until(io, [&] { return out.has_value(); }));
+    return *out;
+}
+
+}  // namespace
+
+TEST_CASE("history in Redis: one offset sequence for every node, recovery from any node",
+          "[pubsub][redis][history]") {
+    RedisServer server;
+    asio::io_context io;
+    PubSub<Redis> a(Redis(io.get_executor(), node(server, "a")));
+    PubSub<Redis> b(Redis(io.get_executor(), node(server, "b")));
+    REQUIRE(run_until(io, [&] { return a.adapter().connected() && b.adapter().connected(); }));
+    const auto h = rooms(5);
+
+    // Both nodes serve room:1; a's subscriber gets a's own broadcasts from
+    // their echo, stamped, in the same order as b's.
+    std::vector<std::pair<std::uint64_t, std::string>> on_a, on_b, local_a;
+    auto sa = a.subscribe("room:1", io.get_executor(), [&](const Message& m) {
+        on_a.emplace_back(m.offset, m.payload["body"]);
+    });
+    auto sb = b.subscribe("room:1", io.get_executor(), [&](const Message& m) {
+        CHECK(m.payload["offset"] == m.offset);
+        on_b.emplace_back(m.offset, m.payload["body"]);
+    });
+    int ready = 0;
+    a.prepare("room:1", [&](std::error_code ec) { ready += !ec; });
+    b.prepare("room:1", [&](std::error_code ec) { ready += !ec; });
+    REQUIRE(run_until(io, [&] { return ready == 2; }));
+    a.release("room:1");
+    b.release("room:1");
+
+    const auto first = recover(io, a.adapter(), "room:1", h, nlohmann::json::object());
+    CHECK(!first.error);
+    CHECK(first.position.offset == 0);
+    CHECK(first.position.epoch.size() == 12);
+    for (int i = 0; i < 8; ++i) {
+        auto m =
+            plume::pubsub::make_message("room:1", "new_msg", {{"body", "m" + std::to_string(i)}});
+        auto& from = i % 2 ? b : a;
+        from.adapter().publish_history(m, h, [&, &node = from](plume::pubsub::MessagePtr s) {
+            if (&node == &a) local_a.emplace_back(s->offset, s->payload["body"]);
+            node.local_broadcast(std::move(s));
+        });
+    }
+    REQUIRE(run_until(io, [&] { return on_a.size() == 8 && on_b.size() == 8; }));
+    CHECK(on_a == on_b);  // the same order on both nodes
+    for (std::uint64_t i = 0; i < 8; ++i)
+        CHECK(on_a[static_cast<std::size_t>(i)].first == i + 1);  // consecutive
+    CHECK(local_a.size() == 4);  // a's own, through the callback its publisher gave
+    CHECK(a.adapter().stats().received == 4);
+
+    // From node b: what followed offset 4 of this epoch.
+    auto r =
+        recover(io, b.adapter(), "room:1", h, {{"offset", 4}, {"epoch", first.position.epoch}});
+    CHECK(r.recovered);
+    CHECK(r.position.offset == 8);
+    CHECK(r.position.epoch == first.position.epoch);
+    REQUIRE(r.missed.size() == 4);
+    for (std::size_t i = 0; i < 4; ++i) {
+        CHECK(r.missed[i]->offset == 5 + i);
+        CHECK(r.missed[i]->payload["offset"] == 5 + i);
+        CHECK(r.missed[i]->payload["body"] == on_a[4 + i].second);
+        CHECK(r.missed[i]->topic == "room:1");
+        CHECK(r.missed[i]->event == "new_msg");
+    }
+    // Up to date: recovered, nothing missed.
+    r = recover(io, b.adapter(), "room:1", h, {{"offset", 8}, {"epoch", first.position.epoch}});
+    CHECK(r.recovered);
+    CHECK(r.missed.empty());
+    // Too far behind (6 > 5 kept), another epoch, the future, garbage: not recovered.
+    for (auto params : {nlohmann::json{{"offset", 2}, {"epoch", first.position.epoch}},
+                        nlohmann::json{{"offset", 4}, {"epoch", "000000000000"}},
+                        nlohmann::json{{"offset", 9}, {"epoch", first.position.epoch}},
+                        nlohmann::json{{"offset", -1}, {"epoch", first.position.epoch}},
+                        nlohmann::json{{"offset", "4"}, {"epoch", first.position.epoch}}}) {
+        r = recover(io, a.adapter(), "room:1", h, params);
+        CHECK(!r.recovered);
+        CHECK(r.missed.empty());
+        CHECK(r.position.offset == 8);
+        CHECK(!r.error);
+    }
+
+    a.adapter().stop();
+    b.adapter().stop();
+    CHECK(plume::test::runs_out_of_work(io));
+}
+
+TEST_CASE("history in Redis: Redis down, the read fails with an error and publishing falls back",
+          "[pubsub][redis][history]") {
+    auto server = std::make_unique<RedisServer>();
+    asio::io_context io;
+    PubSub<Redis> a(Redis(io.get_executor(), node(*server, "a")));
+    REQUIRE(run_until(io, [&] { return a.adapter().connected(); }));
+    server.reset();  // Redis is gone
+    REQUIRE(run_until(io, [&] { return !a.adapter().connected(); }));
+    const auto h = rooms(5);
+    auto r = recover(io, a.adapter(), "room:1", h, {{"offset", 1}, {"epoch", "x"}});
+    CHECK(r.error);
+    CHECK(!r.recovered);
+    CHECK(r.position.epoch.empty());
+    CHECK(a.adapter().stats().recovery_failed == 1);
+    // Not sent: the publisher's local delivery still runs, without an offset.
+    std::vector<plume::pubsub::MessagePtr> local;
+    a.adapter().publish_history(plume::pubsub::make_message("room:1", "new_msg", {{"b", 1}}), h,
+                                [&](plume::pubsub::MessagePtr m) { local.push_back(m); });
+    REQUIRE(run_until(io, [&] { return local.size() == 1; }));
+    CHECK(local[0]->offset == 0);
+    CHECK(!local[0]->payload.contains("offset"));
+    CHECK(a.adapter().stats().publish_failed == 1);
+    a.adapter().stop();
+    CHECK(plume::test::runs_out_of_work(io));
+}
+
+TEST_CASE("history envelopes and recovery replies: malformed ones are refused", "[pubsub][redis]") {
+    using namespace plume::pubsub::detail;
+    auto m = plume::pubsub::make_message("room:1", "new_msg", {{"body", "x"}});
+    // As the publish script makes it: head, then the offset, then the payload.
+    auto with_offset = [&](std::string_view offset, std::string_view payload) {
+        std::string e = encode_history_head("n#1", *m, 7, "offset");
+        put_field(e, offset);
+        return e + std::string(payload);
+    };
+    auto e = decode_envelope(with_offset("12", R"({"body":"x","offset":"user's"})"));
+    REQUIRE(e);
+    CHECK(e->seq == 7);
+    CHECK(e->message->offset == 12);
+    CHECK(e->message->payload["offset"] == 12);  // the history's, not the sender's
+    CHECK(!decode_envelope(with_offset("0", "{}")));
+    CHECK(!decode_envelope(with_offset("x1", "{}")));
+    CHECK(!decode_envelope(with_offset("", "{}")));
+    CHECK(!decode_envelope(with_offset("3", "[1]")));  // history payloads are objects
+
+    using V = plume::redis::Value;
+    auto entry = [](std::string id, std::string payload) {
+        V fields{V::Type::array,
+                 {},
+                 0,
+                 {V::bulk_string("e"), V::bulk_string("new_msg"), V::bulk_string("p"),
+                  V::bulk_string(std::move(payload))}};
+        return V{V::Type::array, {}, 0, {V::bulk_string(std::move(id)), std::move(fields)}};
+    };
+    auto reply = [](std::int64_t last, std::vector<V> entries) {
+        return V{V::Type::array,
+                 {},
+                 0,
+                 {V::number(last), V::bulk_string("ep"), V{V::Type::array, {}, 0, entries}}};
+    };
+    auto req = plume::pubsub::HistoryRequest::from({{"offset", 1}, {"epoch", "ep"}});
+    auto ok = read_recovery(reply(3, {entry("2-0", "{}"), entry("3-0", R"({"a":1})")}), "room:1",
+                            req, "offset");
+    CHECK(ok.recovered);
+    REQUIRE(ok.missed.size() == 2);
+    CHECK(ok.missed[1]->payload == nlohmann::json{{"a", 1}, {"offset", 3}});
+    // A hole (trimmed), a wrong ID, bad JSON, a short list: not recovered, no error.
+    for (auto bad :
+         {reply(3, {entry("3-0", "{}"), entry("3-0", "{}")}),
+          reply(3, {entry("2-1", "{}"), entry("3-0", "{}")}),
+          reply(3, {entry("2-0", "{"), entry("3-0", "{}")}), reply(3, {entry("3-0", "{}")})}) {
+        auto r = read_recovery(bad, "room:1", req, "offset");
+        CHECK(!r.recovered);
+        CHECK(r.missed.empty());
+        CHECK(!r.error);
+    }
+    CHECK(read_recovery(V::number(1), "room:1", req, "offset").error);
+    CHECK(read_recovery(reply(-1, {}), "room:1", req, "offset").error);
+}

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include <array>
+#include <cstdint>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -27,6 +28,8 @@ struct Message {
     nlohmann::json payload;
     /// Set instead of `payload` for binary broadcasts.
     std::optional<std::string> binary;
+    /// Its place in the topic's history (pubsub/history.hpp); 0: none.
+    std::uint64_t offset = 0;
 
     /// Serializer slots for the encode-once cache (one per wire format in use).
     static constexpr std::size_t frame_slots = 4;

@@ -22,6 +22,7 @@
 #include <random>
 #include <string>
 #include <system_error>
+#include <vector>
 
 #include "plume/redis/error.hpp"
 #include "plume/redis/resp.hpp"
@@ -47,6 +48,10 @@ struct Options {
     /// refused (error::queue_full).
     std::size_t max_queued_bytes = std::size_t{64} << 20;
     ParserLimits limits{};
+    /// Commands sent on every new connection after AUTH/SELECT and before
+    /// any other (e.g. SCRIPT LOAD, so EVALSHA finds its script after a
+    /// Redis restart); an error reply fails the connection attempt.
+    std::vector<std::vector<std::string>> setup;
     /// Told when the link comes up (ec empty) or goes down (ec says why).
     /// Runs on the link's strand; must not block.
     std::function<void(std::error_code)> on_state;
@@ -245,6 +250,10 @@ class Link : public std::enable_shared_from_this<Link> {
         }
         if (u.db != 0) {
             append_command(out_, {"SELECT", std::to_string(u.db)});
+            ++handshake_replies_;
+        }
+        for (const auto& command : options_.setup) {
+            append_command(out_, command);
             ++handshake_replies_;
         }
         handshake_deadline_ = std::move(deadline);

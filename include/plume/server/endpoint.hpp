@@ -80,9 +80,10 @@ struct EndpointConfig {
     bool require_phoenix_subprotocol = true;
     /// Topics whose recent broadcasts are kept, so a client that rejoins
     /// with {"offset": N, "epoch": E} gets what it missed (see
-    /// pubsub/history.hpp). Kept in this node's memory: with a multi-node
-    /// adapter (pubsub::Redis) history is refused for now (the constructor
-    /// throws std::invalid_argument).
+    /// pubsub/history.hpp). Kept in this node's memory, or by the adapter
+    /// when it can (pubsub::Redis keeps it in Redis, for every node); a
+    /// multi-node adapter that cannot makes the constructor throw
+    /// std::invalid_argument.
     pubsub::HistoryOptions history{};
 };
 
@@ -131,11 +132,11 @@ class Endpoint {
           presence_(pubsub_, presence_options()),
           history_(config_.history),
           server_(io, config_.websocket, [this] { return session_type(this); }) {
-        if constexpr (pubsub::RoutesTopics<A>) {
+        if constexpr (pubsub::RoutesTopics<A> && !pubsub::KeepsHistory<A>) {
             if (!config_.history.topics.empty())
                 throw std::invalid_argument(
-                    "EndpointConfig::history keeps broadcasts in one node's memory; it is not "
-                    "available with a multi-node PubSub adapter yet");
+                    "EndpointConfig::history: this multi-node PubSub adapter does not keep "
+                    "history, and one node's memory would not do");
         }
         SocketT::channels(router_);
     }
@@ -179,15 +180,42 @@ class Endpoint {
 
     /// Broadcasts `m` (except to `from` on this node), through the topic's
     /// history when it has one.
-    void publish(const pubsub::MessagePtr& m, const pubsub::Subscriber* from) {
+    void publish(const pubsub::MessagePtr& m, std::shared_ptr<const pubsub::Subscriber> from) {
+        if constexpr (pubsub::KeepsHistory<A>) {
+            if (config_.history.keeps(*m)) {
+                // Kept by the adapter, delivered here in offset order with
+                // every other node's broadcasts (when anyone here listens).
+                std::function<void(pubsub::MessagePtr)> local;
+                if (pubsub_.subscriber_count(m->topic) > 0)
+                    local = [this, weak = std::weak_ptr<const pubsub::Subscriber>(from)](
+                                pubsub::MessagePtr stamped) {
+                        auto except = weak.lock();
+                        pubsub_.local_broadcast_from(except.get(), std::move(stamped));
+                    };
+                return pubsub_.adapter().publish_history(m, config_.history, std::move(local));
+            }
+        }
         history_.record(m, [&](const pubsub::MessagePtr& stamped) {
             if (from)
-                pubsub_.broadcast_from(from, stamped);
+                pubsub_.broadcast_from(from.get(), stamped);
             else
                 pubsub_.broadcast(stamped);
         });
     }
 
+    /// What a client joining `topic` with `params` missed (see
+    /// pubsub/history.hpp); `done` runs at once (history in memory) or on
+    /// the adapter's thread (history in Redis).
+    void recover(const std::string& topic, const nlohmann::json& params,
+                 std::function<void(pubsub::HistoryRecovery)> done) {
+        auto request = pubsub::HistoryRequest::from(params);
+        if constexpr (pubsub::KeepsHistory<A>)
+            pubsub_.adapter().recover_history(topic, request, config_.history, std::move(done));
+        else
+            done(history_.read(topic, request));
+    }
+
+    /// This node's history (unused when the adapter keeps it).
     pubsub::History& history() noexcept { return history_; }
     /// Only to channels on this node.
     void local_broadcast(std::string topic, std::string_view event, Payload payload) {

@@ -8,12 +8,15 @@
 // Handler that Endpoint plugs into the WebSocket server.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <exception>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "plume/pubsub/pubsub.hpp"
 #include "plume/server/channel.hpp"
@@ -148,8 +151,7 @@ class Session final : public detail::ChannelHost {
                         bool exclude_self) override {
         auto m = detail::to_pubsub(topic, event, std::move(payload));
         auto it = channels_.find(topic);
-        endpoint_->publish(m,
-                           exclude_self && it != channels_.end() ? it->second.sub.get() : nullptr);
+        endpoint_->publish(m, exclude_self && it != channels_.end() ? it->second.sub : nullptr);
     }
 
     void host_post_info(const std::string& topic, std::uint64_t incarnation,
@@ -198,23 +200,49 @@ class Session final : public detail::ChannelHost {
         void deliver(const pubsub::MessagePtr& m) override {
             auto conn = conn_.lock();
             if (!conn) return;
-            for (auto& e : intercepted_) {
-                if (e == m->event) {
-                    asio::post(conn->get_executor(), [conn, m, t = topic_, i = incarnation_] {
-                        conn->handler().deliver_out(t, i, *m);
-                    });
-                    return;
-                }
+            if (holding_.load(std::memory_order_acquire)) {
+                std::lock_guard lock(held_mutex_);
+                if (holding_.load(std::memory_order_relaxed)) return held_.push_back(m);
             }
-            if (auto frame = detail::broadcast_frame(*m, vsn_)) conn->post_send(std::move(frame));
+            route(*conn, m);
+        }
+
+        // While the join reads its history, broadcasts wait here; release()
+        // (on the connection's strand, after the reply and the missed ones)
+        // sends them, but those at or below the recovery's position: the
+        // recovery had them, or they are from before the join.
+        void hold() { holding_.store(true, std::memory_order_release); }
+        void release(connection_type& conn, std::uint64_t position) {
+            std::lock_guard lock(held_mutex_);
+            for (auto& m : held_)
+                if (m->offset == 0 || m->offset > position) route(conn, m);
+            held_.clear();
+            held_.shrink_to_fit();
+            holding_.store(false, std::memory_order_release);
         }
 
       private:
+        void route(connection_type& conn, const pubsub::MessagePtr& m) {
+            for (auto& e : intercepted_) {
+                if (e == m->event) {
+                    asio::post(conn.get_executor(),
+                               [conn = conn.shared_from_this(), m, t = topic_, i = incarnation_] {
+                                   conn->handler().deliver_out(t, i, *m);
+                               });
+                    return;
+                }
+            }
+            if (auto frame = detail::broadcast_frame(*m, vsn_)) conn.post_send(std::move(frame));
+        }
+
         std::weak_ptr<connection_type> conn_;
         std::string topic_;
         std::uint64_t incarnation_;
         wire::Vsn vsn_;
         std::vector<std::string> intercepted_;
+        std::atomic<bool> holding_{false};
+        std::mutex held_mutex_;
+        std::vector<pubsub::MessagePtr> held_;  // while holding (bounded by the join's wait)
     };
 
     struct Joined {
@@ -368,15 +396,18 @@ class Session final : public detail::ChannelHost {
                              {{"topic", msg.topic}, {"error", ec.message()}});
         // Still open: join (served locally at least; the adapter routes the
         // topic once it can).
+        bool done = true;
         if (conn.is_open()) {
             if (auto factory = endpoint_->router().match(msg.topic))
-                join_now(msg, std::move(factory));
+                done = join_now(msg, std::move(factory));
         }
         endpoint_->pubsub().release(msg.topic);
-        conn.resume_reading();
+        if (done) conn.resume_reading();
     }
 
-    void join_now(wire::Message& msg, typename Router<SocketT>::Factory factory) {
+    // True when the join is done; false while it waits for its history
+    // (reading stays paused until finish_recovery()).
+    bool join_now(wire::Message& msg, typename Router<SocketT>::Factory factory) {
         // Duplicate join. Phoenix shuts the old channel down first, whatever
         // becomes of the new join, and queues the old join_ref's phx_close in
         // its own mailbox, so on the wire it follows the new join's reply, ok
@@ -398,44 +429,80 @@ class Session final : public detail::ChannelHost {
         auto joined = start_channel(factory, msg);
         if (!joined) {
             if (replaced) send(wire::phx_close(msg.topic, replaced_join_ref));
-            return;
+            return true;
         }
-        // Reply before subscribing, as Phoenix does: the client sees its join
-        // ok before any broadcast of the topic.
-        auto finish = [&](Payload response, const std::vector<pubsub::MessagePtr>& missed) {
-            send(wire::reply_ok(msg, std::move(response)));
-            if (!missed.empty()) {
-                if (auto conn = conn_.lock())
-                    for (const auto& m : missed)
-                        if (auto frame = detail::broadcast_frame(*m, vsn_))
-                            conn->send(std::move(frame));
-            }
+        if (!endpoint_->config().history.enabled(msg.topic) || !msg.payload.is_json()) {
+            // Reply before subscribing, as Phoenix does: the client sees its
+            // join ok before any broadcast of the topic.
+            send(wire::reply_ok(msg, std::move(joined->reply)));
             if (replaced) send(wire::phx_close(msg.topic, replaced_join_ref));
             endpoint_->pubsub().subscribe(msg.topic, joined->sub);
-        };
-        auto& history = endpoint_->history();
-        if (!history.enabled(msg.topic) || !msg.payload.is_json()) {
-            finish(std::move(joined->reply), {});
-        } else {
-            // Recovery: the reply says where the topic is (and whether what
-            // the client missed follows); the missed broadcasts go out before
-            // any live one, and none is lost or repeated in between.
-            const bool asked = pubsub::History::asks_recovery(msg.payload.json());
-            history.recover(msg.topic, msg.payload.json(), [&](const pubsub::History::Recovery& r) {
-                Payload response = std::move(joined->reply);
-                if (response.is_json() &&
-                    (response.json().is_object() || response.json().is_null())) {
-                    auto& j = response.json();
-                    if (j.is_null()) j = nlohmann::json::object();
+            joined->reply = Payload{};
+            channels_.emplace(msg.topic, std::move(*joined));
+            return true;
+        }
+        // Recovery: subscribed now, but broadcasts are held back while the
+        // history is read (at once in memory; a round trip to Redis); then
+        // the reply says where the topic is (and whether what the client
+        // missed follows), the missed broadcasts go out, then the held ones
+        // after them, none lost or repeated. The socket reads nothing else
+        // meanwhile.
+        auto conn = conn_.lock();
+        if (!conn) return true;
+        joined->sub->hold();
+        endpoint_->pubsub().subscribe(msg.topic, joined->sub);
+        const auto incarnation = joined->incarnation;
+        channels_.emplace(msg.topic, std::move(*joined));
+        conn->pause_reading();
+        wire::Message head{msg.join_ref, msg.ref, msg.topic, msg.event, Payload{}};
+        const bool asked = pubsub::HistoryRequest::from(msg.payload.json()).asked;
+        endpoint_->recover(
+            msg.topic, msg.payload.json(),
+            [weak = conn_, head = std::move(head), incarnation, asked,
+             replaced_join_ref = replaced ? replaced_join_ref : std::nullopt,
+             replaced](pubsub::HistoryRecovery r) mutable {
+                auto conn = weak.lock();
+                if (!conn) return;
+                auto ex = conn->get_executor();
+                asio::post(ex, [conn = std::move(conn), head = std::move(head), incarnation, asked,
+                                replaced, replaced_join_ref = std::move(replaced_join_ref),
+                                r = std::move(r)]() mutable {
+                    conn->handler().finish_recovery(*conn, head, incarnation, asked, replaced,
+                                                    replaced_join_ref, r);
+                });
+            });
+        return false;
+    }
+
+    // The rest of a join with history, on the strand, once it was read.
+    void finish_recovery(connection_type& conn, const wire::Message& head,
+                         std::uint64_t incarnation, bool asked, bool replaced,
+                         const std::optional<wire::Ref>& replaced_join_ref,
+                         const pubsub::HistoryRecovery& r) {
+        auto it = channels_.find(head.topic);
+        if (it != channels_.end() && it->second.incarnation == incarnation) {
+            if (r.error)
+                endpoint_->log()(LogLevel::warning, "history not read",
+                                 {{"topic", head.topic}, {"error", r.error.message()}});
+            Payload response = std::move(it->second.reply);
+            it->second.reply = Payload{};
+            if (response.is_json() && (response.json().is_object() || response.json().is_null())) {
+                auto& j = response.json();
+                if (j.is_null()) j = nlohmann::json::object();
+                if (!r.position.epoch.empty()) {
                     j["offset"] = r.position.offset;
                     j["epoch"] = r.position.epoch;
-                    if (asked) j["recovered"] = r.recovered;
                 }
-                finish(std::move(response), r.missed);
-            });
+                if (asked) j["recovered"] = r.recovered;
+            }
+            send(wire::reply_ok(head, std::move(response)));
+            for (const auto& m : r.missed)
+                if (auto frame = detail::broadcast_frame(*m, vsn_)) conn.send(std::move(frame));
+            if (replaced) send(wire::phx_close(head.topic, replaced_join_ref));
+            // Without a position (history not read) nothing held is dropped.
+            it->second.sub->release(conn, r.position.epoch.empty() ? 0 : r.position.offset);
         }
-        joined->reply = Payload{};
-        channels_.emplace(msg.topic, std::move(*joined));
+        conn.resume_reading();
     }
 
     // Runs a new channel's join(); the joined channel with its reply, not

@@ -92,4 +92,30 @@ TEST_CASE("decode_replication refuses malformed messages", "[presence]") {
     CHECK_FALSE(decode_replication(
         message("transfer_req", {{"from", from}, {"shards", 2u}, {"have", 0u}}), 2u));
     CHECK_FALSE(decode_replication(message("transfer_ack", ok), 2u));
+    // A whole-state transfer in parts: part and parts together, part < parts.
+    const json full{
+        {"from", from},
+        {"to", to},
+        {"shards", 2u},
+        {"version", 3u},
+        {"entries", json::array({json::array({3u, "ref3", "t", "k", json::object()})})}};
+    auto parts = [&](json part, json count) {
+        auto p = full;
+        if (!part.is_null()) p["part"] = std::move(part);
+        if (!count.is_null()) p["parts"] = std::move(count);
+        return decode_replication(message("transfer_ack", p), 2u);
+    };
+    auto one = parts(nullptr, nullptr);
+    REQUIRE(one);
+    CHECK(one->parts == 1u);
+    auto second = parts(1u, 3u);
+    REQUIRE(second);
+    CHECK(second->part == 1u);
+    CHECK(second->parts == 3u);
+    CHECK_FALSE(parts(1u, nullptr));
+    CHECK_FALSE(parts(nullptr, 3u));
+    CHECK_FALSE(parts(3u, 3u));
+    CHECK_FALSE(parts(0u, 0u));
+    CHECK_FALSE(parts(0u, 1u << 20));
+    CHECK_FALSE(parts(-1, 3u));
 }

@@ -437,6 +437,74 @@ TEST_CASE("a lost heartbeat is repaired by a transfer, delta or full", "[presenc
     }
 }
 
+TEST_CASE("a whole-state transfer goes out in parts, merged once the last one is in",
+          "[presence]") {
+    auto o = fast_options();
+    o.max_delta_ops = 4;
+    o.transfer_chunk_entries = 4;
+    PresenceCluster c(2, o);
+    c.run(2);
+    struct Spy : plume::pubsub::Subscriber {
+        std::vector<std::size_t> sizes;  // entries per part, in order
+        void deliver(const plume::pubsub::MessagePtr& m) override {
+            if (m->event != "transfer_ack" || !m->payload.contains("entries")) return;
+            CHECK(m->payload["part"] == sizes.size());
+            CHECK(m->payload["parts"] == 6);
+            sizes.push_back(m->payload["entries"].size());
+        }
+    };
+    auto spy = std::make_shared<Spy>();
+    c.node(1).pubsub->subscribe(
+        "phx_tracker:presence:" + std::to_string(c.tracker(1).shard_of("t")), spy);
+    c.bus.isolate("node1");
+    for (int i = 0; i < 23; ++i)
+        REQUIRE(c.tracker(0).track(static_cast<presence::OwnerId>(i), "t", "k" + std::to_string(i),
+                                   json::object()));
+    c.run(1);
+    c.bus.heal();
+    c.run(5);
+    CHECK(spy->sizes == std::vector<std::size_t>{4, 4, 4, 4, 4, 3});
+    CHECK(c.tracker(1).list("t").size() == 23);
+    CHECK(presence::to_json(c.tracker(1).list("t")) == presence::to_json(c.tracker(0).list("t")));
+}
+
+TEST_CASE("a transfer with a part missing or out of order changes nothing", "[presence]") {
+    auto o = fast_options();
+    PresenceCluster c(1, o);
+    c.run(1);
+    const std::string shard_topic =
+        "phx_tracker:presence:" + std::to_string(c.tracker(0).shard_of("room:x"));
+    // Parts of a transfer from "ghost" (incarnation 1) at version 3, addressed to node0.
+    auto part = [&](std::uint64_t i, std::uint64_t n, std::uint64_t version) {
+        presence::Entry e;
+        e.version = i + 1;
+        e.ref = "ref" + std::to_string(i);
+        e.topic = "room:x";
+        e.key = "user" + std::to_string(i);
+        e.meta = json::object();
+        json payload{{"from", json::array({"ghost", 1u})},
+                     {"to", json::array({"node0", c.node(0).incarnation})},
+                     {"shards", o.shards},
+                     {"version", version},
+                     {"part", i},
+                     {"parts", n},
+                     {"entries", json::array({presence::detail::encode_entry(e)})}};
+        c.node(0).pubsub->local_broadcast(
+            plume::pubsub::make_message(shard_topic, "transfer_ack", std::move(payload)));
+        c.run(1);
+    };
+    part(0, 3, 3);
+    part(2, 3, 3);  // part 1 lost
+    CHECK(c.tracker(0).list("room:x").empty());
+    part(1, 3, 3);  // late: the transfer it belonged to was dropped
+    CHECK(c.tracker(0).list("room:x").empty());
+    part(0, 3, 3);
+    part(1, 3, 3);
+    CHECK(c.tracker(0).list("room:x").empty());  // not all in yet
+    part(2, 3, 3);
+    CHECK(c.tracker(0).list("room:x").size() == 3);
+}
+
 TEST_CASE("duplicated and reordered replication messages change nothing twice", "[presence]") {
     PresenceCluster c(2, fast_options(), 7,
                       {.drop = 0, .duplicate = 1.0, .min_delay = 0ms, .max_delay = 250ms});

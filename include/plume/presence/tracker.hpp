@@ -19,7 +19,8 @@
 // Replication rides on PubSub, one topic per shard ("phx_tracker:<tracker
 // name>:<shard>"). Every broadcast_period a shard broadcasts a heartbeat with
 // the operations since its previous one; a receiver that finds a gap asks the
-// sender for a transfer (a delta from its recent log, else its whole state).
+// sender for a transfer (a delta from its recent log, else its whole state,
+// in parts of transfer_chunk_entries that the receiver merges once all came).
 // A replica silent for down_period is down (its presences leave, but are kept),
 // after permdown_period it is forgotten; when a down replica is heard again its
 // presences join again. stop() tells the others to forget this one at once.
@@ -105,6 +106,11 @@ struct TrackerOptions {
     std::size_t max_metas_per_key = 64;
     /// Operations kept to answer transfer requests with a delta.
     std::size_t max_delta_ops = 10'000;
+    /// A whole-state transfer goes out in messages of at most this many
+    /// entries (the receiver merges it once every part is in), so no single
+    /// PubSub message grows with the shard: over Redis each stays far below
+    /// its pub/sub buffer limits. 0: one message.
+    std::size_t transfer_chunk_entries = 1'000;
     /// stop() and the destructor broadcast "permdown" so peers drop this
     /// replica's presences at once instead of after down_period.
     bool permdown_on_shutdown = true;
@@ -172,6 +178,14 @@ struct Remote {
     /// Its entries are in the visible index: it is up and in sync.
     bool visible = false;
     std::optional<TimePoint> transfer_requested;
+    /// A whole-state transfer in parts, until its last part is in.
+    struct Assembly {
+        std::uint64_t version = 0;
+        std::uint64_t parts = 0;
+        std::uint64_t next = 0;  // the part expected next
+        EntryMap entries;
+    };
+    std::optional<Assembly> assembling;
 };
 
 /// Changes to one topic not yet delivered; a join and a leave of the same ref
@@ -200,9 +214,14 @@ struct Incoming {
     std::uint64_t version = 0;
     std::uint64_t have = 0;
     bool full = false;
+    std::uint64_t part = 0;  // of a whole-state transfer in `parts` messages
+    std::uint64_t parts = 1;
     std::vector<Op> ops;
     EntryMap entries;
 };
+
+/// Most parts of one whole-state transfer a receiver accepts.
+inline constexpr std::uint64_t max_transfer_parts = 1 << 16;
 
 struct Shard {
     explicit Shard(std::size_t i) : index(i) {}
@@ -328,6 +347,15 @@ inline std::optional<Incoming> decode_replication(const pubsub::Message& m, std:
                 in.full = true;
                 in.version = *version;
                 in.entries = std::move(*decoded);
+                auto part = get_u64(p, "part");
+                auto parts = get_u64(p, "parts");
+                if (part.has_value() != parts.has_value()) return std::nullopt;
+                if (parts) {
+                    if (*parts == 0 || *parts > max_transfer_parts || *part >= *parts)
+                        return std::nullopt;
+                    in.part = *part;
+                    in.parts = *parts;
+                }
             } else if (!read_delta()) {
                 return std::nullopt;
             }
@@ -1021,6 +1049,7 @@ class TrackerCore : public std::enable_shared_from_this<TrackerCore> {
         }
         Remote& r = it->second;
         r.last_heard = now;
+        if (in.full && in.parts > 1 && !assemble(r, in)) return;  // more parts to come
         Change change;
         bool in_sync = true;
         if (in.full) {
@@ -1043,6 +1072,25 @@ class TrackerCore : public std::enable_shared_from_this<TrackerCore> {
         after_change(s, now);
     }
 
+    // Collects the parts of a whole-state transfer (they come in order, from
+    // one sender on one channel); true once `in` holds all of them. A part
+    // out of order drops what was collected: the gap is seen again and a new
+    // transfer asked for.
+    static bool assemble(Remote& r, Incoming& in) {
+        auto& a = r.assembling;
+        if (in.part == 0) a = Remote::Assembly{in.version, in.parts, 0, {}};
+        if (!a || a->version != in.version || a->parts != in.parts || a->next != in.part) {
+            a.reset();
+            return false;
+        }
+        for (auto& [ref, e] : in.entries)
+            a->entries.emplace(ref, std::move(e));
+        if (++a->next < a->parts) return false;
+        in.entries = std::move(a->entries);
+        a.reset();
+        return true;
+    }
+
     void request_transfer(Shard& s, const std::string& name, Remote& r, TimePoint now) {
         // Ask again only if the answer is overdue: a round trip normally fits in a period.
         if (r.transfer_requested && now - *r.transfer_requested < 2 * opt_.broadcast_period) return;
@@ -1057,20 +1105,40 @@ class TrackerCore : public std::enable_shared_from_this<TrackerCore> {
     void answer_transfer(Shard& s, const Incoming& in) {
         nlohmann::json payload{
             {"from", encode_id(self_)}, {"to", encode_id(in.from)}, {"shards", shards_.size()}};
+        std::vector<nlohmann::json> parts;
         {
             std::shared_lock lock(s.mutex);
             payload["version"] = s.version;
             // A delta from the log when it has the range and is not much longer than the
-            // whole state would be; the whole state otherwise.
+            // whole state would be; the whole state otherwise, in parts.
             if (in.have <= s.version && in.have + 1 >= s.log_first &&
                 s.version - in.have <= s.own.size() + 64) {
                 payload["base"] = in.have;
                 payload["ops"] = encode_ops(log_slice(s, in.have, s.version));
             } else {
-                payload["entries"] = encode_entries(s.own);
+                const std::size_t chunk = opt_.transfer_chunk_entries == 0
+                                              ? std::max<std::size_t>(1, s.own.size())
+                                              : opt_.transfer_chunk_entries;
+                auto part = nlohmann::json::array();
+                for (const auto& [ref, e] : s.own) {
+                    part.push_back(encode_entry(*e));
+                    if (part.size() == chunk)
+                        parts.push_back(std::exchange(part, nlohmann::json::array()));
+                }
+                if (!part.empty() || parts.empty()) parts.push_back(std::move(part));
             }
         }
-        push_message(s, "transfer_ack", std::move(payload), &in.from.name);
+        if (parts.size() <= 1) {
+            if (!parts.empty()) payload["entries"] = std::move(parts[0]);
+            return push_message(s, "transfer_ack", std::move(payload), &in.from.name);
+        }
+        for (std::size_t i = 0; i < parts.size(); ++i) {
+            auto p = payload;
+            p["part"] = i;
+            p["parts"] = parts.size();
+            p["entries"] = std::move(parts[i]);
+            push_message(s, "transfer_ack", std::move(p), &in.from.name);
+        }
     }
 
     Transport transport_;

@@ -76,9 +76,9 @@ struct RedisOptions {
     /// origin (counted in stats().too_large).
     std::size_t max_message_bytes = std::size_t{1} << 20;
     /// The same for messages to one node (direct_broadcast: the Tracker's
-    /// state transfers, which grow with the presences of a shard and are not
-    /// split into chunks yet). Keep it under Redis's pubsub output buffer
-    /// limit (32 MB by default).
+    /// state transfers, in parts of TrackerOptions::transfer_chunk_entries
+    /// entries, each with metas of up to max_meta_bytes). Keep it under
+    /// Redis's pubsub output buffer limit (32 MB by default).
     std::size_t max_direct_message_bytes = std::size_t{16} << 20;
     /// Timeouts, backoff and limits of the two Redis connections (its url is
     /// replaced by `url`; its on_state by `on_state`).

@@ -603,6 +603,57 @@ describe('chat cluster over Redis', () => {
     t.diagnostic(`"${back.payload.body}" crossed from B ${Date.now() - backAt} ms after Redis was back`);
   });
 
+  it('a stalled node (SIGSTOP) is cut off by Redis at its pub/sub output buffer limit; A goes on, and B gets live messages again after SIGCONT', T, async (t) => {
+    const { redis, nodes: [A, B] } = await startCluster(['A', 'B'], ['--history', '0', '--no-rate-limits']);
+    // A small limit, so a few MB show it (the default is 32 MB).
+    assert.equal(await redisCommand(redis.port, ['CONFIG', 'SET', 'client-output-buffer-limit', 'pubsub 1mb 256kb 60']), 'OK');
+    const ann = await chatter(A, 'ann');
+    const amy = await chatter(A, 'amy');
+    const ben = await chatter(B, 'ben');
+    ann.channel.push('new_msg', { body: 'before' });
+    await received(ben, 'before');
+
+    const noticed = subscribeDownLines(B);
+    process.kill(B.proc.pid, 'SIGSTOP');
+    // 5,000 x 3.9 KB (the chat's longest body): about 20 MB for B's
+    // subscriber connection, beyond what the kernel's socket buffers hold.
+    const n = 5000;
+    try {
+      const pad = 'x'.repeat(3900);
+      for (let i = 0; i < n; i++) ann.channel.push('new_msg', { body: `big ${i} ${pad}` });
+      const isBig = (e) => e.payload.body.startsWith('big ');
+      await amy.inbox.waitFor(() => amy.inbox.items.filter(isBig).length === n, {
+        timeoutMs: 20000,
+        what: `all ${n} big messages at amy (A) while B is stopped`,
+      });
+      await pollUntil(async () => redis.output(), (out) => out.includes('overcoming of output buffer limits'), {
+        timeoutMs: CONVERGE_MS,
+        what: `Redis to close B's subscriber connection for its output buffer\n${redis.output()}`,
+      });
+    } finally {
+      process.kill(B.proc.pid, 'SIGCONT');
+    }
+    // B finds its subscriber connection closed, reconnects and resubscribes.
+    await pollUntil(async () => subscribeDownLines(B), (c) => c > noticed, {
+      timeoutMs: CONVERGE_MS,
+      what: `"chat: redis subscribe connection: …" on B after SIGCONT\n${B.output()}`,
+    });
+    const resumedAt = Date.now();
+    let k = 0;
+    let got = null;
+    while (got === null) {
+      if (Date.now() - resumedAt >= REDIS_RECOVER_MS) {
+        throw new Error(`no new_msg from A reached B within ${REDIS_RECOVER_MS} ms of B resuming\n${B.output()}`);
+      }
+      ann.channel.push('new_msg', { body: `after ${k++}` });
+      got = await ben.inbox.waitFor((e) => e.payload.body.startsWith('after '), { timeoutMs: 250, what: 'a probe' }).catch(() => null);
+    }
+    t.diagnostic(`B got "${got.payload.body}" ${Date.now() - resumedAt} ms after it noticed`);
+    const fence = `fence ${k}`;
+    ann.channel.push('new_msg', { body: fence });
+    await received(ben, fence);
+  });
+
   it('join/publish ordering: a broadcast from A right after B\'s join reply reaches the joiner (20 fresh topics)', T, async () => {
     const { nodes: [A, B] } = await startCluster(['A', 'B']);
     const sender = await phxConnect(A.socketUrl, { params: { user_id: 'sender' } });

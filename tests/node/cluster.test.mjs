@@ -503,6 +503,43 @@ describe('chat cluster over Redis', () => {
     assert.ok(elapsed < NODE_DOWN_DEADLINE_MS, `bob left ${elapsed} ms after the kill`);
   });
 
+  it(`node death at scale: after kill -9 of B holding 1,000 presences, A and C show every one leave within ${NODE_DOWN_DEADLINE_MS} ms, with the same lists`, T, async (t) => {
+    const { nodes: [A, B, C] } = await startCluster(['A', 'B', 'C'], ['--no-rate-limits']);
+    const topic = 'room:crowd';
+    const onA = await member(A, 'watch-a', topic);
+    const onC = await member(C, 'watch-c', topic);
+    const n = 1000;
+    const crowd = [];
+    for (let i = 0; i < n; i += 100) {
+      const batch = await Promise.all(
+        Array.from({ length: 100 }, async (_, j) => {
+          const socket = await phxConnect(B.socketUrl, { params: { user_id: `u${i + j}` } });
+          await joinOk(socket.channel(topic, {}));
+          return socket;
+        })
+      );
+      crowd.push(...batch);
+    }
+    const everyone = n + 2;
+    await onA.until(() => onA.keys().length === everyone, `all ${everyone} users on A`, CONVERGE_MS);
+    await onC.until(() => onC.keys().length === everyone, `all ${everyone} users on C`, CONVERGE_MS);
+
+    const killedAt = Date.now();
+    const status = await B.stop('SIGKILL', STOP_TIMEOUT_MS);
+    assert.equal(status.signal, 'SIGKILL', JSON.stringify(status));
+    for (const s of crowd) s.disconnect(); // no reconnect attempts to the dead port
+    const left = ['watch-a', 'watch-c'];
+    await onA.until(() => onA.keys().join() === left.join(), 'B\'s 1,000 users to leave A\'s list', NODE_DOWN_DEADLINE_MS);
+    await onC.until(() => onC.keys().join() === left.join(), 'B\'s 1,000 users to leave C\'s list', NODE_DOWN_DEADLINE_MS);
+    t.diagnostic(`all 1,000 left A's and C's lists ${Date.now() - killedAt} ms after the kill`);
+    for (const m of [onA, onC]) {
+      const leaves = new Set(m.events.filter((e) => e.kind === 'leave' && e.last && e.key.startsWith('u')).map((e) => e.key));
+      assert.equal(leaves.size, n, `${m.user}: a presence_diff leave for each of the ${n}`);
+    }
+    const entries = (m) => m.presence.list((key, { metas }) => `${key}:${metas.map((x) => x.phx_ref).sort().join(',')}`).sort();
+    assert.deepEqual(entries(onC), entries(onA), 'A and C list the same presences');
+  });
+
   it(`graceful stop: after SIGTERM of B, its user leaves the Presence list on A within ${GRACEFUL_LEAVE_MS} ms; B exits 0`, T, async (t) => {
     const { nodes: [A, B] } = await startCluster(['A', 'B'], ['--tracker-down-ms', String(GRACEFUL_DOWN_MS)]);
     const alice = await member(A, 'alice');

@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 packages=(build-essential cmake git pkg-config libasio-dev nlohmann-json3-dev catch2
           libssl-dev zlib1g-dev liburing-dev clang-format nodejs chromium
           clang libclang-rt-14-dev  # clang + libFuzzer for scripts/fuzz.sh
-          redis-server)             # multi-node PubSub: the tests start their own
+          redis-server              # multi-node PubSub: the tests start their own
+          openssl)                  # scripts/make-cert.sh: certificates for wss:// (demo, tests)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

@@ -4,9 +4,12 @@
 //   chat [--host 127.0.0.1] [--port 4000] [--require-token] [--secret KEY]
 //        [--static DIR] [--phoenix-js FILE] [--origin URL]... [--deflate]
 //        [--history 100] [--redis redis://127.0.0.1:6379 --node NAME]
+//        [--tls-cert CERT.pem --tls-key KEY.pem]
 //
 // Rooms keep their last --history messages (0: none); the page rejoins with
 // the offset of the last message it saw and gets what it missed.
+// With --tls-cert/--tls-key it serves https:// and wss:// only
+// (scripts/make-cert.sh makes a self-signed pair for 127.0.0.1 and localhost).
 // With --redis, several chat processes (on different ports) are one cluster:
 // broadcasts and presence go through Redis (scripts/cluster.sh starts three).
 // Open http://127.0.0.1:4000/ in two browser tabs. The page asks the server
@@ -173,7 +176,8 @@ namespace {
                  "            [--max-message BYTES] [--threads N] [--no-presence]\n"
                  "            [--no-rate-limits]\n"
                  "            [--history N] [--redis redis://HOST:PORT [--node NAME]]\n"
-                 "            [--tracker-broadcast-ms N] [--tracker-down-ms N]\n";
+                 "            [--tracker-broadcast-ms N] [--tracker-down-ms N]\n"
+                 "            [--tls-cert CERT.pem --tls-key KEY.pem]\n";
     std::exit(2);
 }
 
@@ -236,8 +240,10 @@ int serve(asio::io_context& io, Endpoint& endpoint, const ps::EndpointConfig& co
     // The handler is installed before the URL is printed: whoever waits for
     // that line may signal at once.
     auto ep = endpoint.local_endpoint();
-    std::cout << "chat listening on http://" << ep.address().to_string() << ":" << ep.port()
-              << "/ (socket ws://" << ep.address().to_string() << ":" << ep.port()
+    const bool tls = !config.tls.empty();
+    std::cout << "chat listening on " << (tls ? "https" : "http") << "://"
+              << ep.address().to_string() << ":" << ep.port() << "/ (socket "
+              << (tls ? "wss" : "ws") << "://" << ep.address().to_string() << ":" << ep.port()
               << "/socket/websocket)" << std::endl;
 
     std::vector<std::thread> pool;
@@ -247,6 +253,34 @@ int serve(asio::io_context& io, Endpoint& endpoint, const ps::EndpointConfig& co
     for (auto& t : pool)
         t.join();
     return 0;
+}
+
+// One node, or several through Redis; over TCP, or TLS (--tls-cert/--tls-key).
+template <class NextLayer>
+int run(asio::io_context& io, const ps::EndpointConfig& config, plume::pubsub::RedisOptions redis,
+        const std::string& phoenix_js, unsigned threads) {
+    if (redis.url.empty()) {
+        ps::Endpoint<UserSocket, plume::pubsub::Local, NextLayer> endpoint(io, config);
+        return serve(io, endpoint, config, phoenix_js, threads);
+    }
+    // Several nodes sharing broadcasts and presence through Redis.
+    redis.on_state = [](std::string_view which, std::error_code ec) {
+        if (ec == plume::redis::error::stopped) return;  // shutting down
+        if (ec)
+            std::cerr << "chat: redis " << which << " connection: " << ec.message() << "\n";
+        else
+            std::cerr << "chat: redis " << which << " connection up\n";
+    };
+    std::optional<plume::pubsub::Redis> adapter;
+    try {
+        adapter.emplace(io.get_executor(), redis);
+    } catch (const std::exception& e) {
+        std::cerr << "chat: --redis: " << e.what() << "\n";
+        return 2;
+    }
+    ps::Endpoint<UserSocket, plume::pubsub::Redis, NextLayer> endpoint(io, config,
+                                                                       std::move(*adapter));
+    return serve(io, endpoint, config, phoenix_js, threads);
 }
 
 int main(int argc, char** argv) {
@@ -303,6 +337,10 @@ int main(int argc, char** argv) {
             config.history.size = number(i);
         else if (a == "--redis")
             redis.url = text(i);
+        else if (a == "--tls-cert")
+            config.tls.cert_chain_file = text(i);
+        else if (a == "--tls-key")
+            config.tls.private_key_file = text(i);
         else if (a == "--node")
             redis.node_name = text(i);
         else if (a == "--tracker-broadcast-ms")
@@ -325,25 +363,12 @@ int main(int argc, char** argv) {
     config.history.events = {"new_msg"};  // not typing indicators
 
     asio::io_context io;
-    if (redis.url.empty()) {
-        ps::Endpoint<UserSocket> endpoint(io, config);
-        return serve(io, endpoint, config, phoenix_js, threads);
-    }
-    // Several nodes sharing broadcasts and presence through Redis.
-    redis.on_state = [](std::string_view which, std::error_code ec) {
-        if (ec == plume::redis::error::stopped) return;  // shutting down
-        if (ec)
-            std::cerr << "chat: redis " << which << " connection: " << ec.message() << "\n";
-        else
-            std::cerr << "chat: redis " << which << " connection up\n";
-    };
-    std::optional<plume::pubsub::Redis> adapter;
     try {
-        adapter.emplace(io.get_executor(), redis);
-    } catch (const std::exception& e) {
-        std::cerr << "chat: --redis: " << e.what() << "\n";
+        if (config.tls.empty())
+            return run<asio::ip::tcp::socket>(io, config, redis, phoenix_js, threads);
+        return run<plume::transport::TlsSocket>(io, config, redis, phoenix_js, threads);
+    } catch (const std::system_error& e) {  // a certificate or key it cannot use
+        std::cerr << "chat: " << e.what() << "\n";
         return 2;
     }
-    ps::Endpoint<UserSocket, plume::pubsub::Redis> endpoint(io, config, std::move(*adapter));
-    return serve(io, endpoint, config, phoenix_js, threads);
 }

@@ -5,7 +5,9 @@
 //   echo_server [--host 127.0.0.1] [--port 9001] [--threads 1]
 //               [--max-message BYTES] [--max-send-queue BYTES] [--deflate]
 //               [--idle-timeout S] [--handshake-timeout S]
+//               [--tls-cert CERT.pem --tls-key KEY.pem]     (wss://)
 #include <plume/transport.hpp>
+#include <plume/transport/tls.hpp>
 
 #include <charconv>
 #include <cstdio>
@@ -35,7 +37,7 @@ namespace {
     std::cerr << "echo_server: " << why << "\n"
               << "usage: echo_server [--host H] [--port N] [--threads N] [--max-message BYTES]\n"
                  "                   [--max-send-queue BYTES] [--deflate] [--idle-timeout S]\n"
-                 "                   [--handshake-timeout S]\n";
+                 "                   [--handshake-timeout S] [--tls-cert F --tls-key F]\n";
     std::exit(2);
 }
 
@@ -51,10 +53,43 @@ std::uint64_t number(std::string_view flag, const char* value) {
 
 }  // namespace
 
+// Listens, runs the io threads until SIGINT/SIGTERM.
+template <class Server>
+int serve(asio::io_context& io, Server& server, const std::string& host, std::uint16_t port,
+          unsigned threads, const char* scheme) {
+    try {
+        server.listen(host, port);
+    } catch (const std::exception& e) {
+        std::cerr << "echo_server: cannot listen on " << host << ":" << port << ": " << e.what()
+                  << "\n";
+        return 1;
+    }
+    // SIGINT/SIGTERM: close every connection with 1001, let the closing
+    // handshakes finish (bounded by close_timeout), then return from run().
+    asio::signal_set signals(io, SIGINT, SIGTERM);
+    signals.async_wait([&](std::error_code ec, int) {
+        if (!ec) server.stop();
+    });
+    // The handler is installed before the URL is printed: whoever waits for
+    // that line may signal at once.
+    auto ep = server.local_endpoint();
+    std::cout << "echo_server listening on " << scheme << "://" << ep.address().to_string() << ":"
+              << ep.port() << "/" << std::endl;
+
+    std::vector<std::thread> pool;
+    for (unsigned i = 1; i < threads; ++i)
+        pool.emplace_back([&] { io.run(); });
+    io.run();
+    for (auto& t : pool)
+        t.join();
+    return 0;
+}
+
 int main(int argc, char** argv) {
     std::string host = "127.0.0.1";
     std::uint16_t port = 9001;
     unsigned threads = 1;
+    std::string tls_cert, tls_key;
     ws::Options options;
     options.max_message_size = 16 << 20;  // Autobahn's 9.x cases go up to 16 MiB
     options.max_send_queue = 32 << 20;
@@ -75,6 +110,10 @@ int main(int argc, char** argv) {
             options.idle_timeout = std::chrono::seconds(number(arg, next)), ++i;
         } else if (arg == "--handshake-timeout") {
             options.handshake_timeout = std::chrono::seconds(number(arg, next)), ++i;
+        } else if (arg == "--tls-cert" && next) {
+            tls_cert = argv[++i];
+        } else if (arg == "--tls-key" && next) {
+            tls_key = argv[++i];
         } else if (arg == "--deflate") {
             options.deflate.enabled = true;
         } else if (arg == "--help" || arg == "-h") {
@@ -85,31 +124,18 @@ int main(int argc, char** argv) {
     }
 
     asio::io_context io;
-    ws::Server<Echo> server(io, options);
-    try {
-        server.listen(host, port);
-    } catch (const std::exception& e) {
-        std::cerr << "echo_server: cannot listen on " << host << ":" << port << ": " << e.what()
-                  << "\n";
-        return 1;
+    if (tls_cert.empty() != tls_key.empty()) usage("--tls-cert and --tls-key go together");
+    if (tls_cert.empty()) {
+        ws::Server<Echo> server(io, options);
+        return serve(io, server, host, port, threads, "ws");
     }
-    // SIGINT/SIGTERM: close every connection with 1001, let the closing
-    // handshakes finish (bounded by close_timeout), then return from run().
-    asio::signal_set signals(io, SIGINT, SIGTERM);
-    signals.async_wait([&](std::error_code ec, int) {
-        if (!ec) server.stop();
-    });
-    // The handler is installed before the URL is printed: whoever waits for
-    // that line may signal at once.
-    auto ep = server.local_endpoint();
-    std::cout << "echo_server listening on ws://" << ep.address().to_string() << ":" << ep.port()
-              << "/" << std::endl;
-
-    std::vector<std::thread> pool;
-    for (unsigned i = 1; i < threads; ++i)
-        pool.emplace_back([&] { io.run(); });
-    io.run();
-    for (auto& t : pool)
-        t.join();
-    return 0;
+    std::shared_ptr<asio::ssl::context> tls;
+    try {
+        tls = ws::server_tls_context(tls_cert, tls_key);
+    } catch (const std::exception& e) {
+        std::cerr << "echo_server: " << e.what() << "\n";
+        return 2;
+    }
+    ws::Server<Echo, ws::TlsSocket> server(io, options, [] { return Echo{}; }, {tls});
+    return serve(io, server, host, port, threads, "wss");
 }

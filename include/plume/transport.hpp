@@ -1,5 +1,6 @@
 // plume/transport.hpp — the WebSocket transport layer in one include:
-// framing, handshake, permessage-deflate, Connection and Server.
+// framing, handshake, permessage-deflate, Connection and Server, over TCP or
+// TLS (stream.hpp, tls.hpp).
 #pragma once
 
 #include "plume/transport/client.hpp"
@@ -11,5 +12,7 @@
 #include "plume/transport/options.hpp"
 #include "plume/transport/parser.hpp"
 #include "plume/transport/server.hpp"
+#include "plume/transport/stream.hpp"
+#include "plume/transport/tls.hpp"
 #include "plume/transport/utf8.hpp"
 #include "plume/transport/websocket.hpp"

@@ -17,6 +17,7 @@ import {
   recordChannel,
   trackJoins,
   joinOk,
+  openRaw,
 } from './support/servers.mjs';
 
 const BIN = 'PLUME_CHAT_BIN';
@@ -108,6 +109,15 @@ describe('chat: history and recovery (default: the last 100 messages of each roo
     await msgs.waitFor((e) => e.payload.body === 'fence');
     assert.deepEqual(msgs.all().map((e) => e.payload.offset), Array.from({ length: n + 1 }, (_, i) => from.offset + 1 + i));
     socket.disconnect();
+  });
+
+  it('the join reply comes first: presence_state (the chat pushes it after_join) follows it', T, async () => {
+    const raw = await openRaw(`${server.url.replace(/^http/, 'ws')}/socket/websocket?vsn=2.0.0&user_id=dora`);
+    raw.ws.send(JSON.stringify(['1', '1', 'room:lobby', 'phx_join', {}]));
+    const first = await raw.inbox.waitFor(() => true, { what: 'the first message after the join' });
+    assert.equal(first.json[3], 'phx_reply', JSON.stringify(first.json));
+    const second = await raw.inbox.waitFor(() => true, { what: 'the second message' });
+    assert.equal(second.json[3], 'presence_state', JSON.stringify(second.json));
   });
 
   it('an unknown epoch, or an offset from the future, is not recovered', T, async () => {

@@ -7,6 +7,8 @@
 //            of 16 MiB, so 9.1.6/9.2.6 are echoed exactly at the limit)
 //   deflate: --deflate --max-message 8 MiB (so 9.x.6 and 9.9.x/13.11.14 check
 //            the 1009 path, with and without compression)
+//   tls:     the deflate configuration over wss:// (TLS 1.3, a certificate
+//            made by scripts/make-cert.sh): every case again, inside TLS
 // Every case must be OK, NON-STRICT, INFORMATIONAL or UNIMPLEMENTED; any
 // FAILED case fails the test. The report (summary + every case that is not
 // OK) is printed; the full per-case report is written next to the build
@@ -20,19 +22,26 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import { runSuite, startServer, stopServer, summarize, formatLine, writeReportFile } from './conformance/run.mjs';
+import { makeCert } from './support/servers.mjs';
 
 const bin = process.env.PLUME_ECHO_BIN;
 const skip = !bin ? 'PLUME_ECHO_BIN is not set' : !fs.existsSync(bin) ? `PLUME_ECHO_BIN ${bin} does not exist` : false;
 const scale = Number(process.env.PLUME_CONFORMANCE_TIMEOUT_SCALE || 1);
 
+const tlsArgs = () => {
+  const c = makeCert();
+  return ['--tls-cert', c.cert, '--tls-key', c.key];
+};
 const MODES = [
-  { name: 'plain', args: [], deflate: false, maxMessage: 16 * 1024 * 1024 },
-  { name: 'deflate', args: ['--deflate', '--max-message', String(8 * 1024 * 1024)], deflate: true, maxMessage: 8 * 1024 * 1024 },
+  { name: 'plain', args: () => [], deflate: false, maxMessage: 16 * 1024 * 1024 },
+  { name: 'deflate', args: () => ['--deflate', '--max-message', String(8 * 1024 * 1024)], deflate: true, maxMessage: 8 * 1024 * 1024 },
+  { name: 'tls', args: () => ['--deflate', '--max-message', String(8 * 1024 * 1024), ...tlsArgs()], deflate: true, maxMessage: 8 * 1024 * 1024 },
 ];
 
 for (const mode of MODES) {
   test(`echo_server RFC 6455/7692 conformance (${mode.name})`, { skip, timeout: 240000 * scale }, async () => {
-    const server = await startServer(bin, ['--host', '127.0.0.1', '--port', '0', ...mode.args]);
+    const args = mode.args();
+    const server = await startServer(bin, ['--host', '127.0.0.1', '--port', '0', ...args]);
     let results;
     const t0 = Date.now();
     try {
@@ -51,7 +60,7 @@ for (const mode of MODES) {
     // UNIMPLEMENTED is expected for every 12.x/13.x case without --deflate; only list it in deflate mode
     const notOk = results.filter((r) => r.outcome !== 'OK' && (mode.deflate || r.outcome !== 'UNIMPLEMENTED'));
     const report = [
-      `# conformance (${mode.name}): ${bin} ${mode.args.join(' ')} in ${((Date.now() - t0) / 1000).toFixed(1)} s`,
+      `# conformance (${mode.name}): ${bin} ${args.join(' ')} in ${((Date.now() - t0) / 1000).toFixed(1)} s`,
       ...notOk.map((r) => formatLine(r)),
       s.text,
     ].join('\n');

@@ -41,6 +41,7 @@
 #include "plume/server/session.hpp"
 #include "plume/server/socket.hpp"
 #include "plume/transport/server.hpp"
+#include "plume/transport/tls.hpp"
 #include "plume/wire/vsn.hpp"
 
 namespace plume::server {
@@ -85,6 +86,19 @@ struct EndpointConfig {
     /// multi-node adapter that cannot makes the constructor throw
     /// std::invalid_argument.
     pubsub::HistoryOptions history{};
+    /// TLS (wss:// and https://) for an Endpoint<..., transport::TlsSocket>:
+    /// the certificate chain and key (PEM files), or a context the host
+    /// built (which wins). A plain TCP Endpoint refuses a TLS config (the
+    /// constructor throws std::invalid_argument) rather than serve ws://
+    /// when wss:// was meant.
+    struct Tls {
+        std::string cert_chain_file;
+        std::string private_key_file;
+        std::shared_ptr<asio::ssl::context> context;
+        bool empty() const noexcept {
+            return !context && cert_chain_file.empty() && private_key_file.empty();
+        }
+    } tls;
 };
 
 /// Replaces the values of sensitive query parameters before a URL is logged
@@ -116,11 +130,13 @@ inline std::string redact_query(std::string_view target) {
 /// The prefix phoenix.js puts before the authToken subprotocol.
 inline constexpr std::string_view auth_token_prefix = "base64url.bearer.phx.";
 
-// (A defaults to pubsub::Local; see the declaration in session.hpp.)
-template <SocketHandler SocketT, pubsub::Adapter A>
+// (A defaults to pubsub::Local and NextLayer to plain TCP; see the
+// declaration in session.hpp. NextLayer = transport::TlsSocket serves wss://
+// and https:// with EndpointConfig::tls.)
+template <SocketHandler SocketT, pubsub::Adapter A, class NextLayer>
 class Endpoint {
   public:
-    using session_type = Session<SocketT, A>;
+    using session_type = Session<SocketT, A, NextLayer>;
     using HttpHandler = std::function<transport::http::Response(const transport::http::Request&)>;
     using RouteHandler = server::RouteHandler;
 
@@ -131,7 +147,9 @@ class Endpoint {
           pubsub_(std::move(adapter)),
           presence_(pubsub_, presence_options()),
           history_(config_.history),
-          server_(io, config_.websocket, [this] { return session_type(this); }) {
+          server_(
+              io, config_.websocket, [this] { return session_type(this); },
+              stream_context(config_.tls)) {
         if constexpr (pubsub::RoutesTopics<A> && !pubsub::KeepsHistory<A>) {
             if (!config_.history.topics.empty())
                 throw std::invalid_argument(
@@ -356,6 +374,25 @@ class Endpoint {
     void connection_closed() noexcept { --open_; }
 
   private:
+    // What the transport needs to wrap accepted sockets (TLS: the context).
+    static typename transport::StreamTraits<NextLayer>::Context stream_context(
+        const EndpointConfig::Tls& tls) {
+        if constexpr (transport::StreamTraits<NextLayer>::is_tls) {
+            if (tls.context) return {tls.context};
+            if (tls.cert_chain_file.empty() || tls.private_key_file.empty())
+                throw std::invalid_argument(
+                    "EndpointConfig::tls: a TLS Endpoint needs cert_chain_file and "
+                    "private_key_file, or a context");
+            return {transport::server_tls_context(tls.cert_chain_file, tls.private_key_file)};
+        } else {
+            if (!tls.empty())
+                throw std::invalid_argument(
+                    "EndpointConfig::tls is set but this Endpoint serves plain TCP: use "
+                    "Endpoint<SocketT, Adapter, plume::transport::TlsSocket>");
+            return {};
+        }
+    }
+
     presence::PresenceOptions presence_options() {
         auto opts = config_.presence;
         auto user = std::move(opts.on_diff);
@@ -419,7 +456,7 @@ class Endpoint {
     Router<SocketT> router_;
     RouteTable routes_;
     std::atomic<std::size_t> open_{0};
-    transport::Server<session_type> server_;
+    transport::Server<session_type, NextLayer> server_;
 };
 
 }  // namespace plume::server

@@ -28,7 +28,8 @@
 
 namespace plume::server {
 
-template <SocketHandler SocketT, pubsub::Adapter A = pubsub::Local>
+template <SocketHandler SocketT, pubsub::Adapter A = pubsub::Local,
+          class NextLayer = asio::ip::tcp::socket>
 class Endpoint;
 
 namespace detail {
@@ -65,11 +66,11 @@ inline transport::SharedFrame broadcast_frame(const pubsub::Message& m, wire::Vs
 
 }  // namespace detail
 
-template <class SocketT, class A>
+template <class SocketT, class A, class NextLayer>
 class Session final : public detail::ChannelHost {
   public:
-    using endpoint_type = Endpoint<SocketT, A>;
-    using connection_type = transport::Connection<Session>;
+    using endpoint_type = Endpoint<SocketT, A, NextLayer>;
+    using connection_type = transport::Connection<Session, NextLayer>;
 
     explicit Session(endpoint_type* endpoint = nullptr) : endpoint_(endpoint) {}
 
@@ -257,6 +258,10 @@ class Session final : public detail::ChannelHost {
         std::uint64_t incarnation = 0;
         std::shared_ptr<Lane> sub;
         Payload reply;  // the join's ok response, until it is sent
+        // While the join reads its history: the reply is not sent yet, and
+        // infos posted to the channel wait here.
+        bool recovering = false;
+        std::vector<nlohmann::json> deferred;
     };
     using Channels = std::unordered_map<std::string, Joined>;
 
@@ -450,6 +455,7 @@ class Session final : public detail::ChannelHost {
         auto conn = conn_.lock();
         if (!conn) return true;
         joined->sub->hold();
+        joined->recovering = true;
         endpoint_->pubsub().subscribe(msg.topic, joined->sub);
         const auto incarnation = joined->incarnation;
         channels_.emplace(msg.topic, std::move(*joined));
@@ -501,6 +507,10 @@ class Session final : public detail::ChannelHost {
             if (replaced) send(wire::phx_close(head.topic, replaced_join_ref));
             // Without a position (history not read) nothing held is dropped.
             it->second.sub->release(conn, r.position.epoch.empty() ? 0 : r.position.offset);
+            it->second.recovering = false;
+            auto deferred = std::move(it->second.deferred);
+            for (const auto& m : deferred)
+                deliver_info(head.topic, incarnation, m);  // each finds the channel again
         }
         conn.resume_reading();
     }
@@ -546,8 +556,9 @@ class Session final : public detail::ChannelHost {
         auto lane = std::make_shared<Lane>(conn_, msg.topic, channel->incarnation_, vsn_,
                                            channel->intercepted());
         auto incarnation = channel->incarnation_;
-        return Joined{std::move(channel), msg.join_ref, incarnation, std::move(lane),
-                      std::move(result.response)};
+        return Joined{
+            std::move(channel),         msg.join_ref,         incarnation, std::move(lane),
+            std::move(result.response), /*recovering=*/false, {}};
     }
 
     // Ends a channel: unsubscribe, terminate, and tell the client (phx_close
@@ -582,6 +593,9 @@ class Session final : public detail::ChannelHost {
                       const nlohmann::json& m) {
         auto it = channels_.find(topic);
         if (it == channels_.end() || it->second.incarnation != incarnation) return;
+        // Its join reply is not out yet (history being read): the info waits,
+        // as a Phoenix channel handles its mailbox only after join/3 returned.
+        if (it->second.recovering) return it->second.deferred.push_back(m);
         try {
             it->second.channel->handle_info(m);
         } catch (const std::exception& e) {

@@ -90,7 +90,7 @@ template <class Conn, class Handler>
 void connect_from(Conn& conn, Endpoints endpoints, Endpoints::iterator it,
                   const std::optional<asio::ip::address>& local, std::error_code last,
                   Handler handler) {
-    auto& socket = conn.next_layer();
+    auto& socket = conn.next_layer().lowest_layer();
     for (; it != endpoints.end(); ++it) {
         if (conn.finished()) return handler(make_error_code(asio::error::operation_aborted));
         const auto remote = it->endpoint();
@@ -140,23 +140,45 @@ void async_connect(Conn& conn, const Endpoints& endpoints,
 }  // namespace detail
 
 /// Resolves, connects and starts the WebSocket handshake. Returns the
-/// connection at once; it opens asynchronously on its own strand.
-template <class Handler>
-std::shared_ptr<Connection<Handler>> connect(asio::io_context& io, const Url& url,
-                                             std::shared_ptr<const Options> options,
-                                             Handler handler = Handler{},
-                                             ClientRequest request = {}) {
-    using Conn = Connection<Handler>;
+/// connection at once; it opens asynchronously on its own strand. ws:// runs
+/// over plain TCP, wss:// over NextLayer = TlsSocket with `stream` holding a
+/// client context (client_tls_context(): the server's certificate is checked
+/// against the system CAs and the URL's host, which is also sent as SNI).
+template <class Handler, class NextLayer = asio::ip::tcp::socket>
+std::shared_ptr<Connection<Handler, NextLayer>> connect(
+    asio::io_context& io, const Url& url, std::shared_ptr<const Options> options,
+    Handler handler = Handler{}, ClientRequest request = {},
+    typename StreamTraits<NextLayer>::Context stream = {}) {
+    using Conn = Connection<Handler, NextLayer>;
+    using traits = StreamTraits<NextLayer>;
     auto strand = asio::make_strand(io);
-    auto conn = std::make_shared<Conn>(asio::ip::tcp::socket(strand), std::move(options),
-                                       role::client, std::move(handler));
-    if (url.scheme != "ws") {
-        asio::post(strand, [conn] {
-            detail::report_handshake_error<Handler>(*conn, "wss:// needs a TLS next layer");
-        });
+    std::string wrong;
+    if (url.scheme == "wss" && !traits::is_tls)
+        wrong = "wss:// needs a TLS connection (connect<Handler, TlsSocket>)";
+    else if (url.scheme == "ws" && traits::is_tls)
+        wrong = "ws:// is not TLS: use a plain TCP connection";
+    if constexpr (traits::is_tls) {
+        if (!stream.ssl) {
+            stream.ssl = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_client);
+            wrong = "wss:// needs a client TLS context (client_tls_context())";
+        }
+    }
+    auto conn = std::make_shared<Conn>(traits::make(asio::ip::tcp::socket(strand), stream),
+                                       std::move(options), role::client, std::move(handler));
+    if (!wrong.empty()) {
+        asio::post(strand,
+                   [conn, wrong] { detail::report_handshake_error<Handler>(*conn, wrong); });
         return conn;
     }
-    bool default_port = url.port == 80;
+    if constexpr (traits::is_tls) {
+        auto& tls = conn->next_layer();
+        std::error_code ec;
+        auto literal = asio::ip::make_address(url.host, ec);
+        // SNI names a host, never an address (RFC 6066 3).
+        if (ec) SSL_set_tlsext_host_name(tls.native_handle(), url.host.c_str());
+        tls.set_verify_callback(asio::ssl::host_name_verification(url.host));
+    }
+    bool default_port = url.port == (traits::is_tls ? 443 : 80);
     request.host = url.host.find(':') != std::string::npos ? "[" + url.host + "]" : url.host;
     if (!default_port) request.host += ":" + std::to_string(url.port);
     request.target = url.target;
@@ -177,14 +199,14 @@ std::shared_ptr<Connection<Handler>> connect(asio::io_context& io, const Url& ur
     return conn;
 }
 
-template <class Handler>
-std::shared_ptr<Connection<Handler>> connect(asio::io_context& io, std::string_view url,
-                                             const Options& options, Handler handler = Handler{},
-                                             ClientRequest request = {}) {
+template <class Handler, class NextLayer = asio::ip::tcp::socket>
+std::shared_ptr<Connection<Handler, NextLayer>> connect(
+    asio::io_context& io, std::string_view url, const Options& options, Handler handler = Handler{},
+    ClientRequest request = {}, typename StreamTraits<NextLayer>::Context stream = {}) {
     auto parsed = parse_url(url);
-    if (!parsed) throw std::invalid_argument("not a ws:// URL: " + std::string(url));
-    return connect<Handler>(io, *parsed, std::make_shared<const Options>(options),
-                            std::move(handler), std::move(request));
+    if (!parsed) throw std::invalid_argument("not a ws:// or wss:// URL: " + std::string(url));
+    return connect<Handler, NextLayer>(io, *parsed, std::make_shared<const Options>(options),
+                                       std::move(handler), std::move(request), std::move(stream));
 }
 
 }  // namespace plume::transport

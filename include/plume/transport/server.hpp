@@ -1,8 +1,11 @@
 // plume/transport/server.hpp — accepts TCP connections and runs a WebSocket
-// Connection with a fresh Handler on each, one strand per connection.
+// Connection with a fresh Handler on each, one strand per connection, over
+// the stream policy NextLayer (plain TCP by default; TlsSocket for wss://).
 //
 //   asio::io_context io;
 //   plume::transport::Server<Echo> server(io, options);       // Echo: see websocket.hpp
+//   plume::transport::Server<Echo, plume::transport::TlsSocket> tls(io, options, factory,
+//                                                                   {ssl_context});
 //   server.listen("127.0.0.1", 9001);                           // throws on failure
 //   server.stop();   // closes every connection with 1001 and stops accepting
 //   server.stop(1012, "restart", [] { /* listener and every connection closed */ });
@@ -26,15 +29,19 @@ namespace plume::transport {
 /// The close reason Server::stop() sends unless given another.
 inline constexpr std::string_view default_stop_reason = "server shutting down";
 
-template <class Handler>
+template <class Handler, class NextLayer = asio::ip::tcp::socket>
 class Server {
   public:
-    using connection_type = Connection<Handler, asio::ip::tcp::socket>;
+    using connection_type = Connection<Handler, NextLayer>;
     using Factory = std::function<Handler()>;
+    /// What the stream needs to wrap an accepted socket (TLS: the ssl::context).
+    using StreamContext = typename StreamTraits<NextLayer>::Context;
 
     Server(
-        asio::io_context& io, Options options, Factory factory = [] { return Handler{}; })
+        asio::io_context& io, Options options, Factory factory = [] { return Handler{}; },
+        StreamContext stream = {})
         : io_(io),
+          stream_(std::move(stream)),
           acceptor_(asio::make_strand(io)),
           retry_timer_(acceptor_.get_executor()),
           options_(std::make_shared<const Options>(std::move(options))),
@@ -139,8 +146,9 @@ class Server {
     }
 
     void start_connection(asio::ip::tcp::socket socket) {
-        auto conn = std::make_shared<connection_type>(std::move(socket), options_, role::server,
-                                                      factory_());
+        auto conn = std::make_shared<connection_type>(
+            StreamTraits<NextLayer>::make(std::move(socket), stream_), options_, role::server,
+            factory_());
         {
             // Checked and joined under one lock: a stop() on another thread
             // either sees this connection or is seen by it.
@@ -152,6 +160,7 @@ class Server {
     }
 
     asio::io_context& io_;
+    StreamContext stream_;
     asio::ip::tcp::acceptor acceptor_;  // on its own strand
     asio::steady_timer retry_timer_;
     bool accepting_ = false;  // an async_wait is pending (acceptor strand only)

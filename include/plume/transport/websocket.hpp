@@ -1,5 +1,7 @@
 // plume/transport/websocket.hpp — one WebSocket connection over Asio, either
-// role, templated on the next layer (plain TCP now; a TLS stream later).
+// role, templated on the next layer: plain TCP (asio::ip::tcp::socket, the
+// default), TLS (TlsSocket), or a stream of the host's with its own
+// StreamTraits (stream.hpp).
 //
 // Events go to a Handler object that lives inside the connection (no extra
 // allocation, no virtual calls):
@@ -48,6 +50,7 @@
 #include "plume/transport/http.hpp"
 #include "plume/transport/options.hpp"
 #include "plume/transport/parser.hpp"
+#include "plume/transport/stream.hpp"
 
 namespace plume::transport {
 
@@ -196,6 +199,7 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
   public:
     using executor_type = typename NextLayer::executor_type;
     using registry_type = detail::Registry<Connection>;
+    using traits = StreamTraits<NextLayer>;
 
     Connection(NextLayer layer, std::shared_ptr<const Options> options, role r,
                Handler handler = Handler{})
@@ -268,7 +272,7 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
         state_ = state::handshake;
         arm_timer(options_->handshake_timeout);
         set_nonblocking();
-        wait_readable();
+        start_stream([this] { wait_readable(); });
     }
 
     /// Client role: sends the upgrade request over an already-connected layer.
@@ -281,8 +285,10 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
         hs.request = std::move(request);
         arm_timer(options_->handshake_timeout);
         set_nonblocking();
-        enqueue(std::make_shared<const std::string>(std::move(bytes)), true);
-        wait_readable();
+        start_stream([this, bytes = std::move(bytes)]() mutable {
+            enqueue(std::make_shared<const std::string>(std::move(bytes)), true);
+            wait_readable();
+        });
     }
 
     // ------------------------------------------------------------- send --
@@ -413,11 +419,28 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
     // speculatively and skip re-arming epoll; when it fills up, the rest is
     // drained into the per-thread buffer. An idle connection holds only this.
     void wait_readable() {
-        if (reading_ || state_ == state::closed) return;
+        if (reading_ || starting_ || shutting_ || state_ == state::closed) return;
+        // A TLS server ends with close_notify (maybe_shutdown), which cannot
+        // run beside a read: once it is draining it reads no more.
+        if constexpr (traits::is_tls)
+            if (role_ == role::server && state_ == state::draining) return maybe_shutdown();
         reading_ = true;
-        layer_.async_read_some(asio::buffer(inline_read_),
-                               [self = this->shared_from_this()](
-                                   std::error_code ec, std::size_t n) { self->on_read(ec, n); });
+        layer_.async_read_some(
+            read_buffer(), [self = this->shared_from_this()](std::error_code ec, std::size_t n) {
+                self->on_read(ec, n);
+            });
+    }
+
+    // Where an asynchronous read lands: the small inline buffer (a stream
+    // read speculatively drains the rest into the per-thread buffer), or a
+    // TLS record's worth for a stream that is not.
+    asio::mutable_buffer read_buffer() {
+        if constexpr (traits::speculative) {
+            return asio::buffer(inline_read_);
+        } else {
+            if (!stream_read_) stream_read_ = std::make_unique<char[]>(stream_read_size);
+            return asio::buffer(stream_read_.get(), stream_read_size);
+        }
     }
 
     void on_read(std::error_code ec, std::size_t n) {
@@ -426,9 +449,37 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
         if (ec) return transport_failed();
         last_activity_ = std::chrono::steady_clock::now();
         start_turn();
-        on_bytes(inline_read_, n);
-        if (n == sizeof inline_read_) drain_socket();
+        if constexpr (traits::speculative) {
+            on_bytes(inline_read_, n);
+            if (n == sizeof inline_read_) drain_socket();
+        } else {
+            on_bytes(stream_read_.get(), n);
+        }
         end_turn();
+    }
+
+    // The stream's own start (a TLS handshake), then `then`. A failed start
+    // ends the connection; the handshake timer bounds it.
+    template <class Then>
+    void start_stream(Then then) {
+        if constexpr (!traits::has_start) {
+            then();
+        } else {
+            starting_ = true;
+            traits::async_start(
+                layer_, role_,
+                [self = this->shared_from_this(),
+                 then = std::move(then)](std::error_code ec) mutable {
+                    self->starting_ = false;
+                    if (self->state_ == state::closed) return self->close_if_idle();
+                    if (ec) {
+                        if (self->state_ == state::client_handshake)
+                            return self->client_failed("TLS handshake failed: " + ec.message());
+                        return self->finish();
+                    }
+                    then();
+                });
+        }
     }
 
     // A turn is one handler's worth of parsing: at most
@@ -693,6 +744,22 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
     // closes TCP first, RFC 6455 7.1.1), then read until the peer's EOF.
     void maybe_shutdown() {
         if (state_ != state::draining || writing_ || !queue_.empty() || fin_sent_) return;
+        if constexpr (traits::is_tls) {
+            // close_notify, then the peer's (or its EOF), then TCP closes;
+            // the close timer bounds the wait. Not beside a pending read: the
+            // read ends first (the peer's close frame or EOF).
+            if (role_ == role::server) {
+                if (reading_ || starting_) return;
+                fin_sent_ = true;
+                shutting_ = true;
+                layer_.async_shutdown([self = this->shared_from_this()](std::error_code) {
+                    self->shutting_ = false;
+                    if (self->state_ == state::closed) return self->close_if_idle();
+                    self->finish();
+                });
+                return;
+            }
+        }
         fin_sent_ = true;
         if (role_ == role::server) {
             std::error_code ec;
@@ -711,10 +778,15 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
         std::error_code ec;
         // Pending operations end with EOF/EPIPE (a connect with ECONNRESET),
         // then the socket closes.
-        if (reading_ || writing_ || connecting_)
+        if (pending())
             layer_.lowest_layer().shutdown(asio::socket_base::shutdown_both, ec);
         else
             layer_.lowest_layer().close(ec);
+    }
+
+    // An operation is in flight on the stream.
+    bool pending() const noexcept {
+        return reading_ || writing_ || connecting_ || starting_ || shutting_;
     }
 
     // A socket is closed only while no operation is pending on it, and its
@@ -724,7 +796,7 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
     // operation last used that ring slot: operations are lost (a leaked
     // connection, an io_context::run() that never returns) or completed twice.
     void close_if_idle() {
-        if (reading_ || writing_ || connecting_) return;
+        if (pending()) return;
         std::error_code ec;
         layer_.lowest_layer().close(ec);
     }
@@ -886,7 +958,7 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
             pong_slot_ = no_pong;
             inflight_pos_ = 0;
             inflight_offset_ = 0;
-            if constexpr (std::is_same_v<NextLayer, asio::ip::tcp::socket>) {
+            if constexpr (traits::speculative) {
                 // Usually everything fits in the socket's buffer: then no
                 // asynchronous operation (and no completion handler) is needed.
                 std::error_code ec;
@@ -956,6 +1028,9 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
     std::size_t queued_bytes_ = 0;
     std::chrono::steady_clock::time_point last_activity_{};
     char inline_read_[256];
+    // Reads of a stream that is not read speculatively (TLS), made on first use.
+    static constexpr std::size_t stream_read_size = 16 * 1024;
+    std::unique_ptr<char[]> stream_read_;
     std::unique_ptr<DeflateSession> deflate_;
     // Read but not yet parsed, only after a turn ran out of budget (an idle
     // connection holds none).
@@ -990,6 +1065,8 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
     bool reading_ = false;
     bool writing_ = false;
     bool connecting_ = false;  // client role: a TCP connect is pending on layer_
+    bool starting_ = false;    // the stream's start (TLS handshake) is pending
+    bool shutting_ = false;    // the stream's shutdown (TLS close_notify) is pending
     bool in_read_ = false;     // corked: sends queue up, one flush at the end
     bool close_queued_ = false;
     bool fin_sent_ = false;

@@ -43,6 +43,7 @@
 // can be inserted) wait a bounded time (--failfast-wait) for the close.
 
 import net from 'node:net';
+import tls from 'node:tls';
 import crypto from 'node:crypto';
 import zlib from 'node:zlib';
 import * as F from './frames.mjs';
@@ -71,7 +72,10 @@ export class Client {
   constructor(url, { offers = null, T = DEFAULT_TIMEOUTS } = {}) {
     const u = new URL(url);
     this.host = u.hostname.replace(/^\[|\]$/g, '');
-    this.port = Number(u.port || 80);
+    // wss://: the same bytes inside TLS (the server's certificate is not
+    // checked: the suite tests WebSocket, and the tests make their own).
+    this.secure = u.protocol === 'wss:';
+    this.port = Number(u.port || (this.secure ? 443 : 80));
     this.path = (u.pathname || '/') + (u.search || '');
     this.hostHeader = u.host;
     this.offers = offers;
@@ -105,7 +109,9 @@ export class Client {
   open(timeout = this.T.handshake) {
     return new Promise((resolve, reject) => {
       const key = crypto.randomBytes(16).toString('base64');
-      const sock = net.connect({ host: this.host, port: this.port });
+      const sock = this.secure
+        ? tls.connect({ host: this.host, port: this.port, rejectUnauthorized: false })
+        : net.connect({ host: this.host, port: this.port });
       this.sock = sock;
       sock.setNoDelay(true);
       let buf = EMPTY;
@@ -119,7 +125,7 @@ export class Client {
         reject(new HandshakeError(msg));
       };
       const timer = setTimeout(() => fail(`no handshake response within ${timeout} ms`), timeout);
-      sock.on('connect', () => {
+      sock.on(this.secure ? 'secureConnect' : 'connect', () => {
         const lines = [
           `GET ${this.path} HTTP/1.1`,
           `Host: ${this.hostHeader}`,

@@ -70,7 +70,7 @@ export function startServer(bin, args = [], { timeout = 20000, env = process.env
     proc.stdout.on('data', (d) => {
       if (done) return;
       outBuf += d.toString();
-      const m = /listening on (ws:\/\/[^\s]+)/.exec(outBuf);
+      const m = /listening on (wss?:\/\/[^\s]+)/.exec(outBuf);
       if (m) {
         done = true;
         clearTimeout(timer);

@@ -16,13 +16,17 @@
 // a port, and the port is read from the stdout line `listening on
 // (ws|http)://HOST:PORT/`. Every process started here (or handed to
 // trackProcess) is killed by PID when the test process exits, whatever happened.
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
 import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { before, after, afterEach } from 'node:test';
 import WebSocket from 'ws';
 import { Presence, Socket } from 'phoenix';
 
-const LISTEN_RE = /listening on (?:ws|http):\/\/(\[[^\]]+\]|[^:/\s]+):(\d+)\//;
+const LISTEN_RE = /listening on (wss|ws|https|http):\/\/(\[[^\]]+\]|[^:/\s]+):(\d+)\//;
 
 // ------------------------------------------------------------ processes
 
@@ -154,8 +158,9 @@ export function startServer(binEnvVar, args = [], { startTimeoutMs = 10000 } = {
       if (!m) return;
       settled = true;
       clearTimeout(timer);
-      const host = m[1];
-      const port = Number(m[2]);
+      const secure = m[1] === 'wss' || m[1] === 'https';
+      const host = m[2];
+      const port = Number(m[3]);
       const stop = async (signal = 'SIGTERM', timeoutMs = 10000) => {
         signalProcess(proc, signal);
         const status = await exitWithin(timeoutMs);
@@ -167,10 +172,11 @@ export function startServer(binEnvVar, args = [], { startTimeoutMs = 10000 } = {
       resolve({
         host,
         port,
-        url: `http://${host}:${port}`,
-        httpUrl: `http://${host}:${port}`,
-        socketUrl: `ws://${host}:${port}/socket`,
-        wsUrl: `ws://${host}:${port}/socket/websocket`,
+        secure,
+        url: `http${secure ? 's' : ''}://${host}:${port}`,
+        httpUrl: `http${secure ? 's' : ''}://${host}:${port}`,
+        socketUrl: `ws${secure ? 's' : ''}://${host}:${port}/socket`,
+        wsUrl: `ws${secure ? 's' : ''}://${host}:${port}/socket/websocket`,
         proc,
         exited,
         output,
@@ -681,4 +687,34 @@ export async function presenceMember(socketUrl, user, topic, { name = user, time
     );
   await joinOk(channel);
   return { user, socket, channel, presence, events, keys, online, until };
+}
+
+// ------------------------------------------------------------------ TLS
+
+/**
+ * A fresh self-signed certificate for 127.0.0.1 and localhost, made by
+ * scripts/make-cert.sh (openssl) in a temporary folder: {dir, cert, key, ca}
+ * with `ca` the certificate's PEM (what a client trusts).
+ */
+export function makeCert() {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'plume-cert-'));
+  process.once('exit', () => fs.rmSync(dir, { recursive: true, force: true }));
+  const script = fileURLToPath(new URL('../../../scripts/make-cert.sh', import.meta.url));
+  const r = spawnSync('bash', [script, dir], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`scripts/make-cert.sh failed (${r.status}): ${r.stderr}`);
+  const cert = path.join(dir, 'cert.pem');
+  return { dir, cert, key: path.join(dir, 'key.pem'), ca: fs.readFileSync(cert) };
+}
+
+/** A WebSocket class for phoenix.js (its `transport` option) that trusts `ca`. */
+export function trustingWebSocket(ca) {
+  return class extends WebSocket {
+    constructor(url, protocols, options = {}) {
+      if (protocols && typeof protocols === 'object' && !Array.isArray(protocols)) {
+        options = protocols;
+        protocols = undefined;
+      }
+      super(url, protocols, { ...options, ca });
+    }
+  };
 }

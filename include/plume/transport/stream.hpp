@@ -1,0 +1,76 @@
+// plume/transport/stream.hpp — the stream policy: what a Connection needs to
+// know about the byte stream under it (the NextLayer of Connection<Handler,
+// NextLayer>), so plain TCP, TLS, or a stream of the host's own plug in
+// without touching the connection.
+//
+//   plume::transport::Connection<Echo>                          // TCP (asio::ip::tcp::socket)
+//   plume::transport::Connection<Echo, plume::transport::TlsSocket>   // TLS over TCP
+//
+// A host stream type gets its own specialization of StreamTraits (see the
+// TCP one below for what it provides): whether the connection may read and
+// write it speculatively (non-blocking system calls before any wait), how a
+// new connection starts (e.g. a TLS handshake), and how it ends (e.g. TLS
+// close_notify). Its lowest_layer() must be a TCP socket.
+#pragma once
+
+#include <asio.hpp>
+#include <asio/ssl.hpp>
+
+#include <memory>
+#include <system_error>
+#include <utility>
+
+#include "plume/transport/parser.hpp"  // role
+
+namespace plume::transport {
+
+/// TLS over TCP.
+using TlsSocket = asio::ssl::stream<asio::ip::tcp::socket>;
+
+/// The policy of plain TCP, and the default for any stream type.
+template <class NextLayer>
+struct StreamTraits {
+    /// What a server needs to make a stream of an accepted socket.
+    struct Context {};
+    static constexpr bool is_tls = false;
+    /// Non-blocking read_some/write_some are allowed before any wait (one
+    /// system call when bytes are there, no completion handler).
+    static constexpr bool speculative = true;
+
+    static NextLayer make(asio::ip::tcp::socket socket, const Context&) {
+        return NextLayer(std::move(socket));
+    }
+    /// Runs before the WebSocket handshake; calls done(ec) on the stream's executor.
+    template <class Done>
+    static void async_start(NextLayer&, role, Done&& done) {
+        done(std::error_code{});
+    }
+    /// Whether async_start has anything to do.
+    static constexpr bool has_start = false;
+};
+
+/// TLS over TCP (OpenSSL through asio::ssl): the server handshake before the
+/// HTTP upgrade, close_notify at the end (ssl::stream::async_shutdown, bounded
+/// by the connection's close timer). Reads and writes wait for readiness
+/// through the SSL engine, never speculatively.
+template <>
+struct StreamTraits<TlsSocket> {
+    struct Context {
+        std::shared_ptr<asio::ssl::context> ssl;
+    };
+    static constexpr bool is_tls = true;
+    static constexpr bool speculative = false;
+    static constexpr bool has_start = true;
+
+    static TlsSocket make(asio::ip::tcp::socket socket, const Context& c) {
+        return TlsSocket(std::move(socket), *c.ssl);
+    }
+    template <class Done>
+    static void async_start(TlsSocket& s, role r, Done&& done) {
+        s.async_handshake(
+            r == role::server ? asio::ssl::stream_base::server : asio::ssl::stream_base::client,
+            std::forward<Done>(done));
+    }
+};
+
+}  // namespace plume::transport

@@ -56,6 +56,8 @@ struct ClientTlsOptions {
     bool verify = true;
     /// PEM file of CAs to trust instead of the system store.
     std::string ca_file;
+    /// Or the PEM text of one CA certificate to trust (instead of the store).
+    std::string ca_pem;
 };
 
 /// A client context. Throws std::system_error for a CA file it cannot read.
@@ -63,10 +65,14 @@ inline std::shared_ptr<asio::ssl::context> client_tls_context(ClientTlsOptions o
     auto ctx = detail::tls_context(asio::ssl::context::tls_client);
     if (o.verify) {
         std::error_code ec;
-        if (o.ca_file.empty())
+        if (!o.ca_pem.empty()) {
+            ctx->add_certificate_authority(asio::buffer(o.ca_pem), ec);
+            if (ec) throw std::system_error(ec, "TLS CA certificate (PEM text)");
+        } else if (o.ca_file.empty()) {
             ctx->set_default_verify_paths(ec);
-        else
+        } else {
             ctx->load_verify_file(o.ca_file, ec);
+        }
         if (ec) throw std::system_error(ec, "TLS CA file \"" + o.ca_file + "\"");
         ctx->set_verify_mode(asio::ssl::verify_peer);
     } else {

@@ -24,6 +24,7 @@ import {
   recordChannel,
   joinOk,
   closeAllClients,
+  makeCert,
 } from './support/servers.mjs';
 
 const CHROMIUM = '/usr/bin/chromium';
@@ -53,8 +54,8 @@ const skip = existsSync(CHROMIUM)
  * Starts `chat --host 127.0.0.1 --port 0` (servers.mjs's startServer) and
  * resolves once it prints its URL; `url` is http://127.0.0.1:PORT/.
  */
-async function startChat() {
-  const server = await startServer('PLUME_CHAT_BIN', [], { startTimeoutMs: START_TIMEOUT_MS });
+async function startChat(args = []) {
+  const server = await startServer('PLUME_CHAT_BIN', args, { startTimeoutMs: START_TIMEOUT_MS });
   // The page's websocket URL is checked against this address.
   if (server.host !== '127.0.0.1') {
     await server.stop('SIGKILL');
@@ -176,8 +177,8 @@ async function startBrowser() {
 // ------------------------------------------------------------------- page
 
 /** One user in one browser context, with every page/console error recorded. */
-async function openChat(browser, baseUrl, name) {
-  const context = await browser.newContext();
+async function openChat(browser, baseUrl, name, contextOptions = {}) {
+  const context = await browser.newContext(contextOptions);
   const page = await context.newPage();
   page.setDefaultTimeout(WAIT_MS);
   const problems = [];
@@ -431,5 +432,54 @@ describe('chat demo page in Chromium (playwright-core + phoenix.js)', { skip }, 
       'page errors, console errors, failed requests or HTTP errors outside the cut'
     );
     for (const w of carol.warnings) t.diagnostic(w);
+  });
+});
+
+describe('chat demo page over https:// in Chromium (wss://, a self-signed certificate)', { skip }, () => {
+  let chat;
+  let chromiumBrowser;
+  const users = [];
+
+  before(async () => {
+    const cert = makeCert();
+    chat = await startChat(['--tls-cert', cert.cert, '--tls-key', cert.key]);
+    chromiumBrowser = await startBrowser();
+  });
+
+  after(async () => {
+    const problems = [];
+    for (const u of users) await u.context.close().catch(() => {});
+    if (chromiumBrowser) {
+      const status = await chromiumBrowser.stop();
+      if (status.killed) problems.push(status.killed);
+    }
+    if (chat) {
+      const status = await chat.stop('SIGTERM', STOP_TIMEOUT_MS).catch((err) => ({ killed: err.message }));
+      if (status.killed) problems.push(status.killed);
+      else if (status.code !== 0) problems.push(`chat exited with code ${status.code}\n${chat.output()}`);
+    }
+    assert.deepEqual(problems, [], 'clean shutdown');
+  });
+
+  it('two users on an https page chat over wss:// (phoenix.js picks wss from the page)', async () => {
+    assert.match(chat.url, /^https:\/\/127\.0\.0\.1:\d+\/$/);
+    // The certificate is signed by nobody the browser trusts: the contexts
+    // accept it, as a user clicking through the warning would.
+    const alice = await openChat(chromiumBrowser.browser, chat.url, 'alice', { ignoreHTTPSErrors: true });
+    users.push(alice);
+    const bob = await openChat(chromiumBrowser.browser, chat.url, 'bob', { ignoreHTTPSErrors: true });
+    users.push(bob);
+    await login(alice, chat.url); // checks the one websocket is wss://127.0.0.1:PORT/socket/websocket
+    await login(bob, chat.url);
+    const hello = `hello over TLS ${randomUUID()}`;
+    await send(alice, hello);
+    await waitForMessage(bob, `alice: ${hello}`);
+    const reply = `bob over TLS ${randomUUID()}`;
+    await send(bob, reply);
+    await waitForMessage(alice, `bob: ${reply}`);
+    for (const u of [alice, bob]) {
+      assert.deepEqual(await messageTexts(u.page), [`alice: ${hello}`, `bob: ${reply}`], `[${u.name}] messages`);
+      assert.deepEqual(u.problems, [], `[${u.name}] no page errors`);
+    }
   });
 });

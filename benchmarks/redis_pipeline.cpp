@@ -39,6 +39,8 @@
 #include <thread>
 #include <vector>
 
+#include <plume/pubsub.hpp>
+#include <plume/pubsub/redis.hpp>
 #include <plume/redis.hpp>
 
 #include "support/bench_support.hpp"
@@ -64,6 +66,8 @@ struct Config {
     double resubscribe_timeout = 30;
     bool skip_pipeline = false;
     bool skip_resubscribe = false;
+    bool skip_nodes = false;
+    std::uint64_t node_window = 1000;
 };
 
 double seconds_between(Clock::time_point a, Clock::time_point b) {
@@ -280,6 +284,154 @@ int run_pipeline(const Config& config, RedisProcess& server) {
     return ok ? 0 : 1;
 }
 
+// -------------------------------------------------------- node to node --
+
+struct NodesRun {
+    double seconds = 0;
+    std::uint64_t received = 0;
+    std::uint64_t failed = 0;
+    std::uint64_t writes = 0;
+    double redis_cpu = 0;
+    double self_cpu = 0;
+};
+
+/// Broadcasts through the PubSub adapter, node to node: node A (its own io
+/// thread) broadcasts `count` messages of a topic that only node B (another
+/// io thread, another pair of Redis connections) subscribes to, keeping at
+/// most `window` not yet received by B: B's subscriber asks A for the next
+/// batch as it receives. What one node can push through Redis to another
+/// (envelope encoding, PUBLISH, B's decoding and delivery), without sockets
+/// to clients.
+NodesRun run_nodes_once(const Config& config, RedisProcess& server, std::uint64_t window) {
+    namespace ps = plume::pubsub;
+    asio::io_context io_a{1}, io_b{1};
+    auto guard_a = asio::make_work_guard(io_a);
+    auto guard_b = asio::make_work_guard(io_b);
+    auto options = [&](const char* name) {
+        ps::RedisOptions o;
+        o.url = server.url();
+        o.node_name = name;
+        return o;
+    };
+    ps::PubSub<ps::Redis> a(ps::Redis(io_a.get_executor(), options("a")));
+    ps::PubSub<ps::Redis> b(ps::Redis(io_b.get_executor(), options("b")));
+    std::thread ta([&] { io_a.run(); });
+    std::thread tb([&] { io_b.run(); });
+    const auto up_deadline = Clock::now() + std::chrono::seconds(10);
+    while (!(a.adapter().connected() && b.adapter().connected()) && Clock::now() < up_deadline)
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    if (!(a.adapter().connected() && b.adapter().connected()))
+        throw std::runtime_error("the nodes did not connect to redis-server");
+
+    const auto message =
+        ps::make_message("bench:nodes", "new_msg", {{"body", std::string(config.size, 'x')}});
+    const std::uint64_t count = config.count;
+    const std::uint64_t batch = std::max<std::uint64_t>(1, window / 4);
+    std::uint64_t sent = 0;  // io_a only
+    auto send = [&](std::uint64_t n) {
+        for (std::uint64_t i = 0; i < n && sent < count; ++i, ++sent)
+            a.broadcast(message);
+    };
+    std::atomic<std::uint64_t> received{0};
+    std::mutex mutex;
+    std::condition_variable cv;
+    Clock::time_point end{};
+    bool done = false;
+    auto sub = b.subscribe("bench:nodes", io_b.get_executor(), [&](const ps::Message&) {
+        const auto r = received.fetch_add(1) + 1;
+        if (window == 1 || r % batch == 0)
+            asio::post(io_a, [&, n = window == 1 ? 1 : batch] { send(n); });
+        if (r == count) {
+            std::lock_guard lock(mutex);
+            end = Clock::now();
+            done = true;
+            cv.notify_all();
+        }
+    });
+    std::promise<void> ready;
+    b.prepare("bench:nodes", [&](std::error_code) { ready.set_value(); });
+    ready.get_future().wait();
+    b.release("bench:nodes");
+
+    const auto writes_before = a.adapter().stats().client.link.writes;
+    const auto failed_before = a.adapter().stats().publish_failed;
+    const double redis_before = proc_cpu_seconds(server.pid()).value_or(0);
+    const double self_before = self_cpu_seconds();
+    const auto start = Clock::now();
+    asio::post(io_a, [&] { send(window); });
+    {
+        std::unique_lock lock(mutex);
+        const auto deadline =
+            start + std::chrono::milliseconds(static_cast<long>(config.run_timeout * 1000));
+        if (!cv.wait_until(lock, deadline, [&] { return done; })) end = Clock::now();
+    }
+    NodesRun r;
+    r.seconds = seconds_between(start, end);
+    r.received = received.load();
+    r.failed = a.adapter().stats().publish_failed - failed_before;
+    r.writes = a.adapter().stats().client.link.writes - writes_before;
+    r.redis_cpu = proc_cpu_seconds(server.pid()).value_or(0) - redis_before;
+    r.self_cpu = self_cpu_seconds() - self_before;
+    b.unsubscribe("bench:nodes", sub);
+    a.adapter().stop();
+    b.adapter().stop();
+    guard_a.reset();
+    guard_b.reset();
+    ta.join();
+    tb.join();
+    return r;
+}
+
+int run_nodes(const Config& config, RedisProcess& server) {
+    const std::vector<std::uint64_t> windows{1, config.node_window};
+    std::vector<std::vector<NodesRun>> runs(windows.size());
+    for (int round = 0; round < config.runs; ++round)
+        for (std::size_t w = 0; w < windows.size(); ++w) {
+            auto r = run_nodes_once(config, server, windows[w]);
+            std::fprintf(stderr,
+                         "redis_pipeline: nodes round %d, window %" PRIu64
+                         ": %.0f broadcasts/s, %" PRIu64 " writes\n",
+                         round + 1, windows[w], r.received / r.seconds, r.writes);
+            runs[w].push_back(r);
+        }
+    std::printf("redis_pipeline: node to node through pubsub::Redis\n");
+    std::printf(
+        "  load               PubSub<Redis>::broadcast of one %zu-byte body on node A, "
+        "received by a subscriber on node B (its own io thread and connections), %" PRIu64
+        " per run, %d runs per window, alternating; medians (min-max)\n",
+        config.size, config.count, config.runs);
+    double serial = 0;
+    bool ok = true;
+    for (std::size_t w = 0; w < windows.size(); ++w) {
+        std::vector<double> rates, per_write, redis_us, self_us;
+        std::uint64_t lost = 0, failed = 0;
+        for (auto& r : runs[w]) {
+            rates.push_back(r.received / r.seconds);
+            per_write.push_back(r.writes ? static_cast<double>(r.received) / r.writes : 0);
+            redis_us.push_back(r.received ? 1e6 * r.redis_cpu / r.received : 0);
+            self_us.push_back(r.received ? 1e6 * r.self_cpu / r.received : 0);
+            lost += config.count - r.received;
+            failed += r.failed;
+        }
+        if (windows[w] == 1) serial = median(rates);
+        ok = ok && lost == 0 && failed == 0;
+        std::printf(
+            "  window %-6" PRIu64 "%s\n", windows[w],
+            windows[w] == 1 ? " (the next broadcast after B received the last)" : " (coalesced)");
+        std::printf("    broadcasts/s     %.0f (%s)", median(rates),
+                    spread(rates, "%.0f-%.0f").c_str());
+        if (windows[w] != 1 && serial > 0)
+            std::printf("  = %.1fx window 1", median(rates) / serial);
+        std::printf("\n    A's writes       %.1f broadcasts per PUBLISH write\n",
+                    median(per_write));
+        std::printf("    CPU              redis-server %.2f us, both nodes %.2f us per broadcast\n",
+                    median(redis_us), median(self_us));
+        std::printf("    lost             %" PRIu64 " (publish failures %" PRIu64 ")\n", lost,
+                    failed);
+    }
+    return ok ? 0 : 1;
+}
+
 // ------------------------------------------------------ mass resubscribe --
 
 struct ResubscribeRun {
@@ -447,7 +599,8 @@ void print_usage() {
         "usage: redis_pipeline [--redis-server PATH] [--count 200000] [--windows 1,1000,10000]\n"
         "         [--runs 5] [--size 256] [--run-timeout 60] [--channels 100000]\n"
         "         [--resubscribe-runs 5] [--backoff-min-ms 2] [--backoff-max-ms 10]\n"
-        "         [--resubscribe-timeout 30] [--skip-pipeline] [--skip-resubscribe]\n",
+        "         [--resubscribe-timeout 30] [--node-window 1000] [--skip-pipeline]\n"
+        "         [--skip-nodes] [--skip-resubscribe]\n",
         stderr);
 }
 
@@ -467,7 +620,7 @@ std::vector<std::uint64_t> parse_windows(const std::string& text) {
 
 int main(int argc, char** argv) {
     try {
-        CliArgs args(argc, argv, {"skip-pipeline", "skip-resubscribe", "help"});
+        CliArgs args(argc, argv, {"skip-pipeline", "skip-nodes", "skip-resubscribe", "help"});
         if (args.flag("help")) return print_usage(), 0;
         Config config;
         config.redis_server = find_redis_server(args.get("redis-server", ""));
@@ -483,6 +636,8 @@ int main(int argc, char** argv) {
         config.resubscribe_timeout = args.number("resubscribe-timeout", 30);
         config.skip_pipeline = args.flag("skip-pipeline");
         config.skip_resubscribe = args.flag("skip-resubscribe");
+        config.skip_nodes = args.flag("skip-nodes");
+        config.node_window = static_cast<std::uint64_t>(args.number("node-window", 1000));
         args.finish();
         if (config.count < 1 || config.runs < 1 || config.channels < 1 ||
             config.resubscribe_runs < 1 || config.backoff_min_ms < 1 ||
@@ -493,8 +648,12 @@ int main(int argc, char** argv) {
         server.start();
         int status = 0;
         if (!config.skip_pipeline) status |= run_pipeline(config, server);
-        if (!config.skip_resubscribe) {
+        if (!config.skip_nodes) {
             if (!config.skip_pipeline) std::printf("\n");
+            status |= run_nodes(config, server);
+        }
+        if (!config.skip_resubscribe) {
+            if (!config.skip_pipeline || !config.skip_nodes) std::printf("\n");
             status |= run_resubscribe(config, server);
         }
         std::printf("  redis-server stop  %s\n", server.stop(std::chrono::seconds(5)).c_str());

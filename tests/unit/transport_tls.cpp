@@ -3,6 +3,8 @@
 // certificate checks, a handshake that never comes, and the closing handshake.
 #include <catch2/catch.hpp>
 
+#include <plume/client.hpp>
+#include <plume/server.hpp>
 #include <plume/transport.hpp>
 
 #include <memory>
@@ -12,6 +14,8 @@
 #include "support/run_until.hpp"
 
 namespace ws = plume::transport;
+namespace ps = plume::server;
+namespace pc = plume::client;
 using plume::test::run_until;
 
 namespace {
@@ -207,4 +211,80 @@ TEST_CASE("wss:// needs a TLS connection, ws:// a plain one", "[transport][tls]"
     auto tls = connect(io, "ws://localhost:1/", rec2, unverified());
     REQUIRE(run_until(io, [&] { return !rec2->handshake_error.empty(); }));
     CHECK(rec2->handshake_error.find("not TLS") != std::string::npos);
+}
+
+namespace {
+
+class EchoChannel;
+struct EchoSocket {
+    ps::ConnectResult connect(const ps::Params&, const ps::ConnectInfo&) {
+        return ps::ConnectResult::accept();
+    }
+    static void channels(ps::Router<EchoSocket>& r) { r.channel<EchoChannel>("room:*"); }
+};
+class EchoChannel : public ps::Channel<EchoSocket> {
+  public:
+    JoinResult join(std::string_view, const Payload&) override { return ok(); }
+    InResult handle_in(std::string_view, const Payload& p) override { return reply_ok(p); }
+};
+
+}  // namespace
+
+TEST_CASE("plume's Phoenix client over wss:// to a TLS Endpoint; bad certificates are errors",
+          "[transport][tls][client]") {
+    asio::io_context io;
+    ps::EndpointConfig config;
+    config.port = 0;
+    config.log.sink = [](const ps::LogRecord&) {};
+    config.tls.context = server_context();
+    ps::Endpoint<EchoSocket, plume::pubsub::Local, ws::TlsSocket> endpoint(io, config);
+    endpoint.start();
+    const auto url =
+        "wss://localhost:" + std::to_string(endpoint.local_endpoint().port()) + "/socket";
+
+    pc::SocketOptions o;
+    o.url = url;
+    o.tls.ca_pem = cert_pem;
+    o.reconnect_after = [](unsigned) { return std::chrono::milliseconds(50); };
+    pc::Socket socket(io, o);
+    auto room = socket.channel("room:tls");
+    bool joined = false;
+    nlohmann::json echoed;
+    room.join().receive("ok", [&] { joined = true; });
+    socket.connect();
+    REQUIRE(run_until(io, [&] { return joined; }));
+    room.push("echo", {{"over", "tls"}}).receive("ok", [&](const nlohmann::json& r) {
+        echoed = r;
+    });
+    REQUIRE(run_until(io, [&] { return !echoed.is_null(); }));
+    CHECK(echoed == nlohmann::json{{"over", "tls"}});
+    socket.disconnect();
+
+    // A client that trusts another CA: each attempt fails with a transport
+    // error naming the certificate; nothing opens.
+    pc::SocketOptions wrong = o;
+    wrong.tls.ca_pem = other_pem;
+    pc::Socket stranger(io, wrong);
+    std::vector<std::string> errors;
+    int opens = 0;
+    stranger.on_open([&] { ++opens; });
+    stranger.on_error([&](std::error_code, const std::string& what) { errors.push_back(what); });
+    stranger.connect();
+    REQUIRE(run_until(io, [&] { return errors.size() >= 2; }));  // and it keeps retrying
+    CHECK(opens == 0);
+    CHECK(errors[0].find("certificate verify failed") != std::string::npos);
+    stranger.disconnect();
+
+    // An unreadable CA file is an error of its own, not a crash.
+    pc::SocketOptions missing = o;
+    missing.tls.ca_pem.clear();
+    missing.tls.ca_file = "/nonexistent/ca.pem";
+    pc::Socket lost(io, missing);
+    std::string error;
+    lost.on_error([&](std::error_code, const std::string& what) { error = what; });
+    lost.connect();
+    REQUIRE(run_until(io, [&] { return !error.empty(); }));
+    CHECK(error.find("/nonexistent/ca.pem") != std::string::npos);
+    lost.disconnect();
+    endpoint.stop();
 }

@@ -14,12 +14,14 @@
 #include <chrono>
 #include <cstddef>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "plume/transport/options.hpp"
+#include "plume/transport/tls.hpp"
 #include "plume/wire/message.hpp"
 
 namespace plume::client {
@@ -69,6 +71,12 @@ struct SocketOptions {
     std::function<std::string()> auth_token_provider{};
     /// Serializer version: "2.0.0" (phoenix.js's) or "1.0.0".
     std::string vsn = "2.0.0";
+    /// wss:// URLs: how the server's certificate is checked (the system CA
+    /// store and the URL's host by default; a CA file or PEM text; or no
+    /// check at all, for tests only).
+    transport::ClientTlsOptions tls{};
+    /// Or a TLS context of the host's own (wins over `tls`).
+    std::shared_ptr<asio::ssl::context> tls_context{};
 
     /// Delay before reconnect attempt `tries` after the connection was lost.
     Backoff reconnect_after = phoenix_reconnect_after;

@@ -128,6 +128,16 @@ void connect_from(Conn& conn, Endpoints endpoints, Endpoints::iterator it,
     handler(last ? last : make_error_code(asio::error::address_family_not_supported));
 }
 
+/// Before a client TLS handshake with `host`: SNI (a host name, never an
+/// address: RFC 6066 3) and the check that the certificate names `host`
+/// (when the context verifies peers).
+inline void prepare_client_tls(TlsSocket& tls, const std::string& host) {
+    std::error_code ec;
+    (void)asio::ip::make_address(host, ec);
+    if (ec) SSL_set_tlsext_host_name(tls.native_handle(), host.c_str());
+    tls.set_verify_callback(asio::ssl::host_name_verification(host));
+}
+
 /// Connects `conn`'s socket to one of `endpoints`, from `local` when given;
 /// `handler(std::error_code)`. `conn` must outlive the operation (the handler
 /// usually holds it). Closing `conn` meanwhile ends the attempt with
@@ -170,14 +180,7 @@ std::shared_ptr<Connection<Handler, NextLayer>> connect(
                    [conn, wrong] { detail::report_handshake_error<Handler>(*conn, wrong); });
         return conn;
     }
-    if constexpr (traits::is_tls) {
-        auto& tls = conn->next_layer();
-        std::error_code ec;
-        auto literal = asio::ip::make_address(url.host, ec);
-        // SNI names a host, never an address (RFC 6066 3).
-        if (ec) SSL_set_tlsext_host_name(tls.native_handle(), url.host.c_str());
-        tls.set_verify_callback(asio::ssl::host_name_verification(url.host));
-    }
+    if constexpr (traits::is_tls) detail::prepare_client_tls(conn->next_layer(), url.host);
     bool default_port = url.port == (traits::is_tls ? 443 : 80);
     request.host = url.host.find(':') != std::string::npos ? "[" + url.host + "]" : url.host;
     if (!default_port) request.host += ":" + std::to_string(url.port);

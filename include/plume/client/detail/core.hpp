@@ -27,6 +27,7 @@
 #include <string_view>
 #include <unordered_map>
 #include <utility>
+#include <variant>
 #include <vector>
 
 #include "plume/client/detail/timer.hpp"
@@ -454,7 +455,36 @@ class SocketImpl : public std::enable_shared_from_this<SocketImpl> {
             if (auto s = socket.lock()) s->connect_failed(generation, std::string(what));
         }
     };
-    using Connection = transport::Connection<ConnHandler>;
+    using TcpConnection = transport::Connection<ConnHandler>;
+    using TlsConnection = transport::Connection<ConnHandler, transport::TlsSocket>;
+
+    // The connection of the moment, over TCP (ws://) or TLS (wss://).
+    class Connection {
+      public:
+        Connection() = default;
+        template <class C>
+        explicit Connection(std::shared_ptr<C> c) : c_(std::move(c)) {}
+        explicit operator bool() const noexcept { return c_.index() != 0; }
+        void close(std::uint16_t code = transport::to_int(transport::close_code::normal),
+                   std::string_view why = {}) {
+            visit([&](auto& c) { c->close(code, why); });
+        }
+        void send_text(std::string_view s) {
+            visit([&](auto& c) { c->send_text(s); });
+        }
+        void send_binary(std::string_view s) {
+            visit([&](auto& c) { c->send_binary(s); });
+        }
+
+      private:
+        template <class F>
+        void visit(F&& f) {
+            if (auto* t = std::get_if<std::shared_ptr<TcpConnection>>(&c_)) return f(*t);
+            if (auto* t = std::get_if<std::shared_ptr<TlsConnection>>(&c_)) return f(*t);
+        }
+        std::variant<std::monostate, std::shared_ptr<TcpConnection>, std::shared_ptr<TlsConnection>>
+            c_;
+    };
 
     using OpenCallback = std::function<void()>;
     using CloseCallback = std::function<void(std::uint16_t, const std::string&)>;
@@ -518,12 +548,13 @@ class SocketImpl : public std::enable_shared_from_this<SocketImpl> {
 
         auto url = transport::parse_url(current_endpoint_url());
         if (!url) {
-            post_connect_failure(g, "not a ws:// URL: " + options_.url);
+            post_connect_failure(g, "not a ws:// or wss:// URL: " + options_.url);
             return;
         }
         transport::ClientRequest request;
         request.host = url->host.find(':') != std::string::npos ? "[" + url->host + "]" : url->host;
-        if (url->port != 80) request.host += ":" + std::to_string(url->port);
+        if (url->port != (url->scheme == "wss" ? 443 : 80))
+            request.host += ":" + std::to_string(url->port);
         request.target = url->target;
         std::optional<std::string> token =
             options_.auth_token_provider ? options_.auth_token_provider() : options_.auth_token;
@@ -535,27 +566,58 @@ class SocketImpl : public std::enable_shared_from_this<SocketImpl> {
         for (auto& [k, v] : options_.headers)
             request.headers.emplace_back(k, v);
 
-        auto conn =
-            std::make_shared<Connection>(asio::ip::tcp::socket(strand_), transport_options_,
-                                         transport::role::client, ConnHandler{weak_from_this(), g});
-        conn_ = conn;
         conn_state_ = ConnectionState::connecting;
         auto self = shared_from_this();
         connect_timer_.start(options_.connect_timeout, [self, g] { self->connect_timed_out(g); });
-        if (url->scheme != "ws") {
-            post_connect_failure(g, "wss:// needs TLS, which plume's client does not speak yet");
-            return;
+        if (url->scheme == "wss") {
+            std::shared_ptr<asio::ssl::context> tls;
+            try {
+                tls = tls_context();
+            } catch (const std::exception& e) {
+                conn_ = Connection(std::make_shared<TcpConnection>(
+                    asio::ip::tcp::socket(strand_), transport_options_, transport::role::client,
+                    ConnHandler{weak_from_this(), g}));
+                return post_connect_failure(g, e.what());
+            }
+            auto conn = std::make_shared<TlsConnection>(
+                transport::TlsSocket(asio::ip::tcp::socket(strand_), *tls), transport_options_,
+                transport::role::client, ConnHandler{weak_from_this(), g});
+            transport::detail::prepare_client_tls(conn->next_layer(), url->host);
+            conn_ = Connection(conn);
+            return open_connection(g, std::move(conn), *url, std::move(request), std::move(tls));
         }
+        auto conn = std::make_shared<TcpConnection>(asio::ip::tcp::socket(strand_),
+                                                    transport_options_, transport::role::client,
+                                                    ConnHandler{weak_from_this(), g});
+        conn_ = Connection(conn);
+        open_connection(g, std::move(conn), *url, std::move(request), nullptr);
+    }
+
+    // The TLS context for wss:// (SocketOptions::tls_context, or one made
+    // from SocketOptions::tls on first use). Throws for a CA it cannot read.
+    std::shared_ptr<asio::ssl::context> tls_context() {
+        if (options_.tls_context) return options_.tls_context;
+        if (!tls_context_) tls_context_ = transport::client_tls_context(options_.tls);
+        return tls_context_;
+    }
+
+    // Resolves, connects and starts the handshake of `conn`. `keep` holds
+    // what its stream needs alive (the TLS context) until it is done.
+    template <class Conn>
+    void open_connection(std::uint64_t g, std::shared_ptr<Conn> conn, const transport::Url& url,
+                         transport::ClientRequest request, std::shared_ptr<void> keep) {
+        auto self = shared_from_this();
         resolver_ = std::make_shared<asio::ip::tcp::resolver>(strand_);
         resolver_->async_resolve(
-            url->host, std::to_string(url->port),
-            [self, g, conn, request = std::move(request), resolver = resolver_](
+            url.host, std::to_string(url.port),
+            [self, g, conn, keep, request = std::move(request), resolver = resolver_](
                 std::error_code ec, asio::ip::tcp::resolver::results_type results) mutable {
                 if (g != self->generation_) return;
                 if (ec) return self->connect_failed(g, "resolve: " + ec.message());
                 transport::detail::async_connect(
                     *conn, results, self->local_address_,
-                    [self, g, conn, request = std::move(request)](std::error_code ec2) mutable {
+                    [self, g, conn, keep,
+                     request = std::move(request)](std::error_code ec2) mutable {
                         if (g != self->generation_) return;
                         if (ec2) return self->connect_failed(g, "connect: " + ec2.message());
                         conn->start_client(std::move(request));
@@ -571,7 +633,7 @@ class SocketImpl : public std::enable_shared_from_this<SocketImpl> {
         if (!conn_) return;
         bool was_open = is_connected();
         auto conn = detach();
-        conn->close(code, why);
+        conn.close(code, why);
         trigger_chan_error("connection_closed");
         if (was_open) notify_close(code, why);
     }
@@ -582,7 +644,7 @@ class SocketImpl : public std::enable_shared_from_this<SocketImpl> {
         shut_down_ = true;
         close_was_clean_ = true;
         reconnect_timer_.reset();
-        if (conn_) detach()->close(transport::to_int(transport::close_code::normal), "");
+        if (conn_) detach().close(transport::to_int(transport::close_code::normal), "");
         auto channels = std::move(channels_);
         channels_.clear();
         for (auto& ch : channels)
@@ -740,9 +802,9 @@ class SocketImpl : public std::enable_shared_from_this<SocketImpl> {
             return;
         }
         if (frame->is_binary)
-            conn_->send_binary(frame->bytes);
+            conn_.send_binary(frame->bytes);
         else
-            conn_->send_text(frame->bytes);
+            conn_.send_text(frame->bytes);
     }
 
     void flush_send_buffer() {
@@ -759,9 +821,9 @@ class SocketImpl : public std::enable_shared_from_this<SocketImpl> {
 
     // The current connection stops being ours: later events from it are
     // ignored (generation), and the heartbeats stop.
-    std::shared_ptr<Connection> detach() {
+    Connection detach() {
         auto conn = std::move(conn_);
-        conn_.reset();
+        conn_ = Connection();
         ++generation_;
         conn_state_ = ConnectionState::closed;
         connect_timer_.cancel();
@@ -902,7 +964,7 @@ class SocketImpl : public std::enable_shared_from_this<SocketImpl> {
         auto conn = conn_;
         connect_failed(
             g, "no connection within " + std::to_string(options_.connect_timeout.count()) + " ms");
-        if (conn) conn->close();
+        if (conn) conn.close();
     }
 
     // Reconnect unless the user disconnected, or connected again, meanwhile.
@@ -978,7 +1040,7 @@ class SocketImpl : public std::enable_shared_from_this<SocketImpl> {
         // reconnect (phoenix.js closes with 1000 "heartbeat timeout").
         constexpr std::uint16_t code = 1000;
         const std::string why = "heartbeat timeout";
-        detach()->close(code, why);
+        detach().close(code, why);
         auto clock = connect_clock_;
         trigger_chan_error("heartbeat_timeout");
         maybe_reconnect(clock);
@@ -1021,7 +1083,8 @@ class SocketImpl : public std::enable_shared_from_this<SocketImpl> {
     std::atomic<ConnectionState> conn_state_{ConnectionState::closed};
     std::atomic<std::uint64_t> next_callback_ref_{0};
 
-    std::shared_ptr<Connection> conn_;
+    Connection conn_;
+    std::shared_ptr<asio::ssl::context> tls_context_;  // made from options_.tls on first use
     std::shared_ptr<asio::ip::tcp::resolver> resolver_;
     std::uint64_t generation_ = 0;     // which connection events are for
     std::uint64_t connect_clock_ = 0;  // bumped by connect()/disconnect()

@@ -244,10 +244,14 @@ inline std::string sha1_hex(std::string_view text) {
     return out;
 }
 
+inline Script make_script(std::string_view text) {
+    return {text, sha1_hex(text)};
+}
+
 // KEYS: stream, meta. ARGV: channel, maxlen, ttl, new epoch, envelope head,
 // event, payload. Returns {offset, epoch}.
 inline const Script& publish_script() {
-    static const Script s{R"lua(
+    static const Script s = make_script(R"lua(
 local epoch = redis.call('HGET', KEYS[2], 'e')
 if not epoch then
   epoch = ARGV[4]
@@ -261,17 +265,15 @@ redis.call('EXPIRE', KEYS[2], ARGV[3])
 local at = tostring(offset)
 redis.call('PUBLISH', ARGV[1], ARGV[5] .. string.char(#at, 0, 0, 0) .. at .. ARGV[7])
 return {offset, epoch}
-)lua",
-                          {}};
-    static const Script with_sha{s.text, sha1_hex(s.text)};
-    return with_sha;
+)lua");
+    return s;
 }
 
 // KEYS: stream, meta. ARGV: new epoch, offset asked (-1: none), epoch asked,
 // most entries, ttl. Returns {last offset, epoch, entries after the offset
 // asked (when the epoch is the same and at most `most` are missing)}.
 inline const Script& recover_script() {
-    static const Script s{R"lua(
+    static const Script s = make_script(R"lua(
 local epoch = redis.call('HGET', KEYS[2], 'e')
 if not epoch then
   epoch = ARGV[1]
@@ -286,10 +288,8 @@ if from >= 0 and ARGV[3] == epoch and from < last and last - from <= tonumber(AR
   entries = redis.call('XRANGE', KEYS[1], (from + 1) .. '-0', '+', 'COUNT', last - from)
 end
 return {last, epoch, entries}
-)lua",
-                          {}};
-    static const Script with_sha{s.text, sha1_hex(s.text)};
-    return with_sha;
+)lua");
+    return s;
 }
 
 // A reply of recover_script() as a HistoryRecovery.

@@ -4,8 +4,11 @@
 //   chat [--host 127.0.0.1] [--port 4000] [--require-token] [--secret KEY]
 //        [--static DIR] [--phoenix-js FILE] [--origin URL]... [--deflate]
 //        [--history 100] [--redis redis://127.0.0.1:6379 --node NAME]
-//        [--tls-cert CERT.pem --tls-key KEY.pem]
+//        [--tls-cert CERT.pem --tls-key KEY.pem] [--no-longpoll] [--longpoll-window-ms N]
 //
+// Pages whose network blocks WebSockets fall back to long-poll
+// (/socket/longpoll, on unless --no-longpoll) after 2.5 s; ?transport=longpoll
+// in the page's URL uses it at once.
 // Rooms keep their last --history messages (0: none); the page rejoins with
 // the offset of the last message it saw and gets what it missed.
 // With --tls-cert/--tls-key it serves https:// and wss:// only
@@ -177,7 +180,8 @@ namespace {
                  "            [--no-rate-limits]\n"
                  "            [--history N] [--redis redis://HOST:PORT [--node NAME]]\n"
                  "            [--tracker-broadcast-ms N] [--tracker-down-ms N]\n"
-                 "            [--tls-cert CERT.pem --tls-key KEY.pem]\n";
+                 "            [--tls-cert CERT.pem --tls-key KEY.pem]\n"
+                 "            [--no-longpoll] [--longpoll-window-ms N]\n";
     std::exit(2);
 }
 
@@ -287,6 +291,7 @@ int main(int argc, char** argv) {
     ps::EndpointConfig config;
     config.port = 4000;
     config.static_dir = PLUME_CHAT_STATIC_DIR;
+    config.longpoll.enabled = true;  // for networks that block WebSockets
     std::string phoenix_js = PLUME_PHOENIX_JS;
     std::string secret =
         std::getenv("PLUME_SECRET_KEY_BASE") ? std::getenv("PLUME_SECRET_KEY_BASE") : "";
@@ -345,6 +350,11 @@ int main(int argc, char** argv) {
             redis.node_name = text(i);
         else if (a == "--tracker-broadcast-ms")
             config.presence.tracker.broadcast_period = std::chrono::milliseconds(number(i));
+        else if (a == "--no-longpoll")
+            config.longpoll.enabled = false;
+        else if (a == "--longpoll-window-ms")
+            config.longpoll.window =
+                std::chrono::milliseconds(std::max<std::uint64_t>(1, number(i)));
         else if (a == "--tracker-down-ms")
             config.presence.tracker.down_period = std::chrono::milliseconds(number(i));
         else

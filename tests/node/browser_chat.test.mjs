@@ -418,11 +418,16 @@ describe('chat demo page in Chromium (playwright-core + phoenix.js)', { skip }, 
     assert.equal(await carol.page.textContent('#status'), 'connected as carol');
 
     // The refused reconnects show up as websocket errors while the network
-    // was cut; nothing else went wrong, before or after.
+    // was cut, and as failed long-poll requests once phoenix.js falls back
+    // to long-poll (the page's longPollFallbackMs); nothing else went wrong,
+    // before or after.
     const wsUrl = `${relay.url.replace(/^http/, 'ws')}socket/websocket?vsn=2.0.0`;
+    const lpUrl = `${relay.url}socket/longpoll?`;
     const expected = (p) =>
       p.startsWith('[carol] websocket error: ') ||
-      p.startsWith(`[carol] console.error: WebSocket connection to '${wsUrl}' failed: `);
+      p.startsWith(`[carol] console.error: WebSocket connection to '${wsUrl}' failed: `) ||
+      p.startsWith(`[carol] request failed: GET ${lpUrl}`) ||
+      (p.startsWith('[carol] console.error: Failed to load resource: net::') && p.includes(`(${lpUrl}`));
     const during = carol.problems.slice(problemsAtCut, problemsAtRejoin);
     assert.ok(during.length > 0, 'the refused reconnects were seen by the page');
     assert.deepEqual(during.filter((p) => !expected(p)), [], 'problems while the network was cut');

@@ -1,5 +1,5 @@
 // The chat page: phoenix.js from the npm package, served by the C++ endpoint.
-import { Presence, Socket } from "/phoenix.mjs";
+import { LongPoll, Presence, Socket } from "/phoenix.mjs";
 
 const $ = (id) => document.getElementById(id);
 const status = (text) => { $("status").textContent = text; };
@@ -21,8 +21,15 @@ $("login").addEventListener("submit", async (e) => {
   $("login").hidden = true;
 
   // The token travels in Sec-WebSocket-Protocol (phoenix.js 1.8 authToken),
-  // not in the URL, so it stays out of access logs.
-  const socket = new Socket("/socket", { authToken: token });
+  // or over long-poll in a header, not in the URL, so it stays out of access
+  // logs. Where WebSockets are blocked, phoenix.js falls back to long-poll
+  // after 2.5 s (?transport=longpoll: at once).
+  const params = new URLSearchParams(location.search);
+  const socket = new Socket("/socket", {
+    authToken: token,
+    longPollFallbackMs: 2500,
+    ...(params.get("transport") === "longpoll" ? { transport: LongPoll } : {}),
+  });
   socket.onOpen(() => status(`connected as ${user}`));
   socket.onClose(() => status("disconnected, reconnecting…"));
   socket.connect();

@@ -287,7 +287,7 @@ class Channel {
     }
 
   private:
-    template <class, class, class>
+    template <class, class>
     friend class Session;
 
     std::string topic_;

@@ -13,10 +13,14 @@
 // unsupported ?vsn= or subprotocol are answered with HTTP 403 (the body says
 // which; EndpointConfig::require_phoenix_subprotocol = false accepts other
 // subprotocols as Phoenix does); a path that is neither a socket path nor a
-// route (route.hpp) with 404.
+// route (route.hpp) with 404. With EndpointConfig::longpoll.enabled the same
+// sockets are also served over long-poll at <path>/longpoll (longpoll.hpp),
+// for clients whose network blocks WebSockets.
 #pragma once
 
 #include <asio.hpp>
+
+#include <openssl/rand.h>
 
 #include <atomic>
 #include <filesystem>
@@ -27,6 +31,8 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <unordered_map>
+#include <variant>
 #include <vector>
 
 #include "plume/detail/base64.hpp"
@@ -36,10 +42,12 @@
 #include "plume/server/channel.hpp"
 #include "plume/server/limits.hpp"
 #include "plume/server/log.hpp"
+#include "plume/server/longpoll.hpp"
 #include "plume/server/origin.hpp"
 #include "plume/server/route.hpp"
 #include "plume/server/session.hpp"
 #include "plume/server/socket.hpp"
+#include "plume/server/token.hpp"
 #include "plume/transport/server.hpp"
 #include "plume/transport/tls.hpp"
 #include "plume/wire/vsn.hpp"
@@ -58,7 +66,12 @@ struct EndpointConfig {
     OriginPolicy check_origin = OriginPolicy::same_host();
     /// WebSocket limits. idle_timeout is the heartbeat timeout: phoenix.js
     /// heartbeats every 30 s, a socket silent for 60 s is closed (1001).
+    /// The HTTP ones (keep_alive_timeout, max_requests_per_connection,
+    /// max_request_body) apply to plain requests and long-poll.
     transport::Options websocket{};
+    /// The long-poll transport at <path>/longpoll (off by default, as in
+    /// Phoenix): window, caps, token secret (see longpoll.hpp).
+    LongPollOptions longpoll{};
     /// Phoenix's max_channels_per_transport.
     std::size_t max_channels_per_socket = 100;
     /// Serve files from this folder for GET requests (demos); empty: none.
@@ -130,13 +143,17 @@ inline std::string redact_query(std::string_view target) {
 /// The prefix phoenix.js puts before the authToken subprotocol.
 inline constexpr std::string_view auth_token_prefix = "base64url.bearer.phx.";
 
-// (A defaults to pubsub::Local and NextLayer to plain TCP; see the
-// declaration in session.hpp. NextLayer = transport::TlsSocket serves wss://
-// and https:// with EndpointConfig::tls.)
-template <SocketHandler SocketT, pubsub::Adapter A, class NextLayer>
+/// NextLayer = transport::TlsSocket serves wss:// and https:// with
+/// EndpointConfig::tls.
+template <SocketHandler SocketT, pubsub::Adapter A = pubsub::Local,
+          class NextLayer = asio::ip::tcp::socket>
 class Endpoint {
   public:
-    using session_type = Session<SocketT, A, NextLayer>;
+    using socket_type = SocketT;
+    using adapter_type = A;
+    /// The Phoenix socket over a WebSocket, and over long-poll.
+    using session_type = Session<Endpoint, OverWebSocket<NextLayer>>;
+    using longpoll_session_type = Session<Endpoint, OverLongPoll>;
     using HttpHandler = std::function<transport::http::Response(const transport::http::Request&)>;
     using RouteHandler = server::RouteHandler;
 
@@ -149,7 +166,8 @@ class Endpoint {
           history_(config_.history),
           server_(
               io, config_.websocket, [this] { return session_type(this); },
-              stream_context(config_.tls)) {
+              stream_context(config_.tls)),
+          longpoll_tokens_(longpoll_secret(config_.longpoll)) {
         if constexpr (pubsub::RoutesTopics<A> && !pubsub::KeepsHistory<A>) {
             if (!config_.history.topics.empty())
                 throw std::invalid_argument(
@@ -172,6 +190,12 @@ class Endpoint {
     void stop(std::uint16_t code = transport::to_int(transport::close_code::going_away),
               std::function<void()> on_stopped = nullptr) {
         server_.stop(code, std::string(transport::default_stop_reason), std::move(on_stopped));
+        {
+            std::lock_guard lock(longpoll_mutex_);
+            longpoll_stopping_ = true;
+            for (auto& [id, s] : longpoll_)
+                s->post_close(code, std::string(transport::default_stop_reason));
+        }
         // Tells the other nodes at once that this node's presences are gone,
         // then lets the adapter go (pubsub::Redis still sends what was
         // published before, then closes its connections).
@@ -187,8 +211,14 @@ class Endpoint {
     pubsub::PubSub<A>& pubsub() noexcept { return pubsub_; }
     /// The endpoint's Presence (channels use it through Channel::track).
     presence::Presence& presence() noexcept { return presence_; }
-    /// Sockets that completed the WebSocket handshake and are still open.
+    /// Sockets open: WebSockets that completed the handshake, and long-poll
+    /// sessions.
     std::size_t connection_count() const noexcept { return open_.load(); }
+    /// Long-poll sessions open.
+    std::size_t longpoll_session_count() const {
+        std::lock_guard lock(longpoll_mutex_);
+        return longpoll_.size();
+    }
 
     /// Broadcasts to every channel joined to `topic`, on every node. Safe
     /// from any thread; encoded once per serializer in use.
@@ -257,9 +287,9 @@ class Endpoint {
     void route(std::string path, F handler) {
         route("GET", std::move(path), std::move(handler));
     }
-    /// The same for another method ("POST", ...). Request bodies are not
-    /// read: a request with one gets 413, so parameters go in the path or
-    /// the query.
+    /// The same for another method ("POST", ...). The handler finds the
+    /// body in req.body (Content-Length bodies up to
+    /// EndpointConfig::websocket.max_request_body; bigger → 413).
     template <RouteHandlerFn F>
     void route(std::string method, std::string path, F handler) {
         routes_.add(std::move(method), std::move(path), make_route_handler(std::move(handler)));
@@ -269,34 +299,49 @@ class Endpoint {
     /// the application too: log()(LogLevel::info, "user banned", {{"id", id}}).
     Log& log() noexcept { return log_; }
 
+  private:
+    template <class, class>
+    friend class Session;
+    using LongPoll = LongPollSession<longpoll_session_type>;
+
     // ------------------------------------------------ used by Session --
 
-    void authorize_upgrade(const transport::UpgradeRequest& req, transport::UpgradeResponse& res,
-                           SocketT& socket, wire::Vsn& vsn) {
-        if (!is_socket_path(req.path(), "/websocket")) return res.reject(404, "no socket here");
-        if (auto wait = connections_.admit(config_.limits.connections_per_address,
-                                           req.peer.address(), std::chrono::steady_clock::now())) {
+    // The checks every new socket passes, whatever its transport: the
+    // connection rate of its address, its Origin, its ?vsn=.
+    std::variant<wire::Vsn, Refusal> check_connect(const transport::http::Request& req,
+                                                   const asio::ip::tcp::endpoint& peer) {
+        if (auto wait = connections_.admit(config_.limits.connections_per_address, peer.address(),
+                                           std::chrono::steady_clock::now())) {
             log_(LogLevel::warning, "connection rate limited",
-                 {{"peer", req.peer.address().to_string()}});
-            res.headers.push_back({"Retry-After", std::to_string(wait)});
-            return res.reject(429, "too many connections from this address; retry later");
+                 {{"peer", peer.address().to_string()}});
+            return Refusal{429,
+                           "too many connections from this address; retry later",
+                           {{"Retry-After", std::to_string(wait)}}};
         }
         auto origin = req.header("origin");
         if (!config_.check_origin.allows(origin, req.header("host"))) {
             log_(LogLevel::warning, "refused origin",
-                 {{"origin", origin}, {"target", redact_query(req.http.target)}});
-            return res.reject(403, "origin not allowed");
+                 {{"origin", origin}, {"target", redact_query(req.target)}});
+            return Refusal{403, "origin not allowed", {}};
         }
-        auto asked = req.query("vsn").value_or(wire::vsn_when_absent);
+        auto asked = req.query_param("vsn").value_or(wire::vsn_when_absent);
         auto chosen = wire::serializer_for_vsn(asked);
         if (!chosen)
-            return res.reject(403, "unsupported vsn \"" + std::string(asked) +
-                                       "\" (plume speaks 1.0.0 and 2.0.0)");
-        vsn = *chosen;
+            return Refusal{
+                403,
+                "unsupported vsn \"" + std::string(asked) + "\" (plume speaks 1.0.0 and 2.0.0)",
+                {}};
+        return *chosen;
+    }
 
-        ConnectInfo info;
-        info.peer = req.peer;
-        info.request = &req.http;
+    // A WebSocket upgrade: the checks, the subprotocols (phoenix.js's
+    // authToken travels in one), then the socket's connect().
+    std::optional<Refusal> upgrade_socket(const transport::UpgradeRequest& req,
+                                          transport::UpgradeResponse& res, session_type& session) {
+        if (!is_socket_path(req.path(), "/websocket")) return Refusal{404, "no socket here", {}};
+        auto vsn = check_connect(req.http, req.peer);
+        if (auto* refused = std::get_if<Refusal>(&vsn)) return std::move(*refused);
+        std::optional<std::string> auth_token;
         bool offers_phoenix = false;
         for (auto& p : req.subprotocols) {
             if (p == "phoenix") {
@@ -307,29 +352,144 @@ class Endpoint {
                 auto encoded = std::string_view(p).substr(auth_token_prefix.size());
                 auto token = plume::detail::base64_decode_unpadded(encoded);
                 if (!token) token = plume::detail::base64url_decode_unpadded(encoded);
-                if (!token) return res.reject(400, "malformed authToken subprotocol");
-                info.auth_token = std::move(*token);
+                if (!token) return Refusal{400, "malformed authToken subprotocol", {}};
+                auth_token = std::move(*token);
             }
         }
         if (!req.subprotocols.empty() && !offers_phoenix && config_.require_phoenix_subprotocol)
-            return res.reject(403, "unsupported subprotocol (expected \"phoenix\")");
-
-        Params params = Params::object();
-        for (auto& [k, v] : req.http.query)
-            if (k != "vsn") params[k] = v;
-        ConnectResult result;
-        try {
-            result = socket.connect(params, info);
-        } catch (const std::exception& e) {
-            log_(LogLevel::error, "connect raised", {{"what", e.what()}});
-            return res.reject(500, "connect failed");
-        }
-        if (!result.accepted) return res.reject(result.status, result.reason);
+            return Refusal{403, "unsupported subprotocol (expected \"phoenix\")", {}};
+        if (auto refused = session.connect_socket(std::get<wire::Vsn>(vsn), req.http, req.peer,
+                                                  std::move(auth_token)))
+            return refused;
         res.accept(offers_phoenix ? "phoenix" : "");
+        return std::nullopt;
     }
 
-    transport::http::Response serve_http(const transport::http::Request& req,
-                                         const asio::ip::tcp::endpoint&) {
+    void serve_http(const transport::http::Request& req, const asio::ip::tcp::endpoint& peer,
+                    transport::http::Responder responder) {
+        if (config_.longpoll.enabled && is_socket_path(req.path, "/longpoll"))
+            return serve_longpoll(req, peer, std::move(responder));
+        responder.send(serve_plain(req));
+    }
+
+    presence::OwnerId next_owner_id() noexcept { return ++owners_; }
+    void connection_opened() noexcept { ++open_; }
+    void connection_closed() noexcept { --open_; }
+
+    // -------------------------------------------------------- long-poll --
+
+    static std::string longpoll_secret(const LongPollOptions& options) {
+        if (!options.secret_key_base.empty()) return options.secret_key_base;
+        unsigned char bytes[32];
+        if (RAND_bytes(bytes, sizeof bytes) != 1)
+            throw std::runtime_error("plume: no randomness for long-poll session tokens");
+        return plume::detail::base64_encode(bytes, sizeof bytes);
+    }
+    static constexpr std::string_view longpoll_salt = "plume long-poll session";
+
+    // The session a request names (X-Phoenix-Longpoll-Token, else a `token`
+    // query parameter that verifies: a connect param may be named token
+    // too). `signed_but_gone`: it named one that is closed or unknown.
+    std::shared_ptr<LongPoll> find_longpoll(const transport::http::Request& req,
+                                            bool& signed_but_gone) {
+        signed_but_gone = false;
+        auto lookup = [&](std::string_view token) -> std::shared_ptr<LongPoll> {
+            auto data = longpoll_tokens_.verify(longpoll_salt, token);
+            if (!data || !data->is_string()) return nullptr;
+            signed_but_gone = true;
+            std::lock_guard lock(longpoll_mutex_);
+            auto it = longpoll_.find(data->template get<std::string>());
+            return it == longpoll_.end() ? nullptr : it->second;
+        };
+        if (auto header = req.header("x-phoenix-longpoll-token"); !header.empty())
+            if (auto s = lookup(header)) return s;
+        for (auto it = req.query.rbegin(); it != req.query.rend(); ++it)
+            if (it->first == "token")
+                if (auto s = lookup(it->second)) return s;
+        return nullptr;
+    }
+
+    void serve_longpoll(const transport::http::Request& req, const asio::ip::tcp::endpoint& peer,
+                        transport::http::Responder responder) {
+        auto json = [](int status) { return longpoll_response(longpoll_body(status)); };
+        if (req.method == "OPTIONS") {
+            // The CORS preflight of a cross-origin page (the Origin is still
+            // checked when the session starts).
+            auto r = longpoll_response({});
+            r.set("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
+                .set("Access-Control-Allow-Headers",
+                     std::string(req.header("access-control-request-headers")))
+                .set("Access-Control-Max-Age", "3600");
+            return void(responder.send(std::move(r)));
+        }
+        bool get = req.method == "GET";
+        if (!get && req.method != "POST")
+            return void(responder.send(
+                transport::http::error_response(405, "long-poll answers GET, POST and OPTIONS")
+                    .set("Allow", "GET, POST, OPTIONS")));
+        bool gone = false;
+        auto session = find_longpoll(req, gone);
+        if (!get) {
+            if (!session) return void(responder.send(json(410)));
+            std::vector<LongPollMessage> messages;
+            auto type = req.header("content-type");
+            bool ndjson = type.substr(0, type.find(';')) == "application/x-ndjson";
+            if (!split_longpoll_body(req.body, ndjson, messages)) {
+                log_(LogLevel::info, "malformed long-poll message", {});
+                return void(responder.send(json(400)));
+            }
+            if (messages.size() > config_.longpoll.max_batch_messages) {
+                log_(LogLevel::warning, "long-poll batch too large",
+                     {{"messages", std::to_string(messages.size())}});
+                return void(responder.send(json(413)));
+            }
+            return session->push(std::move(messages), std::move(responder));
+        }
+        if (session) return session->poll(std::move(responder));
+        if (gone) return void(responder.send(json(410)));
+        open_longpoll(req, peer, std::move(responder));
+    }
+
+    // A GET without a session: the checks and connect() as for a WebSocket;
+    // refused → {"status":403} (phoenix.js gives up), rate limited →
+    // {"status":500} (phoenix.js retries with backoff).
+    void open_longpoll(const transport::http::Request& req, const asio::ip::tcp::endpoint& peer,
+                       transport::http::Responder responder) {
+        auto json = [](int status) { return longpoll_response(longpoll_body(status)); };
+        auto vsn = check_connect(req, peer);
+        if (auto* refused = std::get_if<Refusal>(&vsn))
+            return void(responder.send(json(refused->status == 429 ? 500 : 403)));
+        std::optional<std::string> auth_token;
+        if (auto t = req.header("x-phoenix-authtoken"); !t.empty()) auth_token = std::string(t);
+        auto session =
+            std::make_shared<LongPoll>(io_, config_.longpoll, longpoll_session_type(this));
+        if (session->handler().connect_socket(std::get<wire::Vsn>(vsn), req, peer,
+                                              std::move(auth_token)))
+            return void(responder.send(json(403)));
+        unsigned char bytes[16];
+        if (RAND_bytes(bytes, sizeof bytes) != 1) return void(responder.send(json(500)));
+        auto id = plume::detail::base64url_encode_unpadded(
+            std::string_view(reinterpret_cast<const char*>(bytes), sizeof bytes));
+        // As Phoenix's: signed, good for 14 days (the session ends sooner).
+        auto token =
+            longpoll_tokens_.sign(longpoll_salt, id, {.max_age = std::chrono::seconds(1'209'600)});
+        session->set_token(token);
+        session->on_finished([this, id] {
+            std::lock_guard lock(longpoll_mutex_);
+            longpoll_.erase(id);
+        });
+        {
+            std::lock_guard lock(longpoll_mutex_);
+            if (longpoll_stopping_) return void(responder.send(json(410)));
+            longpoll_.emplace(id, session);
+        }
+        session->start();
+        responder.send(longpoll_response(
+            "{\"status\":410,\"token\":" + nlohmann::json(token).dump() + ",\"messages\":[]}"));
+    }
+
+    // Routes, files and refusals: answered at once.
+    transport::http::Response serve_plain(const transport::http::Request& req) {
         using transport::http::error_response;
         auto found = routes_.find(req.method, req.target, req.path);
         bool get = req.method == "GET" || req.method == "HEAD";
@@ -353,10 +513,6 @@ class Endpoint {
                 return error_response(405, "this path answers " + found.allow)
                     .set("Allow", found.allow);
             case RouteTable::Status::matched:
-                if (!get && has_body(req))
-                    return error_response(413,
-                                          "request bodies are not read; send parameters "
-                                          "in the path or the query");
                 try {
                     return (*found.handler)(req, found.params);
                 } catch (const std::exception& e) {
@@ -369,11 +525,6 @@ class Endpoint {
         return error_response(404, "not found");
     }
 
-    presence::OwnerId next_owner_id() noexcept { return ++owners_; }
-    void connection_opened() noexcept { ++open_; }
-    void connection_closed() noexcept { --open_; }
-
-  private:
     // What the transport needs to wrap accepted sockets (TLS: the context).
     static typename transport::StreamTraits<NextLayer>::Context stream_context(
         const EndpointConfig::Tls& tls) {
@@ -404,12 +555,6 @@ class Endpoint {
         return opts;
     }
 
-    // The transport reads request heads only; a body would go unread.
-    static bool has_body(const transport::http::Request& req) {
-        auto length = req.header("content-length");
-        return req.has_header("transfer-encoding") || (!length.empty() && length != "0");
-    }
-
     bool is_socket_path(std::string_view path, std::string_view transport) const {
         for (auto& p : config_.socket_paths)
             if (path.size() == p.size() + transport.size() && path.substr(0, p.size()) == p &&
@@ -431,7 +576,7 @@ class Endpoint {
         transport::http::Response r;
         r.body = body.str();
         r.set("Content-Type", content_type(file.extension().string()));
-        r.set("Cache-Control", "no-cache").set("Connection", "close");
+        r.set("Cache-Control", "no-cache");
         return r;
     }
 
@@ -457,6 +602,10 @@ class Endpoint {
     RouteTable routes_;
     std::atomic<std::size_t> open_{0};
     transport::Server<session_type, NextLayer> server_;
+    TokenSigner longpoll_tokens_;
+    mutable std::mutex longpoll_mutex_;
+    std::unordered_map<std::string, std::shared_ptr<LongPoll>> longpoll_;
+    bool longpoll_stopping_ = false;
 };
 
 }  // namespace plume::server

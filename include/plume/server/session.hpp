@@ -1,11 +1,19 @@
-// plume/server/session.hpp — one client connection of an Endpoint: the
-// Phoenix socket protocol on top of a WebSocket (Phoenix's transport process).
+// plume/server/session.hpp — one client socket of an Endpoint: the Phoenix
+// socket protocol (Phoenix's transport process), whatever carries it.
 //
-// It decodes frames with the serializer the client asked for (?vsn=), answers
-// heartbeats, routes phx_join to channels, runs their handlers, sends their
-// replies and pushes, and gives each joined channel an encode-once fast lane
-// for its topic's broadcasts. Users never name it; it is the transport
-// Handler that Endpoint plugs into the WebSocket server.
+// It decodes messages with the serializer the client asked for (?vsn=),
+// answers heartbeats, routes phx_join to channels, runs their handlers, sends
+// their replies and pushes, and gives each joined channel an encode-once fast
+// lane for its topic's broadcasts. Users never name it.
+//
+// The carrier is a policy (`Over`): a WebSocket Connection (OverWebSocket) or
+// a long-poll session (OverLongPoll, longpoll.hpp). Both give the Session the
+// same small interface, so a socket's channels cannot tell which carries them:
+//     get_executor(), shared_from_this(), handler(), is_open(),
+//     send_text(sv), send_binary(sv), send(SharedFrame), post_send(SharedFrame),
+//     close(code, reason), pause_reading(), resume_reading()
+// and call on_open(carrier), on_message(carrier, opcode, data) and
+// on_close(carrier, code, reason), on the carrier's executor.
 #pragma once
 
 #include <atomic>
@@ -28,9 +36,20 @@
 
 namespace plume::server {
 
-template <SocketHandler SocketT, pubsub::Adapter A = pubsub::Local,
-          class NextLayer = asio::ip::tcp::socket>
-class Endpoint;
+/// Carries a Session over a WebSocket Connection on NextLayer (TCP, TLS).
+template <class NextLayer>
+struct OverWebSocket {
+    template <class Session>
+    using carrier = transport::Connection<Session, NextLayer>;
+};
+
+/// Why a socket was not opened: an HTTP status (a WebSocket upgrade answers
+/// with it; long-poll with {"status": 403}) and a reason for the body.
+struct Refusal {
+    int status = 403;
+    std::string reason;
+    transport::http::Fields headers;
+};
 
 namespace detail {
 
@@ -66,23 +85,58 @@ inline transport::SharedFrame broadcast_frame(const pubsub::Message& m, wire::Vs
 
 }  // namespace detail
 
-template <class SocketT, class A, class NextLayer>
+/// The Phoenix socket of `EndpointT` (its socket_type, adapter_type),
+/// carried `Over` a transport.
+template <class EndpointT, class Over>
 class Session final : public detail::ChannelHost {
   public:
-    using endpoint_type = Endpoint<SocketT, A, NextLayer>;
-    using connection_type = transport::Connection<Session, NextLayer>;
+    using endpoint_type = EndpointT;
+    using SocketT = typename EndpointT::socket_type;
+    using A = typename EndpointT::adapter_type;
+    using connection_type = typename Over::template carrier<Session>;
 
     explicit Session(endpoint_type* endpoint = nullptr) : endpoint_(endpoint) {}
 
-    // ------------------------------------------------- transport handler --
+    // --------------------------------------------------------- opening --
 
-    void on_upgrade(const transport::UpgradeRequest& req, transport::UpgradeResponse& res) {
-        endpoint_->authorize_upgrade(req, res, socket_, vsn_);
+    /// Runs the user's connect() for a socket the Endpoint's checks let
+    /// through (address rate, Origin, ?vsn=); nothing when it may open.
+    std::optional<Refusal> connect_socket(wire::Vsn vsn, const transport::http::Request& req,
+                                          const asio::ip::tcp::endpoint& peer,
+                                          std::optional<std::string> auth_token) {
+        vsn_ = vsn;
+        ConnectInfo info;
+        info.peer = peer;
+        info.request = &req;
+        info.auth_token = std::move(auth_token);
+        Params params = Params::object();
+        for (auto& [k, v] : req.query)
+            if (k != "vsn") params[k] = v;
+        ConnectResult result;
+        try {
+            result = socket_.connect(params, info);
+        } catch (const std::exception& e) {
+            endpoint_->log()(LogLevel::error, "connect raised", {{"what", e.what()}});
+            return Refusal{500, "connect failed", {}};
+        }
+        if (!result.accepted) return Refusal{result.status, result.reason, {}};
+        return std::nullopt;
     }
 
-    transport::http::Response on_http(const transport::http::Request& req,
-                                      const asio::ip::tcp::endpoint& peer) {
-        return endpoint_->serve_http(req, peer);
+    // ------------------------------------------- WebSocket handler part --
+
+    void on_upgrade(const transport::UpgradeRequest& req, transport::UpgradeResponse& res) {
+        auto refused = endpoint_->upgrade_socket(req, res, *this);
+        if (refused) {
+            res.reject(refused->status, std::move(refused->reason));
+            for (auto& h : refused->headers)
+                res.headers.push_back(std::move(h));
+        }
+    }
+
+    void on_http(const transport::http::Request& req, const asio::ip::tcp::endpoint& peer,
+                 transport::http::Responder responder) {
+        endpoint_->serve_http(req, peer, std::move(responder));
     }
 
     void on_open(connection_type& conn) {

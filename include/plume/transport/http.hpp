@@ -96,6 +96,7 @@ struct Request {
     Fields query;    // decoded query parameters, in order
     Fields headers;  // names as sent; look up with header()
     int version_minor = 1;
+    std::string body;  // as long as Content-Length says (bounded by Options::max_request_body)
 
     /// The first header with this name (case-insensitive), or empty.
     std::string_view header(std::string_view name) const noexcept {
@@ -255,6 +256,10 @@ inline std::string_view reason_phrase(int status) noexcept {
             return "Not Found";
         case 405:
             return "Method Not Allowed";
+        case 410:
+            return "Gone";
+        case 411:
+            return "Length Required";
         case 408:
             return "Request Timeout";
         case 413:
@@ -267,6 +272,8 @@ inline std::string_view reason_phrase(int status) noexcept {
             return "Request Header Fields Too Large";
         case 500:
             return "Internal Server Error";
+        case 501:
+            return "Not Implemented";
         case 503:
             return "Service Unavailable";
         case 505:
@@ -286,6 +293,13 @@ struct Response {
         return *this;
     }
 
+    /// True when a Connection header says "close".
+    bool says_close() const noexcept {
+        for (auto& [k, v] : headers)
+            if (iequals(k, "connection") && has_token(v, "close")) return true;
+        return false;
+    }
+
     /// Serializes status line, headers, Content-Length (unless a 101) and body.
     std::string to_string() const {
         std::string out = "HTTP/1.1 " + std::to_string(status) + " ";
@@ -296,8 +310,9 @@ struct Response {
             out += k + ": " + v + "\r\n";
             has_connection = has_connection || iequals(k, "connection");
         }
-        // plume answers one request per connection and then closes it; say so,
-        // or keep-alive clients reuse a closed connection (RFC 9112 9.6).
+        // Without a Connection header the response closes the connection; a
+        // server that keeps it alive says so (transport::Connection does),
+        // or clients would reuse a closed connection (RFC 9112 9.6).
         if (status != 101 && !has_connection) out += "Connection: close\r\n";
         if (status != 101) out += "Content-Length: " + std::to_string(body.size()) + "\r\n";
         out += "\r\n";

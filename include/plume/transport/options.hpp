@@ -45,6 +45,14 @@ struct Options {
     std::size_t max_broadcast_bytes_per_turn = std::size_t{16} << 20;
     /// Time allowed for a complete upgrade request after accept.
     std::chrono::milliseconds handshake_timeout{10'000};
+    /// Plain HTTP requests (routes, files, long-poll) share a connection
+    /// (HTTP/1.1 keep-alive): it waits this long for the next request, then
+    /// closes. The time to send one request is bounded by it too.
+    std::chrono::milliseconds keep_alive_timeout{15'000};
+    /// Requests answered on one connection; the last says "Connection: close".
+    std::size_t max_requests_per_connection = 1000;
+    /// Largest request body read (Content-Length). Bigger → HTTP 413.
+    std::size_t max_request_body = 1 << 20;
     /// An open connection that receives nothing for this long is closed with
     /// 1001 "idle timeout". Zero disables it.
     std::chrono::milliseconds idle_timeout{60'000};

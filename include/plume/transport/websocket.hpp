@@ -48,6 +48,7 @@
 #include "plume/transport/frame.hpp"
 #include "plume/transport/handshake.hpp"
 #include "plume/transport/http.hpp"
+#include "plume/transport/http_exchange.hpp"
 #include "plume/transport/options.hpp"
 #include "plume/transport/parser.hpp"
 #include "plume/transport/stream.hpp"
@@ -150,6 +151,11 @@ concept HasOnUpgrade = requires(H& h, const UpgradeRequest& req, UpgradeResponse
 template <class H, class C>
 concept HasOnHttp = requires(H& h, const http::Request& req, const asio::ip::tcp::endpoint& peer) {
     { h.on_http(req, peer) } -> std::convertible_to<http::Response>;
+};
+template <class H>
+concept HasOnHttpAsync = requires(H& h, const http::Request& req,
+                                  const asio::ip::tcp::endpoint& peer, http::Responder r) {
+    h.on_http(req, peer, r);
 };
 template <class H, class C>
 concept HasOnOpen = requires(H& h, C& c) {
@@ -316,7 +322,8 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
             notify_close(code, reason);
             queue_close_frame(code, reason);
             arm_timer(options_->close_timeout);
-        } else if (state_ == state::handshake || state_ == state::client_handshake) {
+        } else if (state_ == state::handshake || state_ == state::client_handshake ||
+                   state_ == state::http_wait) {
             finish();
         }
     }
@@ -384,7 +391,8 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
 
   private:
     enum class state : std::uint8_t {
-        handshake,         // server: reading the upgrade request
+        handshake,         // server: reading a request (an upgrade, or plain HTTP)
+        http_wait,         // server: a plain HTTP request is being answered
         client_handshake,  // client: waiting for the 101
         open,
         closing,   // we sent close; waiting for the peer's
@@ -564,6 +572,8 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
     void on_bytes(char* data, std::size_t n) {
         switch (state_) {
             case state::handshake:
+            case state::http_wait:
+                return request_bytes(data, n);
             case state::client_handshake:
                 return handshake_bytes(data, n);
             case state::open:
@@ -582,48 +592,147 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
 
     // -------------------------------------------------------- handshake --
 
+    // Client role: the server's answer to the upgrade request.
     void handshake_bytes(char* data, std::size_t n) {
         auto& buf = handshake_state().buffer;
         std::size_t searched = buf.size();
         buf.append(data, n);
         auto end = http::find_head_end(buf, searched);
         if (end == std::string::npos) {
-            if (buf.size() > options_->max_header_size) {
-                if (state_ == state::handshake)
-                    refuse(http::error_response(431, "request head too large"));
-                else
-                    client_failed("response head too large");
-            }
+            if (buf.size() > options_->max_header_size) client_failed("response head too large");
             return;
         }
-        if (end > options_->max_header_size) {
-            if (state_ == state::handshake)
-                return refuse(http::error_response(431, "request head too large"));
-            return client_failed("response head too large");
-        }
+        if (end > options_->max_header_size) return client_failed("response head too large");
         std::string rest = buf.substr(end);
         buf.resize(end);
-        if (state_ == state::handshake)
-            server_handshake();
-        else
-            client_handshake();
+        client_handshake();
         handshake_.reset();
-        // Frames the peer sent right behind its handshake.
-        if (!rest.empty() && (state_ == state::open)) parse_or_keep(rest.data(), rest.size());
+        // Frames the server sent right behind its 101.
+        if (!rest.empty() && state_ == state::open) parse_or_keep(rest.data(), rest.size());
     }
 
-    void server_handshake() {
-        http::Request req;
-        if (int status = http::parse_request(handshake_->buffer, req))
-            return refuse(http::error_response(status, "malformed request"));
+    // Server role, before an upgrade: HTTP requests, one at a time. One that
+    // is not an upgrade goes to the handler; once answered, the connection
+    // waits for the next (keep-alive) when both sides allow it.
+    void request_bytes(const char* data, std::size_t n) {
+        auto& hs = handshake_state();
+        hs.buffer.append(data, n);
+        if (state_ == state::http_wait) {
+            // The next request, pipelined, waits for this answer; a peer that
+            // only sends is cut off.
+            if (hs.buffer.size() > options_->max_header_size + options_->max_request_body) finish();
+            return;
+        }
+        next_request();
+    }
+
+    // Handles the requests complete in the buffer, until one is upgraded,
+    // refused, or waits for its answer.
+    void next_request() {
+        while (state_ == state::handshake && handshake_) {
+            auto& hs = *handshake_;
+            if (!hs.head_parsed) {
+                auto end = http::find_head_end(hs.buffer, hs.searched);
+                if (end == std::string::npos) {
+                    hs.searched = hs.buffer.size();
+                    if (hs.buffer.size() > options_->max_header_size)
+                        refuse(http::error_response(431, "request head too large"));
+                    return;
+                }
+                if (end > options_->max_header_size)
+                    return refuse(http::error_response(431, "request head too large"));
+                hs.server_request = http::Request{};
+                if (int status = http::parse_request(std::string_view(hs.buffer).substr(0, end),
+                                                     hs.server_request))
+                    return refuse(http::error_response(status, "malformed request"));
+                if (is_upgrade_request(hs.server_request)) {
+                    std::string rest = hs.buffer.substr(end);
+                    server_handshake(hs.server_request);
+                    if (state_ != state::open) return;
+                    handshake_.reset();
+                    // Frames the client sent right behind its upgrade request.
+                    if (!rest.empty()) parse_or_keep(rest.data(), rest.size());
+                    return;
+                }
+                auto length = http::body_length(hs.server_request, options_->max_request_body);
+                if (length.status)
+                    return refuse(http::error_response(
+                        length.status, length.status == 413 ? "request body too large"
+                                       : length.status == 501
+                                           ? "only Content-Length request bodies are read"
+                                           : "malformed Content-Length"));
+                hs.head_end = end;
+                hs.body_length = length.length;
+                hs.head_parsed = true;
+            }
+            if (hs.buffer.size() - hs.head_end < hs.body_length) return;  // more to come
+            hs.server_request.body.assign(hs.buffer, hs.head_end, hs.body_length);
+            hs.buffer.erase(0, hs.head_end + hs.body_length);
+            hs.head_parsed = false;
+            hs.searched = 0;
+            dispatch_request();
+        }
+    }
+
+    void dispatch_request() {
+        auto& hs = *handshake_;
+        ++hs.requests;
         std::error_code ec;
         auto peer = layer_.lowest_layer().remote_endpoint(ec);
-        if (!is_upgrade_request(req)) {
-            if constexpr (detail::HasOnHttp<Handler, Connection>)
-                return refuse(handler_.on_http(req, peer));
-            else
-                return refuse(refuse_upgrade(check_upgrade(req)));
+        if constexpr (detail::HasOnHttpAsync<Handler>) {
+            state_ = state::http_wait;
+            arm_timer(std::chrono::milliseconds(0));  // the handler bounds its answer
+            const auto id = ++hs.exchange;
+            hs.responder = http::Responder([weak = this->weak_from_this(), id](http::Response r) {
+                auto self = weak.lock();
+                if (!self) return;
+                auto ex = self->get_executor();
+                asio::post(ex, [self = std::move(self), id, r = std::move(r)]() mutable {
+                    self->answer(id, std::move(r));
+                });
+            });
+            handler_.on_http(hs.server_request, peer, hs.responder);
+        } else if constexpr (detail::HasOnHttp<Handler, Connection>) {
+            state_ = state::http_wait;
+            answer(hs.exchange, handler_.on_http(hs.server_request, peer));
+        } else {
+            refuse(refuse_upgrade(check_upgrade(hs.server_request)));
         }
+    }
+
+    // The answer to the request in hand (the exchange `id`): written, then
+    // the next request, or the connection closes.
+    void answer(std::uint64_t id, http::Response response) {
+        if (state_ != state::http_wait || !handshake_ || handshake_->exchange != id) return;
+        auto& hs = *handshake_;
+        hs.responder = http::Responder{};
+        bool keep = http::keeps_alive(hs.server_request) && !response.says_close() &&
+                    hs.requests < options_->max_requests_per_connection && !stop_requested();
+        hs.server_request = http::Request{};
+        if (!keep) {
+            if (!response.says_close()) response.set("Connection", "close");
+            return refuse(response);
+        }
+        response.set("Connection", "keep-alive");
+        state_ = state::handshake;
+        arm_timer(options_->keep_alive_timeout);
+        bool corked = in_read_;
+        in_read_ = true;  // the answer and any pipelined ones in one write
+        enqueue(std::make_shared<const std::string>(response.to_string()), true);
+        next_request();
+        in_read_ = corked;
+        if (!corked) flush();
+    }
+
+    bool stop_requested() const {
+        if (!registry_) return false;
+        std::lock_guard lock(registry_->mutex);
+        return registry_->stopping;
+    }
+
+    void server_handshake(const http::Request& req) {
+        std::error_code ec;
+        auto peer = layer_.lowest_layer().remote_endpoint(ec);
         auto verdict = check_upgrade(req);
         if (!verdict.ok()) return refuse(refuse_upgrade(verdict));
 
@@ -772,6 +881,12 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
         if (state_ == state::closed) return;
         state_ = state::closed;
         timer_.cancel();
+        if (handshake_) {
+            // A request still unanswered: its handler learns the peer is gone.
+            auto responder = std::move(handshake_->responder);
+            handshake_.reset();
+            if (responder) responder.cancel();
+        }
         queue_.clear();
         pong_slot_ = no_pong;
         queued_bytes_ = 0;
@@ -824,6 +939,8 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
                           std::chrono::milliseconds(1));
                 return;
             }
+            case state::http_wait:
+                return;
             case state::handshake:
             case state::client_handshake:
                 if constexpr (detail::HasOnHandshakeError<Handler, Connection>)
@@ -1045,6 +1162,15 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
         std::string buffer;
         std::string client_key;
         ClientRequest request;
+        // Server: the request being read or answered, and how far.
+        http::Request server_request;
+        std::size_t searched = 0;  // buffer searched for the head's end up to here
+        std::size_t head_end = 0;
+        std::size_t body_length = 0;
+        bool head_parsed = false;
+        std::size_t requests = 0;    // answered or in hand, on this connection
+        std::uint64_t exchange = 0;  // which request `responder` answers
+        http::Responder responder;
     };
     HandshakeState& handshake_state() {
         if (!handshake_) handshake_ = std::make_unique<HandshakeState>();

@@ -4,6 +4,7 @@
 
 #include "plume/server/channel.hpp"
 #include "plume/server/endpoint.hpp"
+#include "plume/server/longpoll.hpp"
 #include "plume/server/origin.hpp"
 #include "plume/server/route.hpp"
 #include "plume/server/session.hpp"

@@ -31,6 +31,7 @@ struct EchoHandler {
 struct Record {
     bool opened = false;
     std::string handshake_error;
+    std::error_code handshake_ec;
     std::vector<std::pair<ws::opcode, std::string>> messages;
     int close_code = 0;
     std::string close_reason;
@@ -50,7 +51,11 @@ struct ClientHandler {
         rec->close_code = code;
         rec->close_reason = std::string(reason);
     }
-    void on_handshake_error(auto&, std::string_view what) { rec->handshake_error = what; }
+    void on_handshake_error(auto&, std::error_code ec, std::string_view detail) {
+        rec->handshake_ec = ec;
+        rec->handshake_error = ec.message();
+        if (!detail.empty()) rec->handshake_error += ": " + std::string(detail);
+    }
 };
 
 // Accepts only /chat, offers "phoenix" when the client asks for it.
@@ -161,7 +166,8 @@ TEST_CASE("on_upgrade routes, refuses and picks a subprotocol", "[transport][loo
     auto refused = std::make_shared<Record>();
     f.client(refused, "/other");
     REQUIRE(run_until(f.io, [&] { return !refused->handshake_error.empty(); }));
-    CHECK(refused->handshake_error == "server answered HTTP 403");
+    CHECK(refused->handshake_ec == ws::error::upgrade_refused);
+    CHECK(refused->handshake_error == "the server refused the WebSocket upgrade: HTTP 403");
     CHECK_FALSE(refused->opened);
 
     auto ok = std::make_shared<Record>();
@@ -275,6 +281,7 @@ TEST_CASE("a failed TCP connect reports a handshake error", "[transport][loopbac
     ws::connect<ClientHandler>(io, "ws://127.0.0.1:" + std::to_string(port) + "/", ws::Options{},
                                ClientHandler{rec});
     REQUIRE(run_until(io, [&] { return !rec->handshake_error.empty(); }));
+    CHECK(rec->handshake_ec == asio::error::connection_refused);
     CHECK_FALSE(rec->opened);
 }
 
@@ -632,4 +639,21 @@ TEST_CASE("URLs parse into host, port and target", "[transport][url]") {
     CHECK_FALSE(ws::parse_url("ws://:80/"));
     CHECK_FALSE(ws::parse_url("ws://h:0/"));
     CHECK_FALSE(ws::parse_url("ws://h:99999/"));
+}
+
+TEST_CASE("a server that never answers the upgrade: error::handshake_timeout",
+          "[transport][loopback]") {
+    asio::io_context io;
+    asio::ip::tcp::acceptor a(io, {asio::ip::make_address("127.0.0.1"), 0});
+    asio::ip::tcp::socket held(io);  // accepted, never answered
+    a.async_accept(held, [](std::error_code) {});
+    ws::Options opt;
+    opt.handshake_timeout = std::chrono::milliseconds(200);
+    auto rec = std::make_shared<Record>();
+    ws::connect<ClientHandler>(io, "ws://127.0.0.1:" + std::to_string(a.local_endpoint().port()),
+                               opt, ClientHandler{rec});
+    REQUIRE(run_until(io, [&] { return !rec->handshake_error.empty(); }));
+    CHECK(rec->handshake_ec == ws::error::handshake_timeout);
+    CHECK(rec->handshake_error == "WebSocket handshake timed out");
+    CHECK_FALSE(rec->opened);
 }

@@ -257,7 +257,7 @@ TEST_CASE("handle_info after join, disconnect by socket id, refused connect", "[
     auto refused = std::make_shared<Frames>();
     f.connect(refused, "reject=yes");
     REQUIRE(run_until(f.io, [&] { return !refused->handshake_error.empty(); }));
-    CHECK(refused->handshake_error == "server answered HTTP 403");
+    CHECK(refused->handshake_error == "the server refused the WebSocket upgrade: HTTP 403");
 
     auto bad_vsn = std::make_shared<Frames>();
     ws::connect<RawClient>(f.io,
@@ -265,7 +265,7 @@ TEST_CASE("handle_info after join, disconnect by socket id, refused connect", "[
                                "/socket/websocket?vsn=9.0.0",
                            ws::Options{}, RawClient{bad_vsn});
     REQUIRE(run_until(f.io, [&] { return !bad_vsn->handshake_error.empty(); }));
-    CHECK(bad_vsn->handshake_error == "server answered HTTP 403");
+    CHECK(bad_vsn->handshake_error == "the server refused the WebSocket upgrade: HTTP 403");
 }
 
 TEST_CASE("Endpoint::stop closes every socket, then runs on_stopped", "[server]") {

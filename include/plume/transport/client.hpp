@@ -5,9 +5,12 @@
 //                                                    plume::transport::Options{});
 //   io.run();   // MyHandler::on_open runs once the server said 101
 //
-// Failures before the WebSocket opens (DNS, TCP, a refused or malformed
-// handshake, the handshake timeout) reach the handler's optional
-// on_handshake_error(conn, what); the connection is then closed.
+// Failures before the WebSocket opens reach the handler's optional
+// on_handshake_error(conn, std::error_code, std::string_view detail): DNS and
+// TCP with their system codes, a refused or malformed handshake, TLS and the
+// handshake timeout as transport::error (error.hpp). The older
+// on_handshake_error(conn, what) gets the message as text. The connection is
+// then closed.
 //
 // ClientRequest::local_address binds the connection to a source address
 // first (many client connections to one server: 127.0.0.2, 127.0.0.3, ...).
@@ -76,8 +79,8 @@ inline std::optional<Url> parse_url(std::string_view s) {
 
 namespace detail {
 template <class H, class C>
-void report_handshake_error(C& conn, std::string_view what) {
-    if constexpr (HasOnHandshakeError<H, C>) conn.handler().on_handshake_error(conn, what);
+void report_handshake_error(C& conn, std::error_code ec) {
+    report_handshake_error(conn.handler(), conn, ec);
 }
 
 using Endpoints = asio::ip::tcp::resolver::results_type;
@@ -162,20 +165,17 @@ std::shared_ptr<Connection<Handler, NextLayer>> connect(
     using Conn = Connection<Handler, NextLayer>;
     using traits = StreamTraits<NextLayer>;
     auto strand = asio::make_strand(io);
-    std::string wrong;
-    if (url.scheme == "wss" && !traits::is_tls)
-        wrong = "wss:// needs a TLS connection (connect<Handler, TlsSocket>)";
-    else if (url.scheme == "ws" && traits::is_tls)
-        wrong = "ws:// is not TLS: use a plain TCP connection";
+    std::error_code wrong;
+    if ((url.scheme == "wss") != traits::is_tls) wrong = error::scheme_mismatch;
     if constexpr (traits::is_tls) {
         if (!stream.ssl) {
             stream.ssl = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_client);
-            wrong = "wss:// needs a client TLS context (client_tls_context())";
+            wrong = error::no_tls_context;
         }
     }
     auto conn = std::make_shared<Conn>(traits::make(asio::ip::tcp::socket(strand), stream),
                                        std::move(options), role::client, std::move(handler));
-    if (!wrong.empty()) {
+    if (wrong) {
         asio::post(strand,
                    [conn, wrong] { detail::report_handshake_error<Handler>(*conn, wrong); });
         return conn;
@@ -190,12 +190,12 @@ std::shared_ptr<Connection<Handler, NextLayer>> connect(
         url.host, std::to_string(url.port),
         [conn, resolver, request = std::move(request)](
             std::error_code ec, asio::ip::tcp::resolver::results_type results) mutable {
-            if (ec) return detail::report_handshake_error<Handler>(*conn, ec.message());
+            if (ec) return detail::report_handshake_error<Handler>(*conn, ec);
             auto local = request.local_address;
             detail::async_connect(
                 *conn, results, local,
                 [conn, request = std::move(request)](std::error_code ec2) mutable {
-                    if (ec2) return detail::report_handshake_error<Handler>(*conn, ec2.message());
+                    if (ec2) return detail::report_handshake_error<Handler>(*conn, ec2);
                     conn->start_client(std::move(request));
                 });
         });

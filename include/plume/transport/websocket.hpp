@@ -45,6 +45,7 @@
 #include "plume/transport/close_code.hpp"
 #include "plume/transport/deflate.hpp"
 #include "plume/transport/drain_turns.hpp"
+#include "plume/transport/error.hpp"
 #include "plume/transport/frame.hpp"
 #include "plume/transport/handshake.hpp"
 #include "plume/transport/http.hpp"
@@ -165,10 +166,30 @@ template <class H, class C>
 concept HasOnPong = requires(H& h, C& c, std::string_view s) {
     h.on_pong(c, s);
 };
+// on_handshake_error(conn, std::error_code, std::string_view detail), or the
+// older on_handshake_error(conn, std::string_view what).
 template <class H, class C>
-concept HasOnHandshakeError = requires(H& h, C& c, std::string_view s) {
+concept HasOnHandshakeErrorCode = requires(H& h, C& c, std::error_code ec, std::string_view s) {
+    h.on_handshake_error(c, ec, s);
+};
+template <class H, class C>
+concept HasOnHandshakeErrorText = requires(H& h, C& c, std::string_view s) {
     h.on_handshake_error(c, s);
 };
+template <class H, class C>
+concept HasOnHandshakeError = HasOnHandshakeErrorCode<H, C> || HasOnHandshakeErrorText<H, C>;
+
+/// Tells the handler why its connection did not open (if it wants to know).
+template <class H, class C>
+void report_handshake_error(H& h, C& c, std::error_code ec, std::string_view detail = {}) {
+    if constexpr (HasOnHandshakeErrorCode<H, C>) {
+        h.on_handshake_error(c, ec, detail);
+    } else if constexpr (HasOnHandshakeErrorText<H, C>) {
+        auto what = ec.message();
+        if (!detail.empty()) what += ": " + std::string(detail);
+        h.on_handshake_error(c, std::string_view(what));
+    }
+}
 
 // Lets a Server find its live connections to close them on shutdown, and
 // tell when the last one is gone.
@@ -474,19 +495,19 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
             then();
         } else {
             starting_ = true;
-            traits::async_start(
-                layer_, role_,
-                [self = this->shared_from_this(),
-                 then = std::move(then)](std::error_code ec) mutable {
-                    self->starting_ = false;
-                    if (self->state_ == state::closed) return self->close_if_idle();
-                    if (ec) {
-                        if (self->state_ == state::client_handshake)
-                            return self->client_failed("TLS handshake failed: " + ec.message());
-                        return self->finish();
-                    }
-                    then();
-                });
+            traits::async_start(layer_, role_,
+                                [self = this->shared_from_this(),
+                                 then = std::move(then)](std::error_code ec) mutable {
+                                    self->starting_ = false;
+                                    if (self->state_ == state::closed) return self->close_if_idle();
+                                    if (ec) {
+                                        if (self->state_ == state::client_handshake)
+                                            return self->client_failed(error::tls_handshake_failed,
+                                                                       ec.message());
+                                        return self->finish();
+                                    }
+                                    then();
+                                });
         }
     }
 
@@ -599,10 +620,10 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
         buf.append(data, n);
         auto end = http::find_head_end(buf, searched);
         if (end == std::string::npos) {
-            if (buf.size() > options_->max_header_size) client_failed("response head too large");
+            if (buf.size() > options_->max_header_size) client_failed(error::response_too_large);
             return;
         }
-        if (end > options_->max_header_size) return client_failed("response head too large");
+        if (end > options_->max_header_size) return client_failed(error::response_too_large);
         std::string rest = buf.substr(end);
         buf.resize(end);
         client_handshake();
@@ -765,13 +786,17 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
     void client_handshake() {
         ServerResponse res;
         if (!parse_response(handshake_->buffer, res))
-            return client_failed("malformed HTTP response");
+            return client_failed(error::malformed_response);
         if (auto problem = check_server_response(res, handshake_->client_key, handshake_->request);
             !problem.empty())
-            return client_failed(problem);
+            return client_failed(
+                res.status != 101 ? error::upgrade_refused : error::bad_upgrade_response,
+                res.status != 101 ? "HTTP " + std::to_string(res.status) : problem);
         if (auto ext = res.header("sec-websocket-extensions"); !ext.empty()) {
             auto agreed = accept_deflate_response(ext);
-            if (!agreed) return client_failed("unacceptable Sec-WebSocket-Extensions");
+            if (!agreed)
+                return client_failed(error::bad_upgrade_response,
+                                     "unacceptable Sec-WebSocket-Extensions");
             deflate_ = std::make_unique<DeflateSession>(*agreed, options_->deflate, false);
             parser_.set_deflate(deflate_.get());
         }
@@ -793,9 +818,8 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
         arm_timer(options_->close_timeout);
     }
 
-    void client_failed(std::string_view why) {
-        if constexpr (detail::HasOnHandshakeError<Handler, Connection>)
-            handler_.on_handshake_error(*this, why);
+    void client_failed(std::error_code ec, std::string_view detail = {}) {
+        detail::report_handshake_error(handler_, *this, ec, detail);
         finish();
     }
 
@@ -943,9 +967,8 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
                 return;
             case state::handshake:
             case state::client_handshake:
-                if constexpr (detail::HasOnHandshakeError<Handler, Connection>)
-                    if (state_ == state::client_handshake)
-                        handler_.on_handshake_error(*this, "handshake timeout");
+                if (state_ == state::client_handshake)
+                    detail::report_handshake_error(handler_, *this, error::handshake_timeout);
                 return finish();
             case state::closing:
             case state::draining:

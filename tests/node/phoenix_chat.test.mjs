@@ -9,6 +9,7 @@
 import { describe, it, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
+import net from 'node:net';
 import {
   startServer,
   serverPerSuite,
@@ -42,6 +43,20 @@ function httpRequest(method, url, body) {
     req.end(body);
   });
   return withTimeout(done, 5000, `${method} ${url}`);
+}
+
+// Writes raw bytes and collects everything until the server closes.
+function rawExchange(url, bytes) {
+  const { hostname, port } = new URL(url);
+  const done = new Promise((resolve, reject) => {
+    const sock = net.connect(Number(port), hostname, () => sock.write(bytes));
+    let text = '';
+    sock.setEncoding('latin1');
+    sock.on('data', (c) => (text += c));
+    sock.on('end', () => resolve(text));
+    sock.on('error', reject);
+  });
+  return withTimeout(done, 5000, `raw ${url}`);
 }
 
 describe('chat: rooms with phoenix.js (user_id connect param)', () => {
@@ -305,8 +320,16 @@ describe('chat --require-token: tokens from GET /token', () => {
     const del = await httpRequest('DELETE', `${server.url}/token/heidi`);
     assert.equal(del.status, 405);
     assert.equal(del.headers.allow, 'GET, HEAD, POST');
-    // Request bodies are not read: refused rather than ignored.
-    assert.equal((await httpRequest('POST', `${server.url}/token/heidi`, 'user=x')).status, 413);
+    // A body is read and ignored (the user comes from the path); one over
+    // max_request_body (1 MiB) is refused from its Content-Length alone.
+    const withBody = await httpRequest('POST', `${server.url}/token/heidi`, 'user=x');
+    assert.equal(withBody.status, 200, withBody.body);
+    assert.equal(JSON.parse(withBody.body).user_id, 'heidi');
+    const tooBig = await rawExchange(
+      server.url,
+      'POST /token/heidi HTTP/1.1\r\nHost: x\r\nContent-Length: 2000000\r\n\r\n',
+    );
+    assert.match(tooBig, /^HTTP\/1\.1 413 /);
     assert.equal((await httpRequest('POST', `${server.url}/nothing-here`)).status, 404);
   });
 

@@ -417,9 +417,9 @@ class Endpoint {
             // checked when the session starts).
             auto r = longpoll_response({});
             r.set("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
-                .set("Access-Control-Allow-Headers",
-                     std::string(req.header("access-control-request-headers")))
                 .set("Access-Control-Max-Age", "3600");
+            if (auto asked = req.header("access-control-request-headers"); !asked.empty())
+                r.set("Access-Control-Allow-Headers", std::string(asked));
             return void(responder.send(std::move(r)));
         }
         bool get = req.method == "GET";
@@ -433,7 +433,8 @@ class Endpoint {
             if (!session) return void(responder.send(json(410)));
             std::vector<LongPollMessage> messages;
             auto type = req.header("content-type");
-            bool ndjson = type.substr(0, type.find(';')) == "application/x-ndjson";
+            bool ndjson = transport::http::iequals(
+                transport::http::trim(type.substr(0, type.find(';'))), "application/x-ndjson");
             if (!split_longpoll_body(req.body, ndjson, messages)) {
                 log_(LogLevel::info, "malformed long-poll message", {});
                 return void(responder.send(json(400)));
@@ -491,6 +492,8 @@ class Endpoint {
     // Routes, files and refusals: answered at once.
     transport::http::Response serve_plain(const transport::http::Request& req) {
         using transport::http::error_response;
+        if (is_socket_path(req.path, "/longpoll"))
+            return error_response(404, "the long-poll transport is not enabled");
         auto found = routes_.find(req.method, req.target, req.path);
         bool get = req.method == "GET" || req.method == "HEAD";
         if (!get && found.status == RouteTable::Status::none) {
@@ -502,8 +505,6 @@ class Endpoint {
         }
         if (is_socket_path(req.path, "/websocket"))
             return error_response(400, "expected a WebSocket upgrade");
-        if (is_socket_path(req.path, "/longpoll"))
-            return error_response(404, "the long-poll transport is not enabled");
         switch (found.status) {
             case RouteTable::Status::none:
                 break;

@@ -197,7 +197,7 @@ class LongPollSession : public std::enable_shared_from_this<LongPollSession<Hand
         if (poll_) {
             auto r = std::move(poll_);
             poll_ = {};
-            r.send(longpoll_response(held_.empty() ? longpoll_body(410) : take_held(200)));
+            r.send(longpoll_response(held_.empty() ? longpoll_body(410) : held_body(200)));
         }
         held_.clear();
         held_bytes_ = 0;
@@ -241,7 +241,8 @@ class LongPollSession : public std::enable_shared_from_this<LongPollSession<Hand
         }
     }
 
-    std::string take_held(int status) {
+    // The body of an answer carrying what is held (which stays held).
+    std::string held_body(int status) const {
         std::string body = "{\"status\":" + std::to_string(status) + ",\"token\":";
         body += nlohmann::json(token_).dump();
         body += ",\"messages\":[";
@@ -254,19 +255,27 @@ class LongPollSession : public std::enable_shared_from_this<LongPollSession<Hand
                         .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
         }
         body += "]}";
+        return body;
+    }
+
+    // Answers a poll with what is held (200), or with nothing (204). The
+    // messages are let go only if the answer was taken: a poll whose client
+    // went away (cancelled) leaves them for the next one.
+    bool deliver(const transport::http::Responder& poll) {
+        if (!poll.send(longpoll_response(held_body(held_.empty() ? 204 : 200)))) return false;
         held_.clear();
         held_bytes_ = 0;
-        return body;
+        return true;
     }
 
     void take_poll(const transport::http::Responder& responder) {
         if (state_ != state::open)
             return void(responder.send(longpoll_response(longpoll_body(410))));
         // A newer poll replaces a waiting one (the client gave up on it).
-        if (poll_) std::exchange(poll_, {}).send(longpoll_response(take_held(204)));
+        if (poll_) deliver(std::exchange(poll_, {}));
         if (!held_.empty()) {
-            responder.send(longpoll_response(take_held(200)));
-            return arm_idle();
+            if (deliver(responder)) arm_idle();
+            return;
         }
         poll_ = responder;
         // The client went away before the answer: nothing was taken, the
@@ -281,14 +290,14 @@ class LongPollSession : public std::enable_shared_from_this<LongPollSession<Hand
         });
         arm(options_.window, [this] {
             if (!poll_) return;
-            std::exchange(poll_, {}).send(longpoll_response(take_held(204)));
+            deliver(std::exchange(poll_, {}));
             arm_idle();
         });
     }
 
     void answer_poll() {
         if (!poll_ || held_.empty() || state_ != state::open) return;
-        std::exchange(poll_, {}).send(longpoll_response(take_held(200)));
+        deliver(std::exchange(poll_, {}));
         arm_idle();
     }
 

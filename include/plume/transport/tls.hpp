@@ -29,6 +29,9 @@ inline std::shared_ptr<asio::ssl::context> tls_context(asio::ssl::context::metho
     ctx->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
                      asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
                      asio::ssl::context::no_tlsv1_1 | asio::ssl::context::single_dh_use);
+    // OpenSSL's own record buffers (~34 KiB) are freed while a connection is
+    // idle, and taken again when it talks.
+    SSL_CTX_set_mode(ctx->native_handle(), SSL_MODE_RELEASE_BUFFERS);
     return ctx;
 }
 

@@ -461,15 +461,19 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
     }
 
     // Where an asynchronous read lands: the small inline buffer (a stream
-    // read speculatively drains the rest into the per-thread buffer), or a
-    // TLS record's worth for a stream that is not.
+    // read speculatively drains the rest into the per-thread buffer). A
+    // stream that is not (TLS) reads into the inline buffer too while the
+    // peer is quiet, and into a record's worth, allocated for the burst,
+    // while a read fills the inline one: an idle TLS connection holds no
+    // read buffer of its own.
     asio::mutable_buffer read_buffer() {
-        if constexpr (traits::speculative) {
-            return asio::buffer(inline_read_);
-        } else {
-            if (!stream_read_) stream_read_ = std::make_unique<char[]>(stream_read_size);
-            return asio::buffer(stream_read_.get(), stream_read_size);
+        if constexpr (!traits::speculative) {
+            if (big_reads_) {
+                if (!stream_read_) stream_read_ = std::make_unique<char[]>(stream_read_size);
+                return asio::buffer(stream_read_.get(), stream_read_size);
+            }
         }
+        return asio::buffer(inline_read_);
     }
 
     void on_read(std::error_code ec, std::size_t n) {
@@ -482,7 +486,14 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
             on_bytes(inline_read_, n);
             if (n == sizeof inline_read_) drain_socket();
         } else {
-            on_bytes(stream_read_.get(), n);
+            const bool big = big_reads_;
+            on_bytes(big ? stream_read_.get() : inline_read_, n);
+            if (!big && n == sizeof inline_read_) {
+                big_reads_ = true;
+            } else if (big && n < sizeof inline_read_) {  // quiet again
+                big_reads_ = false;
+                stream_read_.reset();
+            }
         }
         end_turn();
     }
@@ -684,6 +695,13 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
                                            : "malformed Content-Length"));
                 hs.head_end = end;
                 hs.body_length = length.length;
+                // A client that waits for leave to send its body (curl does
+                // for bodies over 1 KiB) gets it at once (RFC 9110 10.1.1).
+                if (hs.body_length > 0 && hs.server_request.version_minor >= 1 &&
+                    http::has_token(hs.server_request.header("expect"), "100-continue") &&
+                    hs.buffer.size() - end < hs.body_length)
+                    enqueue(std::make_shared<const std::string>("HTTP/1.1 100 Continue\r\n\r\n"),
+                            true);
                 hs.head_parsed = true;
             }
             if (hs.buffer.size() - hs.head_end < hs.body_length) return;  // more to come
@@ -729,17 +747,25 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
         hs.responder = http::Responder{};
         bool keep = http::keeps_alive(hs.server_request) && !response.says_close() &&
                     hs.requests < options_->max_requests_per_connection && !stop_requested();
+        // The answer to HEAD has the head of GET's, and no body (RFC 9110 9.3.2).
+        const bool head_only = hs.server_request.method == "HEAD";
         hs.server_request = http::Request{};
         if (!keep) {
             if (!response.says_close()) response.set("Connection", "close");
-            return refuse(response);
+            return refuse(response, head_only);
         }
         response.set("Connection", "keep-alive");
+        // Tells clients when an idle connection will be closed, so they do
+        // not reuse one as it closes.
+        if (options_->keep_alive_timeout.count() > 0)
+            response.set("Keep-Alive",
+                         "timeout=" + std::to_string(std::max<long long>(
+                                          1, options_->keep_alive_timeout.count() / 1000)));
         state_ = state::handshake;
         arm_timer(options_->keep_alive_timeout);
         bool corked = in_read_;
         in_read_ = true;  // the answer and any pipelined ones in one write
-        enqueue(std::make_shared<const std::string>(response.to_string()), true);
+        enqueue(serialize(response, head_only), true);
         next_request();
         in_read_ = corked;
         if (!corked) flush();
@@ -811,9 +837,15 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
         if constexpr (detail::HasOnOpen<Handler, Connection>) handler_.on_open(*this);
     }
 
-    void refuse(const http::Response& response) {
+    static SharedFrame serialize(const http::Response& response, bool head_only) {
+        auto bytes = response.to_string();
+        if (head_only) bytes.resize(bytes.size() - response.body.size());
+        return std::make_shared<const std::string>(std::move(bytes));
+    }
+
+    void refuse(const http::Response& response, bool head_only = false) {
         state_ = state::draining;
-        enqueue(std::make_shared<const std::string>(response.to_string()), true);
+        enqueue(serialize(response, head_only), true);
         close_queued_ = true;
         arm_timer(options_->close_timeout);
     }
@@ -1171,6 +1203,7 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
     // Reads of a stream that is not read speculatively (TLS), made on first use.
     static constexpr std::size_t stream_read_size = 16 * 1024;
     std::unique_ptr<char[]> stream_read_;
+    bool big_reads_ = false;  // the next read goes to stream_read_
     std::unique_ptr<DeflateSession> deflate_;
     // Read but not yet parsed, only after a turn ran out of budget (an idle
     // connection holds none).

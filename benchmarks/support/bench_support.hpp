@@ -234,7 +234,8 @@ class ServerProcess {
   private:
     void parse_listening_line(const std::string& line) {
         std::string rest;
-        for (const std::string_view marker : {"listening on ws://", "listening on http://"}) {
+        for (const std::string_view marker : {"listening on ws://", "listening on http://",
+                                              "listening on wss://", "listening on https://"}) {
             if (const auto at = line.find(marker); at != std::string::npos) {
                 rest = line.substr(at + marker.size());
                 break;

@@ -1,0 +1,263 @@
+// tls_overhead — what wss:// costs next to ws:// on the same server.
+//
+// Runs the echo example twice per round, plain and with --tls-cert/--tls-key
+// (a self-signed pair made with openssl in a temporary folder), alternating
+// for --runs rounds, and for each:
+//   - memory: the server's VmRSS growth per open, idle connection
+//     (--idle connections, plume's client, handshake done, then silent);
+//   - echo: --connections connections each keeping --pipeline messages of
+//     --size bytes in flight for --seconds; round trips per second and the
+//     server's CPU per round trip (from /proc: the client's own cost, which
+//     TLS also raises, does not count).
+// Prints each run, the medians and the TLS / plain ratios (issue 13's target:
+// ≤ 1.5× the plain figures). The client is plume's own (Asio) on one thread.
+//
+//   tls_overhead --server build/release/examples/echo/echo_server [--runs 3]
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <plume/transport.hpp>
+
+#include "support/bench_support.hpp"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using namespace plume_bench;
+namespace pt = plume::transport;
+
+struct Config {
+    std::string server;
+    int runs = 3;
+    int idle = 2000;
+    int connections = 50;
+    int pipeline = 4;
+    std::size_t size = 64;
+    double seconds = 4;
+};
+
+struct Figures {
+    double bytes_per_idle = 0;
+    double round_trips_per_s = 0;
+    double server_us_per_round_trip = 0;
+};
+
+struct Counters {
+    std::size_t opened = 0;
+    std::size_t failed = 0;
+    std::uint64_t echoes = 0;
+    bool echoing = false;
+};
+
+struct Handler {
+    Counters* counters;
+    std::string message;
+    void on_open(auto& conn) {
+        ++counters->opened;
+        (void)conn;
+    }
+    void on_message(auto& conn, pt::opcode, std::string_view) {
+        if (!counters->echoing) return;
+        ++counters->echoes;
+        conn.send_text(message);
+    }
+    void on_close(auto&, std::uint16_t, std::string_view) {}
+    void on_handshake_error(auto&, std::error_code ec, std::string_view detail) {
+        if (counters->failed++ == 0)
+            std::fprintf(stderr, "tls_overhead: open failed: %s %.*s\n", ec.message().c_str(),
+                         static_cast<int>(detail.size()), detail.data());
+    }
+};
+
+template <class Pred>
+bool run_until(asio::io_context& io, Pred done, std::chrono::seconds limit) {
+    const auto deadline = Clock::now() + limit;
+    while (!done() && Clock::now() < deadline) {
+        if (io.stopped()) io.restart();
+        io.run_one_for(std::chrono::milliseconds(20));
+    }
+    return done();
+}
+
+template <class NextLayer>
+Figures measure(const Config& config, const std::vector<std::string>& server_args,
+                const std::string& scheme, typename pt::StreamTraits<NextLayer>::Context ctx) {
+    ServerProcess server;
+    std::vector<std::string> args{"--port", "0", "--idle-timeout", "0"};
+    args.insert(args.end(), server_args.begin(), server_args.end());
+    server.start(config.server, args, std::chrono::seconds(15), false);
+    const std::string url = scheme + "://127.0.0.1:" + std::to_string(server.port()) + "/";
+    auto options = std::make_shared<const pt::Options>([] {
+        pt::Options o;
+        o.idle_timeout = std::chrono::milliseconds(0);
+        return o;
+    }());
+    asio::io_context io{1};
+    Counters counters;
+    using Conn = pt::Connection<Handler, NextLayer>;
+    auto open = [&](std::size_t n, std::vector<std::shared_ptr<Conn>>& out) {
+        const std::size_t target = counters.opened + n;
+        for (std::size_t i = 0; i < n; ++i) {
+            out.push_back(pt::connect<Handler, NextLayer>(
+                io, *pt::parse_url(url), options, Handler{&counters, std::string(config.size, 'x')},
+                {}, ctx));
+            // A few handshakes at a time: a burst would measure SYN retries.
+            if (i % 50 == 49)
+                run_until(
+                    io, [&] { return counters.opened + counters.failed >= target - n + i; },
+                    std::chrono::seconds(30));
+        }
+        if (!run_until(
+                io, [&] { return counters.opened + counters.failed >= target; },
+                std::chrono::seconds(60)) ||
+            counters.failed)
+            throw std::runtime_error("not every connection opened");
+    };
+    auto close_all = [&](std::vector<std::shared_ptr<Conn>>& conns) {
+        for (auto& c : conns)
+            asio::post(c->get_executor(), [c] { c->close(1000); });
+        run_until(
+            io, [] { return false; }, std::chrono::seconds(1));
+        conns.clear();
+    };
+
+    Figures f;
+    {  // memory per idle connection (after one warm-up connection)
+        std::vector<std::shared_ptr<Conn>> warm;
+        open(1, warm);
+        close_all(warm);
+        const long before = stable_rss_kib(server.pid());
+        std::vector<std::shared_ptr<Conn>> idle;
+        open(static_cast<std::size_t>(config.idle), idle);
+        run_until(
+            io, [] { return false; }, std::chrono::seconds(1));
+        const long after = stable_rss_kib(server.pid());
+        f.bytes_per_idle = static_cast<double>(after - before) * 1024.0 / config.idle;
+        close_all(idle);
+    }
+    {  // echo
+        std::vector<std::shared_ptr<Conn>> conns;
+        open(static_cast<std::size_t>(config.connections), conns);
+        counters.echoing = true;
+        const std::string message(config.size, 'x');
+        for (auto& c : conns)
+            for (int i = 0; i < config.pipeline; ++i)
+                asio::post(c->get_executor(), [c, message] { c->send_text(message); });
+        run_until(
+            io, [] { return false; }, std::chrono::seconds(1));  // warm-up
+        const auto cpu0 = proc_cpu_seconds(server.pid()).value_or(0);
+        const auto n0 = counters.echoes;
+        const auto t0 = Clock::now();
+        run_until(
+            io, [] { return false; }, std::chrono::seconds(static_cast<long>(config.seconds)));
+        const double elapsed = std::chrono::duration<double>(Clock::now() - t0).count();
+        const auto n = counters.echoes - n0;
+        const auto cpu = proc_cpu_seconds(server.pid()).value_or(0) - cpu0;
+        counters.echoing = false;
+        f.round_trips_per_s = static_cast<double>(n) / elapsed;
+        f.server_us_per_round_trip = n ? cpu * 1e6 / static_cast<double>(n) : 0;
+        close_all(conns);
+    }
+    server.stop(std::chrono::seconds(10));
+    return f;
+}
+
+double median(std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v.empty() ? 0 : v[v.size() / 2];
+}
+
+std::string make_certificate() {
+    auto dir =
+        std::filesystem::temp_directory_path() / ("plume-tls-overhead-" + std::to_string(getpid()));
+    std::filesystem::create_directories(dir);
+    const std::string cmd =
+        "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 "
+        "-subj /CN=localhost -addext subjectAltName=IP:127.0.0.1 -keyout " +
+        (dir / "key.pem").string() + " -out " + (dir / "cert.pem").string() + " 2>/dev/null";
+    if (std::system(cmd.c_str()) != 0)
+        throw std::runtime_error("openssl could not make a certificate (apt-get install openssl)");
+    return dir.string();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    try {
+        CliArgs args(argc, argv, {"help"});
+        Config config;
+        config.server = args.get("server", "");
+        config.runs = static_cast<int>(args.number("runs", config.runs));
+        config.idle = static_cast<int>(args.number("idle", config.idle));
+        config.connections = static_cast<int>(args.number("connections", config.connections));
+        config.pipeline = static_cast<int>(args.number("pipeline", config.pipeline));
+        config.size = static_cast<std::size_t>(args.number("size", 64));
+        config.seconds = args.number("seconds", config.seconds);
+        const bool help = args.flag("help");
+        args.finish();
+        if (help || config.server.empty()) {
+            std::fputs(
+                "usage: tls_overhead --server PATH/echo_server [--runs 3] [--idle 2000]\n"
+                "         [--connections 50] [--pipeline 4] [--size 64] [--seconds 4]\n",
+                stderr);
+            return help ? 0 : 2;
+        }
+        require_fd_limit(config.idle + 100);
+        const auto dir = make_certificate();
+        const std::vector<std::string> tls_args{"--tls-cert", dir + "/cert.pem", "--tls-key",
+                                                dir + "/key.pem"};
+        auto client_ctx = pt::client_tls_context(
+            pt::ClientTlsOptions{.ca_file = dir + "/cert.pem", .ca_pem = {}});
+
+        std::vector<Figures> plain, tls;
+        for (int r = 0; r < config.runs; ++r) {
+            plain.push_back(measure<asio::ip::tcp::socket>(config, {}, "ws", {}));
+            tls.push_back(measure<pt::TlsSocket>(config, tls_args, "wss", {client_ctx}));
+            std::printf(
+                "run %d  plain: %6.0f B/idle conn  %8.0f round trips/s  %5.2f us server CPU/rt"
+                "   tls: %6.0f B  %8.0f rt/s  %5.2f us\n",
+                r + 1, plain.back().bytes_per_idle, plain.back().round_trips_per_s,
+                plain.back().server_us_per_round_trip, tls.back().bytes_per_idle,
+                tls.back().round_trips_per_s, tls.back().server_us_per_round_trip);
+            std::fflush(stdout);
+        }
+        std::filesystem::remove_all(dir);
+        auto med = [](const std::vector<Figures>& v, double Figures::*m) {
+            std::vector<double> xs;
+            for (auto& f : v)
+                xs.push_back(f.*m);
+            return median(xs);
+        };
+        const double pm = med(plain, &Figures::bytes_per_idle);
+        const double tm = med(tls, &Figures::bytes_per_idle);
+        const double pr = med(plain, &Figures::round_trips_per_s);
+        const double tr = med(tls, &Figures::round_trips_per_s);
+        const double pc = med(plain, &Figures::server_us_per_round_trip);
+        const double tc = med(tls, &Figures::server_us_per_round_trip);
+        std::printf(
+            "tls_overhead (medians of %d alternating runs; %d idle connections; echo %d "
+            "connections x %d in flight x %zu B for %.0f s)\n",
+            config.runs, config.idle, config.connections, config.pipeline, config.size,
+            config.seconds);
+        std::printf("  memory per idle connection  plain %.0f B   tls %.0f B   ratio %.2fx\n", pm,
+                    tm, pm > 0 ? tm / pm : 0);
+        std::printf("  echo round trips/s          plain %.0f   tls %.0f   ratio %.2fx\n", pr, tr,
+                    pr > 0 ? tr / pr : 0);
+        std::printf("  server CPU per round trip   plain %.2f us   tls %.2f us   ratio %.2fx\n", pc,
+                    tc, pc > 0 ? tc / pc : 0);
+        return 0;
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "tls_overhead: %s\n", e.what());
+        return 1;
+    }
+}

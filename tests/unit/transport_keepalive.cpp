@@ -275,6 +275,8 @@ TEST_CASE("a held request is cancelled when the client goes away", "[transport][
         c.send(get("/hold/1"));
         REQUIRE(run_until(f.io, [&] { return f.handler.seen->held.size() == 1; }));
         c.sock.close();
+        // The read ends (operation_aborted) before `c` goes.
+        REQUIRE(run_until(f.io, [&] { return c.eof; }));
     }
     REQUIRE(run_until(f.io, [&] { return f.handler.seen->cancelled == 1; }));
     CHECK(f.handler.seen->held[0].cancelled());

@@ -134,7 +134,11 @@ void connect_from(Conn& conn, Endpoints endpoints, Endpoints::iterator it,
 /// Before a client TLS handshake with `host`: SNI (a host name, never an
 /// address: RFC 6066 3) and the check that the certificate names `host`
 /// (when the context verifies peers).
-inline void prepare_client_tls(TlsSocket& tls, const std::string& host) {
+inline void prepare_client_tls(TlsStream& tls, const std::string& host) {
+    tls.set_host(host);
+}
+
+inline void prepare_client_tls(AsioTlsSocket& tls, const std::string& host) {
     std::error_code ec;
     (void)asio::ip::make_address(host, ec);
     if (ec) SSL_set_tlsext_host_name(tls.native_handle(), host.c_str());

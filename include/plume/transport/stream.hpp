@@ -5,6 +5,7 @@
 //
 //   plume::transport::Connection<Echo>                          // TCP (asio::ip::tcp::socket)
 //   plume::transport::Connection<Echo, plume::transport::TlsSocket>   // TLS over TCP
+//   plume::transport::Connection<Echo, plume::transport::AsioTlsSocket>  // asio::ssl::stream
 //
 // A host stream type gets its own specialization of StreamTraits (see the
 // TCP one below for what it provides): whether the connection may read and
@@ -21,11 +22,16 @@
 #include <utility>
 
 #include "plume/transport/parser.hpp"  // role
+#include "plume/transport/tls_stream.hpp"
 
 namespace plume::transport {
 
-/// TLS over TCP.
-using TlsSocket = asio::ssl::stream<asio::ip::tcp::socket>;
+/// TLS over TCP: OpenSSL on the socket itself (tls_stream.hpp).
+using TlsSocket = TlsStream;
+/// TLS over TCP through asio::ssl::stream: its engine and buffers (~67 KiB
+/// per connection), one record per buffer written. Kept as a second TLS
+/// stream policy (and for comparison in benchmarks/tls_overhead).
+using AsioTlsSocket = asio::ssl::stream<asio::ip::tcp::socket>;
 
 /// The policy of plain TCP, and the default for any stream type.
 template <class NextLayer>
@@ -49,12 +55,33 @@ struct StreamTraits {
     static constexpr bool has_start = false;
 };
 
-/// TLS over TCP (OpenSSL through asio::ssl): the server handshake before the
-/// HTTP upgrade, close_notify at the end (ssl::stream::async_shutdown, bounded
-/// by the connection's close timer). Reads and writes wait for readiness
-/// through the SSL engine, never speculatively.
+/// TLS over TCP (TlsStream): the handshake before the HTTP upgrade,
+/// close_notify at the end (async_shutdown, bounded by the connection's close
+/// timer). Reads and writes are tried speculatively, as on a plain socket.
 template <>
-struct StreamTraits<TlsSocket> {
+struct StreamTraits<TlsStream> {
+    struct Context {
+        std::shared_ptr<asio::ssl::context> ssl;
+    };
+    static constexpr bool is_tls = true;
+    static constexpr bool speculative = true;
+    static constexpr bool has_start = true;
+
+    static TlsStream make(asio::ip::tcp::socket socket, const Context& c) {
+        return TlsStream(std::move(socket), *c.ssl);
+    }
+    template <class Done>
+    static void async_start(TlsStream& s, role r, Done&& done) {
+        s.async_handshake(
+            r == role::server ? asio::ssl::stream_base::server : asio::ssl::stream_base::client,
+            std::forward<Done>(done));
+    }
+};
+
+/// TLS over TCP through asio::ssl::stream: the same start and end; reads and
+/// writes wait for readiness through the SSL engine, never speculatively.
+template <>
+struct StreamTraits<AsioTlsSocket> {
     struct Context {
         std::shared_ptr<asio::ssl::context> ssl;
     };
@@ -62,11 +89,11 @@ struct StreamTraits<TlsSocket> {
     static constexpr bool speculative = false;
     static constexpr bool has_start = true;
 
-    static TlsSocket make(asio::ip::tcp::socket socket, const Context& c) {
-        return TlsSocket(std::move(socket), *c.ssl);
+    static AsioTlsSocket make(asio::ip::tcp::socket socket, const Context& c) {
+        return AsioTlsSocket(std::move(socket), *c.ssl);
     }
     template <class Done>
-    static void async_start(TlsSocket& s, role r, Done&& done) {
+    static void async_start(AsioTlsSocket& s, role r, Done&& done) {
         s.async_handshake(
             r == role::server ? asio::ssl::stream_base::server : asio::ssl::stream_base::client,
             std::forward<Done>(done));

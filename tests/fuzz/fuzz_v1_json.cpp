@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <string_view>
 
+#include "plume/detail/utf8.hpp"
 #include "plume/wire/v1_json.hpp"
 #include "wire_roundtrip.hpp"
 
@@ -15,6 +16,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         FrameView::text(bytes), [](auto& value, bool /*binary*/) { value.join_ref.reset(); });
     // A binary frame is read as the same JSON text (Phoenix's V1 serializer
     // does so), provided its bytes are UTF-8.
+    // A text frame reaches decode only after the transport checked its
+    // UTF-8; bytes that are not UTF-8 are refused as a binary frame.
+    if (!plume::detail::is_valid_utf8(bytes)) {
+        FUZZ_CHECK(!V1Json::decode(FrameView::binary(bytes)));
+        return 0;
+    }
     auto as_text = V1Json::decode(FrameView::text(bytes));
     auto as_binary = V1Json::decode(FrameView::binary(bytes));
     FUZZ_CHECK(bool(as_text) == bool(as_binary));

@@ -55,49 +55,41 @@ struct StreamTraits {
     static constexpr bool has_start = false;
 };
 
-/// TLS over TCP (TlsStream): the handshake before the HTTP upgrade,
-/// close_notify at the end (async_shutdown, bounded by the connection's close
-/// timer). Reads and writes are tried speculatively, as on a plain socket.
-template <>
-struct StreamTraits<TlsStream> {
+namespace detail {
+
+/// What both TLS streams share: a server context, the handshake before the
+/// HTTP upgrade, close_notify at the end (async_shutdown, bounded by the
+/// connection's close timer).
+template <class Stream, bool Speculative>
+struct TlsStreamTraits {
     struct Context {
         std::shared_ptr<asio::ssl::context> ssl;
     };
     static constexpr bool is_tls = true;
-    static constexpr bool speculative = true;
+    static constexpr bool speculative = Speculative;
     static constexpr bool has_start = true;
 
-    static TlsStream make(asio::ip::tcp::socket socket, const Context& c) {
-        return TlsStream(std::move(socket), *c.ssl);
+    static Stream make(asio::ip::tcp::socket socket, const Context& c) {
+        return Stream(std::move(socket), *c.ssl);
     }
     template <class Done>
-    static void async_start(TlsStream& s, role r, Done&& done) {
+    static void async_start(Stream& s, role r, Done&& done) {
         s.async_handshake(
             r == role::server ? asio::ssl::stream_base::server : asio::ssl::stream_base::client,
             std::forward<Done>(done));
     }
 };
 
-/// TLS over TCP through asio::ssl::stream: the same start and end; reads and
-/// writes wait for readiness through the SSL engine, never speculatively.
-template <>
-struct StreamTraits<AsioTlsSocket> {
-    struct Context {
-        std::shared_ptr<asio::ssl::context> ssl;
-    };
-    static constexpr bool is_tls = true;
-    static constexpr bool speculative = false;
-    static constexpr bool has_start = true;
+}  // namespace detail
 
-    static AsioTlsSocket make(asio::ip::tcp::socket socket, const Context& c) {
-        return AsioTlsSocket(std::move(socket), *c.ssl);
-    }
-    template <class Done>
-    static void async_start(AsioTlsSocket& s, role r, Done&& done) {
-        s.async_handshake(
-            r == role::server ? asio::ssl::stream_base::server : asio::ssl::stream_base::client,
-            std::forward<Done>(done));
-    }
-};
+/// TLS over TCP (TlsStream): reads and writes are tried speculatively, as on
+/// a plain socket.
+template <>
+struct StreamTraits<TlsStream> : detail::TlsStreamTraits<TlsStream, true> {};
+
+/// TLS over TCP through asio::ssl::stream: reads and writes wait for
+/// readiness through the SSL engine, never speculatively.
+template <>
+struct StreamTraits<AsioTlsSocket> : detail::TlsStreamTraits<AsioTlsSocket, false> {};
 
 }  // namespace plume::transport

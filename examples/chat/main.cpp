@@ -372,7 +372,9 @@ int main(int argc, char** argv) {
     config.history.topics = {"room:*"};
     config.history.events = {"new_msg"};  // not typing indicators
 
-    asio::io_context io;
+    // Concurrency hint 1 tells Asio (and plume) that one thread runs it:
+    // connections then need no strand of their own.
+    asio::io_context io{threads == 1 ? 1 : static_cast<int>(threads)};
     try {
         if (config.tls.empty())
             return run<asio::ip::tcp::socket>(io, config, redis, phoenix_js, threads);

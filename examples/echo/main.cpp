@@ -123,7 +123,9 @@ int main(int argc, char** argv) {
         }
     }
 
-    asio::io_context io;
+    // Concurrency hint 1 tells Asio (and plume) that one thread runs it:
+    // connections then need no strand of their own.
+    asio::io_context io{threads == 1 ? 1 : static_cast<int>(threads)};
     if (tls_cert.empty() != tls_key.empty()) usage("--tls-cert and --tls-key go together");
     if (tls_cert.empty()) {
         ws::Server<Echo> server(io, options);

@@ -67,12 +67,26 @@ struct PickyHandler : EchoHandler {
     }
 };
 
+// Answers every message with which executor the connection runs on: the
+// io_context's own, or another (a strand of it).
+struct ExecutorHandler {
+    inline static asio::io_context* io = nullptr;
+    void on_message(auto& conn, ws::opcode, std::string_view) {
+        conn.send_text(runs_on_io_context(conn) ? "io_context" : "strand");
+    }
+    void on_close(auto&, std::uint16_t, std::string_view) {}
+    static bool runs_on_io_context(auto& conn) {
+        return conn.get_executor() == asio::any_io_executor(io->get_executor());
+    }
+};
+
 template <class Handler = EchoHandler>
 struct Fixture {
     asio::io_context io;
     ws::Server<Handler> server;
     std::string url;
-    explicit Fixture(ws::Options opt = {}) : server(io, opt) {
+    explicit Fixture(ws::Options opt = {}, int concurrency_hint = ASIO_CONCURRENCY_HINT_DEFAULT)
+        : io(concurrency_hint), server(io, opt) {
         server.listen("127.0.0.1", 0);
         url = "ws://127.0.0.1:" + std::to_string(server.local_endpoint().port());
     }
@@ -104,6 +118,30 @@ TEST_CASE("client and server exchange text and binary messages", "[transport][lo
     asio::post(conn->get_executor(), [&] { conn->close(4001, "done"); });
     REQUIRE(run_until(f.io, [&] { return f.server.connection_count() == 0; }));
     CHECK(rec->close_code == 4001);
+}
+
+TEST_CASE("an io_context made for one thread runs connections without a strand each",
+          "[transport][loopback]") {
+    for (const bool one_thread : {true, false}) {
+        CAPTURE(one_thread);
+        Fixture<ExecutorHandler> f({}, one_thread ? 1 : ASIO_CONCURRENCY_HINT_DEFAULT);
+        ExecutorHandler::io = &f.io;
+        auto rec = std::make_shared<Record>();
+        auto conn = f.client(rec);
+        CHECK(ExecutorHandler::runs_on_io_context(*conn) == one_thread);
+        REQUIRE(run_until(f.io, [&] { return rec->opened; }));
+        // A message bigger than one read of the per-thread buffer, then a small one.
+        asio::post(conn->get_executor(), [&] {
+            conn->send_binary(std::string(300'000, 'x'));
+            conn->send_text("which?");
+        });
+        REQUIRE(run_until(f.io, [&] { return rec->messages.size() == 2; }));
+        const std::string expected = one_thread ? "io_context" : "strand";
+        CHECK(rec->messages[0].second == expected);
+        CHECK(rec->messages[1].second == expected);
+        asio::post(conn->get_executor(), [&] { conn->close(1000, "done"); });
+        REQUIRE(run_until(f.io, [&] { return f.server.connection_count() == 0; }));
+    }
 }
 
 TEST_CASE("ClientRequest::local_address binds the client's source address",

@@ -26,6 +26,7 @@
 #include <string_view>
 #include <system_error>
 
+#include "plume/transport/executor.hpp"
 #include "plume/transport/websocket.hpp"
 
 namespace plume::transport {
@@ -157,7 +158,8 @@ void async_connect(Conn& conn, const Endpoints& endpoints,
 }  // namespace detail
 
 /// Resolves, connects and starts the WebSocket handshake. Returns the
-/// connection at once; it opens asynchronously on its own strand. ws:// runs
+/// connection at once; it opens asynchronously on its own strand (or on
+/// the io_context itself when one thread runs it, see executor.hpp). ws:// runs
 /// over plain TCP, wss:// over NextLayer = TlsSocket with `stream` holding a
 /// client context (client_tls_context(): the server's certificate is checked
 /// against the system CAs and the URL's host, which is also sent as SNI).
@@ -168,7 +170,7 @@ std::shared_ptr<Connection<Handler, NextLayer>> connect(
     typename StreamTraits<NextLayer>::Context stream = {}) {
     using Conn = Connection<Handler, NextLayer>;
     using traits = StreamTraits<NextLayer>;
-    auto strand = asio::make_strand(io);
+    asio::any_io_executor executor = detail::connection_executor(io);
     std::error_code wrong;
     if ((url.scheme == "wss") != traits::is_tls) wrong = error::scheme_mismatch;
     if constexpr (traits::is_tls) {
@@ -177,10 +179,10 @@ std::shared_ptr<Connection<Handler, NextLayer>> connect(
             wrong = error::no_tls_context;
         }
     }
-    auto conn = std::make_shared<Conn>(traits::make(asio::ip::tcp::socket(strand), stream),
+    auto conn = std::make_shared<Conn>(traits::make(asio::ip::tcp::socket(executor), stream),
                                        std::move(options), role::client, std::move(handler));
     if (wrong) {
-        asio::post(strand,
+        asio::post(executor,
                    [conn, wrong] { detail::report_handshake_error<Handler>(*conn, wrong); });
         return conn;
     }
@@ -189,7 +191,7 @@ std::shared_ptr<Connection<Handler, NextLayer>> connect(
     request.host = url.host.find(':') != std::string::npos ? "[" + url.host + "]" : url.host;
     if (!default_port) request.host += ":" + std::to_string(url.port);
     request.target = url.target;
-    auto resolver = std::make_shared<asio::ip::tcp::resolver>(strand);
+    auto resolver = std::make_shared<asio::ip::tcp::resolver>(executor);
     resolver->async_resolve(
         url.host, std::to_string(url.port),
         [conn, resolver, request = std::move(request)](

@@ -22,6 +22,7 @@
 #include <string>
 #include <string_view>
 
+#include "plume/transport/executor.hpp"
 #include "plume/transport/websocket.hpp"
 
 namespace plume::transport {
@@ -121,7 +122,8 @@ class Server {
             if (stopping_) return close_acceptor();
             if (ec == asio::error::operation_aborted || !acceptor_.is_open()) return;
             for (int i = 0; i < 64 && !ec; ++i) {
-                asio::ip::tcp::socket socket = acceptor_.accept(asio::make_strand(io_), ec);
+                asio::ip::tcp::socket socket =
+                    acceptor_.accept(detail::connection_executor(io_), ec);
                 if (ec == asio::error::would_block || ec == asio::error::try_again) return accept();
                 if (!ec) start_connection(std::move(socket));
             }

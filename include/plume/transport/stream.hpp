@@ -42,6 +42,13 @@ struct StreamTraits {
     /// Non-blocking read_some/write_some are allowed before any wait (one
     /// system call when bytes are there, no completion handler).
     static constexpr bool speculative = true;
+    /// The stream can wait until it is readable without a buffer (a socket's
+    /// async_wait), and everything read is in the socket, nothing buffered
+    /// above it: the connection then holds no read buffer while it waits.
+    static constexpr bool waits_readable = requires(NextLayer & s) {
+        s.async_wait(asio::socket_base::wait_read, [](std::error_code) {});
+        s.native_handle();
+    };
 
     static NextLayer make(asio::ip::tcp::socket socket, const Context&) {
         return NextLayer(std::move(socket));
@@ -67,6 +74,8 @@ struct TlsStreamTraits {
     };
     static constexpr bool is_tls = true;
     static constexpr bool speculative = Speculative;
+    // OpenSSL may hold decrypted bytes the socket no longer shows.
+    static constexpr bool waits_readable = false;
     static constexpr bool has_start = true;
 
     static Stream make(asio::ip::tcp::socket socket, const Context& c) {

@@ -31,6 +31,7 @@
 #include <asio.hpp>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -444,9 +445,12 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
         layer_.lowest_layer().set_option(asio::ip::tcp::no_delay(true), ec);
     }
 
-    // Reads wait in a small buffer inside the connection, so Asio can read
-    // speculatively and skip re-arming epoll; when it fills up, the rest is
-    // drained into the per-thread buffer. An idle connection holds only this.
+    // A plain socket waits until it is readable, holding no buffer, then
+    // reads what is there into the per-thread buffer (one receive per
+    // message in a request/response exchange, where a speculative read would
+    // fail first). Other streams read into a small buffer inside the
+    // connection, so Asio can read speculatively; when it fills up, the rest
+    // is drained into the per-thread buffer.
     void wait_readable() {
         if (reading_ || starting_ || shutting_ || state_ == state::closed) return;
         // A TLS server ends with close_notify (maybe_shutdown), which cannot
@@ -454,10 +458,25 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
         if constexpr (traits::is_tls)
             if (role_ == role::server && state_ == state::draining) return maybe_shutdown();
         reading_ = true;
-        layer_.async_read_some(
-            read_buffer(), [self = this->shared_from_this()](std::error_code ec, std::size_t n) {
-                self->on_read(ec, n);
-            });
+        if constexpr (traits::waits_readable) {
+            layer_.async_wait(
+                asio::socket_base::wait_read,
+                [self = this->shared_from_this()](std::error_code ec) { self->on_readable(ec); });
+        } else {
+            layer_.async_read_some(
+                read_buffer(), [self = this->shared_from_this()](
+                                   std::error_code ec, std::size_t n) { self->on_read(ec, n); });
+        }
+    }
+
+    void on_readable(std::error_code ec) {
+        reading_ = false;
+        if (state_ == state::closed) return close_if_idle();
+        if (ec) return transport_failed();
+        last_activity_ = std::chrono::steady_clock::now();
+        start_turn();
+        drain_socket();
+        end_turn();
     }
 
     // Where an asynchronous read lands: the small inline buffer (a stream
@@ -483,14 +502,14 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
         last_activity_ = std::chrono::steady_clock::now();
         start_turn();
         if constexpr (traits::speculative) {
-            on_bytes(inline_read_, n);
-            if (n == sizeof inline_read_) drain_socket();
+            on_bytes(inline_read_.data(), n);
+            if (n == inline_read_.size()) drain_socket();
         } else {
             const bool big = big_reads_;
-            on_bytes(big ? stream_read_.get() : inline_read_, n);
-            if (!big && n == sizeof inline_read_) {
+            on_bytes(big ? stream_read_.get() : inline_read_.data(), n);
+            if (!big && n == inline_read_.size()) {
                 big_reads_ = true;
-            } else if (big && n < sizeof inline_read_) {  // quiet again
+            } else if (big && n < inline_read_.size()) {  // quiet again
                 big_reads_ = false;
                 stream_read_.reset();
             }
@@ -1199,7 +1218,11 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
     std::size_t pong_slot_ = no_pong;  // where in queue_ the one waiting pong is
     std::size_t queued_bytes_ = 0;
     std::chrono::steady_clock::time_point last_activity_{};
-    char inline_read_[256];
+    // Streams that cannot wait for readability read into this (none for TCP).
+    struct NoInlineRead {};
+    [[no_unique_address]] std::conditional_t<traits::waits_readable, NoInlineRead,
+                                             std::array<char, 256>>
+        inline_read_{};
     // Reads of a stream that is not read speculatively (TLS), made on first use.
     static constexpr std::size_t stream_read_size = 16 * 1024;
     std::unique_ptr<char[]> stream_read_;

@@ -85,6 +85,7 @@ if ((fd_limit < top + 100)); then
 fi
 
 mkdir -p "$out/logs"
+rm -f "$out"/logs/*.txt
 {
     echo "# date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
     echo "# machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(nproc) cores"

@@ -64,8 +64,9 @@ function table(title, q, metrics) {
     return;
   say();
   say(title);
-  const other = servers.flatMap((s) => values({ ...q, server: s, metric: 'other_load_pct' }));
-  if (other.length) say(`  (other load during the runs: ${other.map((v) => v + '%').join(', ')} of one core)`);
+  const other = servers.map((s) => values({ ...q, server: s, metric: 'other_load_pct' }));
+  if (other.some((o) => o.length))
+    say(`  (other processes' load, % of one core: plume runs ${other[0].join(' / ') || '—'}, uWS runs ${other[1].join(' / ') || '—'})`);
   say(`  ${'figure'.padEnd(30)} ${'plume runs'.padEnd(30)} ${'uWS runs'.padEnd(30)} ${'plume'.padStart(10)} ${'uWS'.padStart(10)}  plume/uWS`);
   for (const [metric, name, better, digits = 0] of metrics) {
     const runs = servers.map((s) => values({ ...q, server: s, metric }));

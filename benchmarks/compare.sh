@@ -26,6 +26,7 @@
 # The chat runs with --history 0: the reference keeps no message history, so
 # neither does the chat (the rest of the chat's defaults stay: --no-presence
 # and --no-rate-limits come from the load programs, as for every benchmark).
+# shellcheck disable=SC2016  # the single-quoted $N are awk's fields
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -64,7 +64,8 @@ fi
 
 CC="${CC:-gcc}"
 CXX="${CXX:-g++}"
-flags=(-O3 -DNDEBUG -flto=auto -DLIBUS_NO_SSL ${EXTRA_FLAGS:-})
+read -ra extra <<<"${EXTRA_FLAGS:-}"
+flags=(-O3 -DNDEBUG -flto=auto -DLIBUS_NO_SSL "${extra[@]}")
 obj="$out/obj"
 rm -rf "$obj"
 mkdir -p "$obj"

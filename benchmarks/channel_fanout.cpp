@@ -41,6 +41,7 @@
 #include <cstring>
 #include <exception>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <span>
@@ -130,6 +131,20 @@ struct Shared {
     std::atomic<int> lost{0};  // connections that ended before the close phase
     std::atomic<int> closed{0};
     std::atomic<bool> first_error_reported{false};
+    // Steady-clock ns of the first phx_join sent and of the last ok reply: joins/s.
+    std::atomic<std::int64_t> first_join_sent_ns{std::numeric_limits<std::int64_t>::max()};
+    std::atomic<std::int64_t> last_join_reply_ns{0};
+
+    void join_sent(std::int64_t ns) {
+        auto seen = first_join_sent_ns.load();
+        while (ns < seen && !first_join_sent_ns.compare_exchange_weak(seen, ns)) {
+        }
+    }
+    void join_replied(std::int64_t ns) {
+        auto seen = last_join_reply_ns.load();
+        while (ns > seen && !last_join_reply_ns.compare_exchange_weak(seen, ns)) {
+        }
+    }
 
     void report(const std::string& what) {
         if (!first_error_reported.exchange(true))
@@ -198,6 +213,7 @@ class FanoutDriver {
             if (phase == Phase::abort) break;
             if (phase == Phase::join && !joins_sent) {
                 joins_sent = true;
+                shared_.join_sent(now_ns());
                 for (auto& c : conns_)
                     if (!c.done) send(c, Opcode::text, bytes_of(join_frame));
             }
@@ -274,6 +290,7 @@ class FanoutDriver {
                 c.joined = true;
                 if (text.find(R"("status":"ok")") != std::string_view::npos) {
                     d.shared_.joined.fetch_add(1);
+                    d.shared_.join_replied(now);
                 } else {
                     d.shared_.join_failed.fetch_add(1);
                     d.shared_.report("join refused: " + std::string(text));
@@ -494,6 +511,7 @@ class PlumeDriver {
             if (phase == Phase::abort) break;
             if (phase == Phase::join && !joins_sent) {
                 joins_sent = true;
+                shared_.join_sent(now_ns());
                 for (auto& c : clients_)
                     if (c->opened && !c->lost) join(*c);
             }
@@ -613,6 +631,7 @@ class PlumeDriver {
                      [this, &c] {
                          if (std::exchange(c.joined, true)) return;
                          shared_.joined.fetch_add(1);
+                         shared_.join_replied(now_ns());
                      })
             .receive("error",
                      [this, &c](const nlohmann::json& reason) {
@@ -1104,6 +1123,12 @@ int run(const Config& config) {
         config.connections, static_cast<int>(topic.size()), topic.data(), config.driver.c_str(),
         threads, threads == 1 ? "" : "s", sources, sources == 1 ? "" : "es", open_seconds,
         join_seconds);
+    const double join_span =
+        static_cast<double>(shared.last_join_reply_ns - shared.first_join_sent_ns) / 1e9;
+    std::printf(
+        "  joins/s            %.0f (%d join replies in %.3f s, first join sent to last "
+        "reply)\n",
+        join_span > 0 ? n / join_span : 0, config.connections, join_span);
     std::printf("  server RSS         %ld KiB baseline, %ld KiB open, %ld KiB joined\n", rss_base,
                 rss_open, rss_joined);
     std::printf("  bytes per joined idle connection  %.0f\n", per_conn(rss_joined - rss_base));

@@ -15,6 +15,7 @@
 //
 //   echo_throughput --server build/release/examples/echo/echo_server
 //   echo_throughput --url ws://127.0.0.1:9001/ --connections 100 --size 64 --seconds 10
+//   echo_throughput --server build/reference/uws_phoenix --path /echo
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -52,6 +53,7 @@ struct Config {
     std::string server;
     std::vector<std::string> server_args;
     std::string url;
+    std::string path = "/";  // with --server: the echo endpoint's path
     std::string driver = "epoll";
     int connections = 100;
     int pipeline = 1;
@@ -631,7 +633,8 @@ void client_thread(const Config& config, const asio::ip::tcp::endpoint& server, 
 
 void print_usage() {
     std::fputs(
-        "usage: echo_throughput (--server PATH [-- SERVER ARGS...] | --url ws://HOST:PORT/)\n"
+        "usage: echo_throughput (--server PATH [--path /] [-- SERVER ARGS...] |\n"
+        "                        --url ws://HOST:PORT/)\n"
         "         [--connections 100] [--pipeline 1] [--size 64] [--text] [--seconds 10]\n"
         "         [--warmup 2] [--client-threads 1] [--server-threads 1] [--driver "
         "epoll|asio|uring]\n"
@@ -667,6 +670,7 @@ int run(const Config& config) {
         server.start(config.server, args, std::chrono::seconds(15), config.show_server_output);
         url.host = server.host().empty() ? "127.0.0.1" : server.host();
         url.port = server.port();
+        url.path = config.path;
     } else {
         const auto parsed = parse_ws_url(config.url);
         if (!parsed) throw std::runtime_error("bad --url (want ws://IP:PORT/PATH): " + config.url);
@@ -792,6 +796,7 @@ int main(int argc, char** argv) {
         config.server = args.get("server", "");
         config.server_args = args.passthrough();
         config.url = args.get("url", "");
+        config.path = args.get("path", config.path);
         config.driver = args.get("driver", "epoll");
         config.connections = static_cast<int>(args.number("connections", 100));
         config.pipeline = static_cast<int>(args.number("pipeline", 1));
@@ -810,6 +815,7 @@ int main(int argc, char** argv) {
         if (poll != "busy" && poll != "block") throw std::runtime_error("--poll is busy or block");
         config.busy_poll = poll == "busy";
         args.finish();
+        if (!config.path.starts_with('/')) throw std::runtime_error("--path must start with /");
         if (config.server.empty() == config.url.empty()) {
             print_usage();
             return 2;

@@ -15,8 +15,9 @@
 #
 # Workloads (every program spawns its server with --port 0 and stops it by PID):
 #   fanout   channel_fanout, 10,000 subscribers joined to room:lobby, the epoll
-#            load generator, 64-byte bodies pushed as fast as they come back
-#            (--rate 0, one on its way), server --threads 1 and --threads 2
+#            load generator, 1,000 64-byte bodies pushed at once (--rate 0
+#            --window 1000: all on their way, as issue 14 measured it), server
+#            --threads 1 and --threads 2
 #   memory   channel_fanout with 15,000 subscribers: bytes per joined idle
 #            connection, and joins/s (first phx_join sent to last reply)
 #   ping     ping_rpc: 100 sockets, one `ping` push in flight each, 10 s
@@ -66,9 +67,10 @@ done
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 fd_limit=$(ulimit -n)
 
-# Sizes. Fan-out runs push 2,000,000 / N messages (2 million deliveries) so
-# every point takes about as long; QUICK pushes a quarter of that.
-deliveries=2000000
+# Sizes. Fan-out runs push 10,000,000 / N messages (ten million deliveries:
+# 1,000 messages at 10,000 subscribers) so every point takes about as long;
+# QUICK pushes a twentieth of that.
+deliveries=10000000
 seconds=10
 memory_n=15000
 sweep_n="1000 5000 10000 20000"
@@ -176,7 +178,8 @@ binary() { [[ "$1" == plume ]] && echo "$chat" || echo "$uws"; }
 fanout() {  # SERVER THREADS SUBSCRIBERS RUN WORKLOAD
     local messages=$((deliveries / $3))
     run "$5" "$1" "$2" "$3" "$4" "$bench/channel_fanout" --server "$(binary "$1")" \
-        --connections "$3" --messages "$messages" --size 64 --rate 0 --driver epoll \
+        --connections "$3" --messages "$messages" --window "$messages" --size 64 --rate 0 \
+        --driver epoll \
         --server-threads "$2" --timeout 300 -- --history 0
 }
 

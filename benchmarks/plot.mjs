@@ -230,7 +230,7 @@ function lineChart({ title, yLabel, metric, file, scale = 1 }) {
     }
   }
   s += legend(servers);
-  const sub = `server --threads 1, 64-byte bodies pushed as fast as they come back, ${short(+(meta.deliveries ?? 2e6))} deliveries per run`;
+  const sub = `server --threads 1, 64-byte bodies, all pushed at once, ${short(+(meta.deliveries ?? 2e6))} deliveries per run`;
   fs.writeFileSync(path.join(outDir, file), frame(title, sub, s));
 }
 

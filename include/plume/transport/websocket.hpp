@@ -606,7 +606,9 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
         backlog_->bytes.assign(data + used, n - used);
     }
 
-    // Reads what else is waiting, a few buffers' worth, then yields to others.
+    // Reads what is waiting into the per-thread buffer, a few buffers' worth
+    // at most, then yields to others: all of a plain socket's reads, the rest
+    // of a burst for a stream that filled its inline buffer.
     void drain_socket() {
         char* buf = detail::thread_read_buffer();
         for (int round = 0; round < 4 && state_ != state::closed && !backlog_ && turn_budget_ > 0;

@@ -158,7 +158,10 @@ class RoomChannel : public ps::Channel<UserSocket> {
             return noreply();
         }
         if (event == "typing") {
-            broadcast_from("typing", json{{"user_id", socket().user_id}});
+            // Low priority: batched, the first dropped for a slow reader, and
+            // a user's newer indicator replaces one still waiting.
+            broadcast_from("typing", json{{"user_id", socket().user_id}},
+                           {ps::Priority::low, "typing:" + socket().user_id});
             return noreply();
         }
         if (event == "typing:start" || event == "typing:stop") {

@@ -206,6 +206,46 @@ TEST_CASE("envelopes: what one node encodes, another decodes; garbage is refused
         CHECK(!plume::pubsub::detail::decode_envelope(std::string_view(bytes).substr(0, cut)));
     CHECK(!plume::pubsub::detail::decode_envelope(std::string(bytes).replace(0, 1, "\x07")));
     CHECK(!plume::pubsub::detail::decode_envelope(bytes.substr(0, bytes.size() - 1)));  // bad JSON
+    CHECK(e->message->priority == plume::transport::Priority::normal);
+    CHECK(bytes[1] == 0);  // a normal broadcast's envelope is what it was before lanes
+}
+
+TEST_CASE("envelopes carry a broadcast's lane and coalesce key", "[pubsub][redis][lanes]") {
+    using plume::transport::Priority;
+    for (auto p : {Priority::critical, Priority::high, Priority::low}) {
+        auto m = std::make_shared<plume::pubsub::Message>();
+        m->topic = "room:1";
+        m->event = "typing";
+        m->payload = {{"user_id", "u"}};
+        m->priority = p;
+        if (p == Priority::low) m->coalesce_key = plume::transport::coalesce_key("typing:u");
+        auto bytes = plume::pubsub::detail::encode_envelope("n1", *m);
+        auto e = plume::pubsub::detail::decode_envelope(bytes);
+        REQUIRE(e);
+        CHECK(e->message->priority == p);
+        CHECK(e->message->payload == m->payload);
+        if (p == Priority::low) {
+            REQUIRE(e->message->coalesce_key);
+            CHECK(*e->message->coalesce_key == "typing:u");
+        } else {
+            CHECK_FALSE(e->message->coalesce_key);
+        }
+        // A lane byte out of range is refused.
+        auto bad = bytes;
+        bad[2 + 4 + 2 + 4 + 6 + 4 + 6] = 9;
+        CHECK(!plume::pubsub::detail::decode_envelope(bad));
+    }
+    auto b = plume::pubsub::make_binary_message("room:1", "blob", std::string("\0\1", 2));
+    auto lb = std::make_shared<plume::pubsub::Message>();
+    lb->topic = "room:1";
+    lb->event = "blob";
+    lb->binary = std::string("\0\1", 2);
+    lb->priority = Priority::high;
+    auto e =
+        plume::pubsub::detail::decode_envelope(plume::pubsub::detail::encode_envelope("n", *lb));
+    REQUIRE(e);
+    CHECK(e->message->priority == Priority::high);
+    CHECK(e->message->binary == b->binary);
 }
 
 namespace {

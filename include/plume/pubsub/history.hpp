@@ -165,6 +165,8 @@ inline MessagePtr stamped(const Message& m, std::uint64_t offset, const std::str
     s->payload = m.payload;
     s->payload[key] = offset;
     s->offset = offset;
+    s->priority = m.priority;
+    s->coalesce_key = m.coalesce_key;
     return s;
 }
 

@@ -19,6 +19,7 @@
 #include <string>
 
 #include "plume/transport/frame.hpp"
+#include "plume/transport/priority.hpp"
 
 namespace plume::pubsub {
 
@@ -30,6 +31,10 @@ struct Message {
     std::optional<std::string> binary;
     /// Its place in the topic's history (pubsub/history.hpp); 0: none.
     std::uint64_t offset = 0;
+    /// The lane every receiving connection queues it in, and for a low one
+    /// the key that coalesces it (transport/priority.hpp).
+    transport::Priority priority = transport::Priority::normal;
+    transport::CoalesceKey coalesce_key;
 
     /// Serializer slots for the encode-once cache (one per wire format in use).
     static constexpr std::size_t frame_slots = 4;

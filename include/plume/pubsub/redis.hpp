@@ -108,16 +108,29 @@ namespace detail {
 // and the payload (JSON text, or the bytes of a binary broadcast) to the end.
 // A broadcast with history (flag 2) has three more fields before the payload:
 // the origin's sequence number, the payload key of the offset, and the offset
-// itself, which the publish script of Redis fills in.
+// itself, which the publish script of Redis fills in. A broadcast in another
+// lane than normal (flag 4) has its priority (one byte) and coalesce key (a
+// field) right after the event.
 inline constexpr unsigned char envelope_version = 1;
 inline constexpr char envelope_binary = 1;
 inline constexpr char envelope_history = 2;
+inline constexpr char envelope_lane = 4;
 
 inline void put_field(std::string& out, std::string_view s) {
     const auto n = static_cast<std::uint32_t>(s.size());
     for (int i = 0; i < 4; ++i)
         out += static_cast<char>((n >> (8 * i)) & 0xff);
     out += s;
+}
+
+inline char lane_flag(const Message& m) {
+    return m.priority != transport::Priority::normal ? envelope_lane : char{0};
+}
+
+inline void put_lane(std::string& out, const Message& m) {
+    if (!lane_flag(m)) return;
+    out += static_cast<char>(m.priority);
+    put_field(out, m.coalesce_key ? std::string_view(*m.coalesce_key) : std::string_view());
 }
 
 inline bool get_field(std::string_view& in, std::string_view& out) {
@@ -139,10 +152,11 @@ inline std::string encode_envelope(std::string_view origin, const Message& m) {
     const std::string_view body = m.binary ? std::string_view(*m.binary) : payload;
     out.reserve(2 + 12 + origin.size() + m.topic.size() + m.event.size() + body.size());
     out += static_cast<char>(envelope_version);
-    out += m.binary ? envelope_binary : char{0};
+    out += static_cast<char>((m.binary ? envelope_binary : char{0}) | lane_flag(m));
     put_field(out, origin);
     put_field(out, m.topic);
     put_field(out, m.event);
+    put_lane(out, m);
     out += body;
     return out;
 }
@@ -153,10 +167,11 @@ inline std::string encode_history_head(std::string_view origin, const Message& m
                                        std::string_view offset_key) {
     std::string out;
     out += static_cast<char>(envelope_version);
-    out += envelope_history;
+    out += static_cast<char>(envelope_history | lane_flag(m));
     put_field(out, origin);
     put_field(out, m.topic);
     put_field(out, m.event);
+    put_lane(out, m);
     put_field(out, std::to_string(seq));
     put_field(out, offset_key);
     return out;
@@ -186,13 +201,30 @@ inline std::optional<Envelope> decode_envelope(std::string_view in) {
     if (in.size() < 2 || static_cast<unsigned char>(in[0]) != envelope_version) return {};
     const bool binary = in[1] & envelope_binary;
     const bool history = in[1] & envelope_history;
+    const bool lane = in[1] & envelope_lane;
     in.remove_prefix(2);
     Envelope e;
-    std::string_view topic, event, seq, key, offset;
+    std::string_view topic, event, seq, key, offset, coalesce;
     if (!get_field(in, e.origin) || !get_field(in, topic) || !get_field(in, event)) return {};
+    auto priority = transport::Priority::normal;
+    if (lane) {
+        if (in.empty() || static_cast<unsigned char>(in[0]) > 3) return {};
+        priority = static_cast<transport::Priority>(in[0]);
+        in.remove_prefix(1);
+        if (!get_field(in, coalesce)) return {};
+    }
+    auto set_lane = [&](Message& m) {
+        m.priority = priority;
+        if (!coalesce.empty()) m.coalesce_key = transport::coalesce_key(std::string(coalesce));
+    };
     if (binary) {
         if (history) return {};
-        e.message = make_binary_message(std::string(topic), std::string(event), std::string(in));
+        auto m = std::make_shared<Message>();
+        m->topic = std::string(topic);
+        m->event = std::string(event);
+        m->binary = std::string(in);
+        set_lane(*m);
+        e.message = std::move(m);
         return e;
     }
     std::uint64_t at = 0;
@@ -205,6 +237,7 @@ inline std::optional<Envelope> decode_envelope(std::string_view in) {
     m->topic = std::string(topic);
     m->event = std::string(event);
     m->payload = std::move(payload);
+    set_lane(*m);
     if (history) {
         m->payload[std::string(key)] = at;
         m->offset = at;

@@ -38,11 +38,27 @@
 
 #include "plume/presence/presence.hpp"
 #include "plume/server/rate_limit.hpp"
+#include "plume/transport/priority.hpp"
 #include "plume/wire/message.hpp"
 
 namespace plume::server {
 
+using transport::Priority;
 using wire::Payload;
+
+/// How an event is sent: its priority lane (transport/priority.hpp) and, for
+/// a low-priority one, the key under which a newer event replaces one still
+/// waiting in a connection's queue ("typing:" + user).
+///   broadcast("typing", {{"user", u}}, {Priority::low, "typing:" + u});
+///   push("kicked", {}, Priority::critical);
+struct SendOptions {
+    Priority priority = Priority::normal;
+    std::string coalesce_key;
+
+    SendOptions() = default;
+    SendOptions(Priority p, std::string key = {})  // NOLINT: implicit from a Priority
+        : priority(p), coalesce_key(std::move(key)) {}
+};
 
 /// join()'s answer: ok (with an optional reply payload) or error.
 struct JoinResult {
@@ -69,12 +85,12 @@ class ChannelHost {
   public:
     virtual ~ChannelHost() = default;
     virtual void host_push(const std::string& topic, const std::optional<wire::Ref>& join_ref,
-                           std::string_view event, Payload payload) = 0;
+                           std::string_view event, Payload payload, const SendOptions& how) = 0;
     virtual void host_reply(const std::string& topic, const std::optional<wire::Ref>& join_ref,
                             const std::optional<wire::Ref>& ref, std::string_view status,
                             Payload response) = 0;
     virtual void host_broadcast(const std::string& topic, std::string_view event, Payload payload,
-                                bool exclude_self) = 0;
+                                bool exclude_self, const SendOptions& how) = 0;
     // Thread-safe: runs handle_info on the channel's strand if that channel
     // incarnation (a number unique per join on the connection) still exists.
     virtual void host_post_info(const std::string& topic, std::uint64_t incarnation,
@@ -85,7 +101,7 @@ class ChannelHost {
     virtual void host_push_text(const std::string& topic, const std::optional<wire::Ref>& join_ref,
                                 std::string_view event,
                                 std::shared_ptr<const std::string> payload_json) {
-        host_push(topic, join_ref, event, Payload(nlohmann::json::parse(*payload_json)));
+        host_push(topic, join_ref, event, Payload(nlohmann::json::parse(*payload_json)), {});
     }
 };
 
@@ -158,30 +174,68 @@ class Channel {
 
     // JSON overloads let brace lists through: push("e", {{"k", 1}}).
     void push(std::string_view event, nlohmann::json payload) {
-        push<Payload>(event, Payload(std::move(payload)));
+        push<Payload>(event, Payload(std::move(payload)), priority_of(event));
+    }
+    void push(std::string_view event, nlohmann::json payload, const SendOptions& how) {
+        push<Payload>(event, Payload(std::move(payload)), how);
     }
     void broadcast(std::string_view event, nlohmann::json payload) {
-        broadcast<Payload>(event, Payload(std::move(payload)));
+        broadcast<Payload>(event, Payload(std::move(payload)), priority_of(event));
+    }
+    void broadcast(std::string_view event, nlohmann::json payload, const SendOptions& how) {
+        broadcast<Payload>(event, Payload(std::move(payload)), how);
     }
     void broadcast_from(std::string_view event, nlohmann::json payload) {
-        broadcast_from<Payload>(event, Payload(std::move(payload)));
+        broadcast_from<Payload>(event, Payload(std::move(payload)), priority_of(event));
+    }
+    void broadcast_from(std::string_view event, nlohmann::json payload, const SendOptions& how) {
+        broadcast_from<Payload>(event, Payload(std::move(payload)), how);
     }
 
-    /// Sends an event to this client only.
+    /// Sends an event to this client only. Without SendOptions, in the
+    /// event's lane (set_priority; normal by default).
     template <std::same_as<Payload> P>
     void push(std::string_view event, P payload) {
-        host_->host_push(topic_, join_ref_, event, std::move(payload));
+        push<P>(event, std::move(payload), priority_of(event));
+    }
+    template <std::same_as<Payload> P>
+    void push(std::string_view event, P payload, const SendOptions& how) {
+        host_->host_push(topic_, join_ref_, event, std::move(payload), how);
     }
     /// Sends an event to every subscriber of this channel's topic, this
-    /// client included; encoded once for all of them.
+    /// client included; encoded once for all of them. Every receiving
+    /// connection queues it in the lane given here (or the event's lane).
     template <std::same_as<Payload> P>
     void broadcast(std::string_view event, P payload) {
-        host_->host_broadcast(topic_, event, std::move(payload), false);
+        broadcast<P>(event, std::move(payload), priority_of(event));
+    }
+    template <std::same_as<Payload> P>
+    void broadcast(std::string_view event, P payload, const SendOptions& how) {
+        host_->host_broadcast(topic_, event, std::move(payload), false, how);
     }
     /// Like broadcast, but not to this client.
     template <std::same_as<Payload> P>
     void broadcast_from(std::string_view event, P payload) {
-        host_->host_broadcast(topic_, event, std::move(payload), true);
+        broadcast_from<P>(event, std::move(payload), priority_of(event));
+    }
+    template <std::same_as<Payload> P>
+    void broadcast_from(std::string_view event, P payload, const SendOptions& how) {
+        host_->host_broadcast(topic_, event, std::move(payload), true, how);
+    }
+
+    /// The lane of `event` when push/broadcast are not told one: e.g.
+    /// set_priority("typing", Priority::low), set_priority("kick",
+    /// Priority::critical). Events of one priority keep their order; an event
+    /// of a higher lane may overtake queued ones of a lower lane.
+    void set_priority(std::string event, Priority p) {
+        for (auto& e : event_priorities_)
+            if (e.first == event) return void(e.second = p);
+        event_priorities_.emplace_back(std::move(event), p);
+    }
+    Priority priority_of(std::string_view event) const noexcept {
+        for (auto& e : event_priorities_)
+            if (e.first == event) return e.second;
+        return Priority::normal;
     }
     /// Posts a message to this channel's own handle_info (Phoenix's
     /// `send(self(), msg)`), which runs after the current handler returns
@@ -299,6 +353,7 @@ class Channel {
     detail::ChannelHost* host_ = nullptr;
     std::weak_ptr<detail::ChannelHost> host_weak_;
     std::vector<std::string> intercepted_;
+    std::vector<std::pair<std::string, Priority>> event_priorities_;
     struct EventLimit {
         std::string event;
         RateLimit limit;

@@ -221,9 +221,11 @@ class Endpoint {
     }
 
     /// Broadcasts to every channel joined to `topic`, on every node. Safe
-    /// from any thread; encoded once per serializer in use.
-    void broadcast(std::string topic, std::string_view event, Payload payload) {
-        publish(detail::to_pubsub(std::move(topic), event, std::move(payload)), nullptr);
+    /// from any thread; encoded once per serializer in use. `how`: the
+    /// priority lane every receiving connection queues it in (channel.hpp).
+    void broadcast(std::string topic, std::string_view event, Payload payload,
+                   const SendOptions& how = {}) {
+        publish(detail::to_pubsub(std::move(topic), event, std::move(payload), how), nullptr);
     }
 
     /// Broadcasts `m` (except to `from` on this node), through the topic's
@@ -266,8 +268,10 @@ class Endpoint {
     /// This node's history (unused when the adapter keeps it).
     pubsub::History& history() noexcept { return history_; }
     /// Only to channels on this node.
-    void local_broadcast(std::string topic, std::string_view event, Payload payload) {
-        pubsub_.local_broadcast(detail::to_pubsub(std::move(topic), event, std::move(payload)));
+    void local_broadcast(std::string topic, std::string_view event, Payload payload,
+                         const SendOptions& how = {}) {
+        pubsub_.local_broadcast(
+            detail::to_pubsub(std::move(topic), event, std::move(payload), how));
     }
 
     /// Closes every socket whose id() is `socket_id`, on every node, with

@@ -184,6 +184,20 @@ class LongPollSession : public std::enable_shared_from_this<LongPollSession<Hand
             self->send(std::move(f));
         });
     }
+    // Priority lanes are a WebSocket send queue's: a poll takes every held
+    // message at once, in arrival order, so the lane changes nothing here.
+    void send_text(std::string_view text, transport::Priority, const transport::CoalesceKey&) {
+        send_text(text);
+    }
+    void send_binary(std::string_view data, transport::Priority, const transport::CoalesceKey&) {
+        send_binary(data);
+    }
+    void send(transport::SharedFrame frame, transport::Priority, const transport::CoalesceKey&) {
+        send(std::move(frame));
+    }
+    void post_send(transport::SharedFrame frame, transport::Priority, transport::CoalesceKey) {
+        post_send(std::move(frame));
+    }
 
     void close(std::uint16_t code = transport::to_int(transport::close_code::normal),
                std::string_view reason = {}) {

@@ -57,11 +57,19 @@ inline std::string_view payload_kind(const Payload& p) {
     return p.is_json() ? "json" : "binary";
 }
 
-inline pubsub::MessagePtr to_pubsub(std::string topic, std::string_view event, Payload payload) {
+inline pubsub::MessagePtr to_pubsub(std::string topic, std::string_view event, Payload payload,
+                                    const SendOptions& how = {}) {
+    auto m = std::make_shared<pubsub::Message>();
+    m->topic = std::move(topic);
+    m->event = std::string(event);
     if (payload.is_binary())
-        return pubsub::make_binary_message(std::move(topic), std::string(event),
-                                           std::move(payload).bytes());
-    return pubsub::make_message(std::move(topic), std::string(event), std::move(payload).json());
+        m->binary = std::move(payload).bytes();
+    else
+        m->payload = std::move(payload).json();
+    m->priority = how.priority;
+    if (how.priority == Priority::low && !how.coalesce_key.empty())
+        m->coalesce_key = transport::coalesce_key(how.coalesce_key);
+    return m;
 }
 
 inline Payload from_pubsub(const pubsub::Message& m) {
@@ -192,8 +200,9 @@ class Session final : public detail::ChannelHost {
     // ------------------------------------------------------ ChannelHost --
 
     void host_push(const std::string& topic, const std::optional<wire::Ref>& join_ref,
-                   std::string_view event, Payload payload) override {
-        send(wire::Message{join_ref, std::nullopt, topic, std::string(event), std::move(payload)});
+                   std::string_view event, Payload payload, const SendOptions& how) override {
+        send(wire::Message{join_ref, std::nullopt, topic, std::string(event), std::move(payload)},
+             how);
     }
 
     void host_reply(const std::string& topic, const std::optional<wire::Ref>& join_ref,
@@ -203,8 +212,8 @@ class Session final : public detail::ChannelHost {
     }
 
     void host_broadcast(const std::string& topic, std::string_view event, Payload payload,
-                        bool exclude_self) override {
-        auto m = detail::to_pubsub(topic, event, std::move(payload));
+                        bool exclude_self, const SendOptions& how) override {
+        auto m = detail::to_pubsub(topic, event, std::move(payload), how);
         auto it = channels_.find(topic);
         endpoint_->publish(m, exclude_self && it != channels_.end() ? it->second.sub : nullptr);
     }
@@ -287,7 +296,12 @@ class Session final : public detail::ChannelHost {
                     return;
                 }
             }
-            if (auto frame = detail::broadcast_frame(*m, vsn_)) conn.post_send(std::move(frame));
+            auto frame = detail::broadcast_frame(*m, vsn_);
+            if (!frame) return;
+            if (m->priority == Priority::normal)
+                conn.post_send(std::move(frame));
+            else
+                conn.post_send(std::move(frame), m->priority, m->coalesce_key);
         }
 
         std::weak_ptr<connection_type> conn_;
@@ -322,7 +336,7 @@ class Session final : public detail::ChannelHost {
     using Channels = std::map<std::string, Joined, std::less<>>;
 
     template <class M>
-    void send(const M& m) {
+    void send(const M& m, const SendOptions& how = {}) {
         auto conn = conn_.lock();
         if (!conn) return;
         auto frame = wire::with_serializer(vsn_, [&]<class S>(S) { return S::encode(m); });
@@ -331,10 +345,19 @@ class Session final : public detail::ChannelHost {
                              {{"topic", m.topic}, {"error", frame.error().message()}});
             return;
         }
-        if (frame->is_binary)
+        if (how.priority != Priority::normal) {
+            transport::CoalesceKey key;
+            if (how.priority == Priority::low && !how.coalesce_key.empty())
+                key = transport::coalesce_key(how.coalesce_key);
+            if (frame->is_binary)
+                conn->send_binary(frame->bytes, how.priority, key);
+            else
+                conn->send_text(frame->bytes, how.priority, key);
+        } else if (frame->is_binary) {
             conn->send_binary(frame->bytes);
-        else
+        } else {
             conn->send_text(frame->bytes);
+        }
     }
 
     // The socket's limits (EndpointConfig::limits), checked before any other

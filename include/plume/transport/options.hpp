@@ -27,6 +27,18 @@ struct Options {
     /// Control frames (pong, close) are exempt and jump ahead of data; at
     /// most one pong waits at a time (a newer ping's pong replaces it).
     std::size_t max_send_queue = 4 << 20;
+    /// Priority lanes (priority.hpp) under pressure: once the send queue
+    /// holds this many bytes, low-priority frames are dropped (counted in
+    /// LaneStats) instead of queued, and those waiting are dropped when a
+    /// frame of a higher lane needs room. Normal and high frames wait up to
+    /// max_send_queue; a critical one may go a quarter beyond it, so it is
+    /// not the frame that closes the connection. 0: half of max_send_queue.
+    std::size_t low_lane_limit = 0;
+    /// Low-priority frames are held up to this long and leave in one write
+    /// (with the next write of another lane, if one comes first). 0: they
+    /// leave at once, like normal ones (coalescing by key still applies to
+    /// frames waiting behind a write in flight).
+    std::chrono::milliseconds low_lane_window{100};
     /// Fairness: the most messages (control frames included) one connection
     /// handles per turn of its io thread. A turn that reaches it keeps the
     /// unparsed bytes (the only time a connection copies its input) and goes

@@ -35,6 +35,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <iterator>
 #include <limits>
 #include <list>
 #include <memory>
@@ -51,8 +52,10 @@
 #include "plume/transport/handshake.hpp"
 #include "plume/transport/http.hpp"
 #include "plume/transport/http_exchange.hpp"
+#include "plume/transport/lane_ticker.hpp"
 #include "plume/transport/options.hpp"
 #include "plume/transport/parser.hpp"
+#include "plume/transport/priority.hpp"
 #include "plume/transport/stream.hpp"
 
 namespace plume::transport {
@@ -323,6 +326,13 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
 
     void send_text(std::string_view payload) { send_message(opcode::text, payload); }
     void send_binary(std::string_view payload) { send_message(opcode::binary, payload); }
+    /// In a priority lane (priority.hpp); `key` coalesces low-priority frames.
+    void send_text(std::string_view payload, Priority p, const CoalesceKey& key = {}) {
+        send_message(opcode::text, payload, p, key);
+    }
+    void send_binary(std::string_view payload, Priority p, const CoalesceKey& key = {}) {
+        send_message(opcode::binary, payload, p, key);
+    }
 
     /// Sends an already-framed message (make_shared_frame); the bytes are
     /// shared, not copied. Server role only: client frames are masked per
@@ -331,6 +341,13 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
         if (role_ == role::client) throw std::logic_error("shared frames are server-side only");
         if (state_ == state::open) enqueue(std::move(frame), false);
     }
+    void send(SharedFrame frame, Priority p, const CoalesceKey& key = {}) {
+        if (role_ == role::client) throw std::logic_error("shared frames are server-side only");
+        if (state_ == state::open) enqueue_in_lane(std::move(frame), p, key);
+    }
+
+    /// What the priority lanes did so far (on the connection's executor).
+    LaneStats lane_stats() const noexcept { return lanes_ ? lanes_->stats : LaneStats{}; }
 
     void ping(std::string_view payload = {}) {
         if (state_ == state::open)
@@ -369,6 +386,52 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
             } else {
                 mailbox_bytes_ += frame->size();
                 mailbox_.push_back(std::move(frame));
+            }
+            schedule = !drain_posted_;
+            drain_posted_ = true;
+        }
+        if (schedule)
+            asio::post(get_executor(),
+                       [self = this->shared_from_this()] { self->drain_mailbox(); });
+    }
+    /// post_send in a priority lane. A low frame finds the mailbox's waiting
+    /// low frame of the same key and replaces it, or is dropped when the
+    /// mailbox holds low_lane_limit bytes.
+    void post_send(SharedFrame frame, Priority p, CoalesceKey key = {}) {
+        if (p == Priority::normal) return post_send(std::move(frame));
+        bool schedule = false;
+        {
+            std::lock_guard lock(mailbox_mutex_);
+            if (mailbox_overflow_) return;
+            if (!tagged_) tagged_ = std::make_unique<TaggedMailbox>();
+            auto& t = *tagged_;
+            const std::size_t size = frame->size();
+            const std::size_t held = mailbox_bytes_ + t.bytes;
+            if (p == Priority::low) {
+                if (key) {
+                    for (auto& w : t.frames) {
+                        if (w.priority == Priority::low && w.key && *w.key == *key) {
+                            t.bytes = t.bytes - w.frame->size() + size;
+                            w.frame = std::move(frame);
+                            ++t.coalesced;
+                            return;  // a drain is already posted for the replaced one
+                        }
+                    }
+                }
+                if (held > 0 && held + size > low_lane_limit()) {
+                    ++t.dropped;
+                    return;
+                }
+            } else if (held > 0 && held + size > lane_limit(p)) {
+                mailbox_overflow_ = true;
+                std::vector<SharedFrame>().swap(mailbox_);
+                mailbox_bytes_ = 0;
+                t.frames.clear();
+                t.bytes = 0;
+            }
+            if (!mailbox_overflow_) {
+                t.bytes += size;
+                t.frames.push_back({std::move(frame), std::move(key), p});
             }
             schedule = !drain_posted_;
             drain_posted_ = true;
@@ -965,6 +1028,7 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
             if (responder) responder.cancel();
         }
         queue_.clear();
+        lanes_.reset();
         pong_slot_ = no_pong;
         queued_bytes_ = 0;
         std::error_code ec;
@@ -1042,7 +1106,8 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
         return std::make_shared<const std::string>(make_frame(op, payload));
     }
 
-    void send_message(opcode op, std::string_view payload) {
+    void send_message(opcode op, std::string_view payload, Priority p = Priority::normal,
+                      const CoalesceKey& key = {}) {
         if (state_ != state::open) return;
         bool compress = deflate_ && deflate_->should_compress(payload.size());
         if (compress) {
@@ -1053,9 +1118,12 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
         }
         unsigned char mask[4];
         if (role_ == role::client) detail::random_mask(mask);
-        enqueue(std::make_shared<const std::string>(make_frame(
-                    op, payload, true, compress, role_ == role::client ? mask : nullptr)),
-                false);
+        auto frame = std::make_shared<const std::string>(
+            make_frame(op, payload, true, compress, role_ == role::client ? mask : nullptr));
+        if (p == Priority::normal)
+            enqueue(std::move(frame), false);
+        else
+            enqueue_in_lane(std::move(frame), p, key);
     }
 
     // At most one pong waits to be written: a newer ping's pong replaces it
@@ -1078,9 +1146,8 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
     void enqueue(SharedFrame frame, bool control, bool is_close = false) {
         if (state_ == state::closed || close_queued_) return;
         std::size_t size = frame->size();
-        if (!control && !is_close && queued_bytes_ > 0 &&
-            queued_bytes_ + size > options_->max_send_queue)
-            return overflow();
+        if (!control && !is_close && !make_room(size, options_->max_send_queue)) return overflow();
+        if (is_close && lanes_) fold_lanes();  // the close frame goes last
         if (control)
             queue_.insert(queue_.begin() + static_cast<std::ptrdiff_t>(control_front_++),
                           std::move(frame));
@@ -1090,19 +1157,180 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
         if (!in_read_) flush();
     }
 
+    // ---------------------------------------------------- priority lanes --
+    struct Lanes;
+    // Critical frames join the control frames at the head of queue_; high and
+    // low ones wait in lanes_ (made on first use), normal ones in queue_
+    // behind the control frames. take_queue() lines them up for a write:
+    // control+critical, high, normal, low.
+
+    std::size_t low_lane_limit() const noexcept {
+        return options_->low_lane_limit ? options_->low_lane_limit : options_->max_send_queue / 2;
+    }
+    std::size_t lane_limit(Priority p) const noexcept {
+        const std::size_t max = options_->max_send_queue;
+        return p == Priority::critical ? max + max / 4 : max;
+    }
+
+    // Room for `size` more bytes under `limit`, dropping the waiting low
+    // frames if that is what it takes. One frame always fits an empty queue.
+    bool make_room(std::size_t size, std::size_t limit) {
+        if (queued_bytes_ == 0 || queued_bytes_ + size <= limit) return true;
+        if (!lanes_ || lanes_->low.empty()) return false;
+        lanes_->stats.low_dropped += lanes_->low.size();
+        queued_bytes_ -= lanes_->low_bytes;
+        lanes_->low.clear();
+        lanes_->low_bytes = 0;
+        return queued_bytes_ == 0 || queued_bytes_ + size <= limit;
+    }
+
+    Lanes& lanes() {
+        if (!lanes_) lanes_ = std::make_unique<Lanes>();
+        return *lanes_;
+    }
+
+    void enqueue_in_lane(SharedFrame frame, Priority p, const CoalesceKey& key) {
+        if (p == Priority::normal) return enqueue(std::move(frame), false);
+        if (state_ == state::closed || close_queued_) return;
+        const std::size_t size = frame->size();
+        auto& l = lanes();
+        switch (p) {
+            case Priority::critical:
+                if (!make_room(size, lane_limit(p))) return overflow();
+                queue_.insert(queue_.begin() + static_cast<std::ptrdiff_t>(control_front_++),
+                              std::move(frame));
+                break;
+            case Priority::high:
+                if (!make_room(size, lane_limit(p))) return overflow();
+                l.high.push_back(std::move(frame));
+                break;
+            default: {  // low
+                if (key) {
+                    for (auto& w : l.low) {
+                        if (w.key && *w.key == *key) {
+                            queued_bytes_ = queued_bytes_ - w.frame->size() + size;
+                            l.low_bytes = l.low_bytes - w.frame->size() + size;
+                            w.frame = std::move(frame);
+                            ++l.stats.low_coalesced;
+                            return;
+                        }
+                    }
+                }
+                if (queued_bytes_ > 0 && queued_bytes_ + size > low_lane_limit()) {
+                    ++l.stats.low_dropped;  // the waiting ones keep their place
+                    return;
+                }
+                l.low.push_back({std::move(frame), key});
+                l.low_bytes += size;
+                queued_bytes_ += size;
+                return schedule_low();
+            }
+        }
+        queued_bytes_ += size;
+        if (!in_read_) flush();
+    }
+
+    // Low frames leave with the next write, or when the window ends.
+    void schedule_low() {
+        auto& l = *lanes_;
+        if (l.tick_pending) return;
+        const auto window = options_->low_lane_window;
+        if (!l.low_due && window.count() > 0 &&
+            detail::LaneTicker::of(get_executor())
+                .schedule(window, get_executor(), this->shared_from_this(),
+                          [](const std::shared_ptr<void>& owner) {
+                              auto self = std::static_pointer_cast<Connection>(owner);
+                              asio::dispatch(self->get_executor(),
+                                             [self] { self->low_window_ended(); });
+                          })) {
+            l.tick_pending = true;
+            return;
+        }
+        l.low_due = true;
+        if (!in_read_) flush();
+    }
+
+    void low_window_ended() {
+        if (!lanes_) return;
+        lanes_->tick_pending = false;
+        if (lanes_->low.empty() || state_ == state::closed) return;
+        lanes_->low_due = true;
+        if (!in_read_) flush();
+    }
+
+    // Before the close frame: what waits in the lanes goes in queue_, in
+    // lane order, so nothing is written after the close.
+    void fold_lanes() {
+        auto& l = *lanes_;
+        queue_.insert(queue_.begin() + static_cast<std::ptrdiff_t>(control_front_),
+                      std::make_move_iterator(l.high.begin()),
+                      std::make_move_iterator(l.high.end()));
+        l.high.clear();
+        for (auto& w : l.low)
+            queue_.push_back(std::move(w.frame));
+        l.stats.low_sent += l.low.size();
+        l.low.clear();
+        l.low_bytes = 0;
+    }
+
+    // Something to write: a lane's frames, or low ones whose time has come.
+    bool write_ready() const noexcept {
+        if (!queue_.empty()) return true;
+        return lanes_ && (!lanes_->high.empty() || (lanes_->low_due && !lanes_->low.empty()));
+    }
+
+    // Moves what waits to inflight_ (empty), in lane order.
+    void take_queue() {
+        if (!lanes_ || (lanes_->high.empty() && lanes_->low.empty())) {
+            std::swap(queue_, inflight_);
+        } else {
+            auto& l = *lanes_;
+            inflight_.reserve(queue_.size() + l.high.size() + l.low.size());
+            auto normal = queue_.begin() + static_cast<std::ptrdiff_t>(control_front_);
+            std::move(queue_.begin(), normal, std::back_inserter(inflight_));
+            std::move(l.high.begin(), l.high.end(), std::back_inserter(inflight_));
+            std::move(normal, queue_.end(), std::back_inserter(inflight_));
+            queue_.clear();
+            l.high.clear();
+            if (!l.low.empty()) {
+                for (auto& w : l.low)
+                    inflight_.push_back(std::move(w.frame));
+                l.stats.low_sent += l.low.size();
+                ++l.stats.low_batches;
+                l.low.clear();
+                l.low_bytes = 0;
+            }
+            l.low_due = false;
+        }
+        control_front_ = 0;
+        pong_slot_ = no_pong;
+    }
+
     // The slow-reader policy: drop what waits, tell the peer why, close.
     // `admitted`: DrainTurns already gave this drain its turn.
     void drain_mailbox(bool admitted = false) {
         if (!admitted && !admit_drain()) return;  // resumed by a later turn
         std::vector<SharedFrame> frames;
+        std::vector<Tagged> tagged;
+        std::uint64_t dropped = 0, coalesced = 0;
         bool overflowed;
         {
             std::lock_guard lock(mailbox_mutex_);
             frames.swap(mailbox_);
             mailbox_bytes_ = 0;
+            if (tagged_) {
+                tagged.swap(tagged_->frames);
+                tagged_->bytes = 0;
+                dropped = std::exchange(tagged_->dropped, 0);
+                coalesced = std::exchange(tagged_->coalesced, 0);
+            }
             drain_posted_ = false;
             overflowed = mailbox_overflow_;
             mailbox_overflow_ = false;
+        }
+        if (dropped || coalesced) {
+            lanes().stats.low_dropped += dropped;
+            lanes().stats.low_coalesced += coalesced;
         }
         if (state_ != state::open) return;
         if (overflowed) return overflow();
@@ -1110,6 +1338,8 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
         in_read_ = true;  // queue them all, then one gathered write
         for (auto& f : frames)
             enqueue(std::move(f), false);
+        for (auto& t : tagged)
+            enqueue_in_lane(std::move(t.frame), t.priority, t.key);
         in_read_ = corked;
         if (!corked) flush();
     }
@@ -1122,7 +1352,7 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
         std::size_t bytes;
         {
             std::lock_guard lock(mailbox_mutex_);
-            bytes = mailbox_bytes_;
+            bytes = mailbox_bytes_ + (tagged_ ? tagged_->bytes : 0);
         }
         auto ex = get_executor();
         return detail::DrainTurns::of(ex).admit(
@@ -1133,6 +1363,12 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
     }
 
     void overflow() {
+        if (lanes_) {
+            lanes_->stats.low_dropped += lanes_->low.size();
+            lanes_->high.clear();
+            lanes_->low.clear();
+            lanes_->low_bytes = 0;
+        }
         std::size_t kept = 0;
         for (std::size_t i = 0; i < control_front_; ++i)
             kept += queue_[i]->size();
@@ -1145,10 +1381,8 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
     }
 
     void flush() {
-        while (!writing_ && !queue_.empty() && state_ != state::closed) {
-            std::swap(queue_, inflight_);
-            control_front_ = 0;
-            pong_slot_ = no_pong;
+        while (!writing_ && write_ready() && state_ != state::closed) {
+            take_queue();
             inflight_pos_ = 0;
             inflight_offset_ = 0;
             if constexpr (traits::speculative) {
@@ -1259,9 +1493,36 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
     }
     std::unique_ptr<HandshakeState> handshake_;
     std::string subprotocol_;
-    mutable std::mutex mailbox_mutex_;  // guards the mailbox: post_send runs on any thread
+    // The high and low lanes (the critical one is queue_'s head), made for the
+    // first frame of another priority than normal; on the connection's executor.
+    struct Held {
+        SharedFrame frame;
+        CoalesceKey key;
+    };
+    struct Lanes {
+        std::vector<SharedFrame> high;
+        std::vector<Held> low;
+        std::size_t low_bytes = 0;  // counted in queued_bytes_ too
+        bool low_due = false;       // the low frames go with the next write
+        bool tick_pending = false;  // LaneTicker will call low_window_ended
+        LaneStats stats;
+    };
+    std::unique_ptr<Lanes> lanes_;
+    mutable std::mutex mailbox_mutex_;  // guards the mailboxes: post_send runs on any thread
     std::vector<SharedFrame> mailbox_;
     std::size_t mailbox_bytes_ = 0;
+    // post_send's frames of other lanes than normal, made on first use.
+    struct Tagged {
+        SharedFrame frame;
+        CoalesceKey key;
+        Priority priority;
+    };
+    struct TaggedMailbox {
+        std::vector<Tagged> frames;
+        std::size_t bytes = 0;
+        std::uint64_t dropped = 0, coalesced = 0;  // low frames, for LaneStats
+    };
+    std::unique_ptr<TaggedMailbox> tagged_;
     bool drain_posted_ = false;
     bool paused_ = false;  // pause_reading(): no messages to the handler until resumed
     bool mailbox_overflow_ = false;

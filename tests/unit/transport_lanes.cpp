@@ -1,0 +1,277 @@
+// Priority lanes of a connection's send queue (transport/priority.hpp): the
+// order frames leave in, coalescing by key, the low lane's batching, and
+// what is dropped first when a reader is slow. A real server connection on
+// 127.0.0.1 with small socket buffers, and a raw client that reads only when
+// the test says so: while it does not read, what the server sends waits in
+// its queue, where the lanes apply.
+#include <catch2/catch.hpp>
+
+#include <plume/transport.hpp>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "support/run_until.hpp"
+
+namespace ws = plume::transport;
+using plume::test::run_until;
+using ws::Priority;
+
+namespace {
+
+// Keeps the server side of the one connection, with tiny socket buffers so
+// that a few KiB fill them.
+struct Keep {
+    inline static std::shared_ptr<void> conn;
+    void on_open(auto& c) {
+        c.next_layer().set_option(asio::socket_base::send_buffer_size(4096));
+        conn = c.shared_from_this();
+    }
+    void on_message(auto&, ws::opcode, std::string_view) {}
+    void on_close(auto&, std::uint16_t, std::string_view) {}
+};
+using Server = ws::Server<Keep>;
+using Conn = Server::connection_type;
+
+// A client that handshakes by hand and reads only in read_frames().
+struct Reader {
+    asio::ip::tcp::socket sock;
+    std::string bytes;
+    bool upgraded = false;
+    struct Sink {
+        std::vector<std::string> messages;
+        int close_code = 0;
+        void on_message(ws::opcode, std::string_view d) { messages.emplace_back(d); }
+        void on_ping(std::string_view) {}
+        void on_pong(std::string_view) {}
+        void on_close(std::uint16_t code, std::string_view) { close_code = code; }
+    } sink;
+    ws::Parser parser{ws::role::client, 1 << 24};
+
+    Reader(asio::io_context& io, std::uint16_t port) : sock(io) {
+        sock.open(asio::ip::tcp::v4());
+        sock.set_option(asio::socket_base::receive_buffer_size(4096));
+        sock.connect({asio::ip::make_address("127.0.0.1"), port});
+        asio::write(sock,
+                    asio::buffer(std::string(
+                        "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                        "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                        "Sec-WebSocket-Version: 13\r\n\r\n")));
+        sock.non_blocking(true);
+    }
+    void read_now() {
+        char buf[64 * 1024];
+        std::error_code ec;
+        while (true) {
+            std::size_t n = sock.read_some(asio::buffer(buf), ec);
+            if (ec) return;
+            bytes.append(buf, n);
+        }
+    }
+    bool handshake_done() {
+        if (upgraded) return true;
+        read_now();
+        auto end = bytes.find("\r\n\r\n");
+        if (end == std::string::npos) return false;
+        REQUIRE(bytes.starts_with("HTTP/1.1 101"));
+        bytes.erase(0, end + 4);
+        return upgraded = true;
+    }
+    // Reads and parses what is there; the messages so far.
+    const std::vector<std::string>& read_frames() {
+        read_now();
+        REQUIRE_FALSE(parser.consume(bytes.data(), bytes.size(), sink));
+        bytes.clear();
+        return sink.messages;
+    }
+};
+
+struct Fixture {
+    asio::io_context io{1};
+    Server server;
+    std::unique_ptr<Reader> reader;
+    Conn* conn = nullptr;
+
+    explicit Fixture(ws::Options opt = {}) : server(io, opt) {
+        Keep::conn.reset();
+        server.listen("127.0.0.1", 0);
+        reader = std::make_unique<Reader>(io, server.local_endpoint().port());
+        REQUIRE(run_until(io, [&] { return reader->handshake_done() && Keep::conn; }));
+        conn = static_cast<Conn*>(Keep::conn.get());
+    }
+    ~Fixture() {
+        reader.reset();
+        Keep::conn.reset();
+    }
+    // Sends `tag`-named 1 KiB normal frames until the socket refuses: from
+    // then on what is sent waits in the queue. The names of those sent.
+    std::vector<std::string> block() {
+        std::vector<std::string> sent;
+        for (int i = 0; conn->queued_bytes() == 0; ++i) {
+            REQUIRE(i < 100'000);
+            sent.push_back("fill" + std::to_string(i) + std::string(1024, '.'));
+            conn->send_text(sent.back());
+        }
+        return sent;
+    }
+    // Reads until `n` messages are in; they are returned.
+    std::vector<std::string> read(std::size_t n) {
+        REQUIRE(run_until(io, [&] { return reader->read_frames().size() >= n; }));
+        return reader->sink.messages;
+    }
+};
+
+std::vector<std::string> without_fill(std::vector<std::string> all) {
+    std::erase_if(all, [](const std::string& s) { return s.starts_with("fill"); });
+    return all;
+}
+
+}  // namespace
+
+TEST_CASE("queued frames leave in lane order, in order within a lane", "[transport][lanes]") {
+    Fixture f;
+    auto fill = f.block();
+    f.conn->send_text("n1");
+    f.conn->send_text("l1", Priority::low);
+    f.conn->send_text("h1", Priority::high);
+    f.conn->send_text("c1", Priority::critical);
+    f.conn->send_text("n2", Priority::normal);
+    f.conn->send_text("h2", Priority::high);
+    f.conn->send_text("l2", Priority::low);
+    f.conn->send_text("c2", Priority::critical);
+    auto got = f.read(fill.size() + 8);
+    // The fill frame in the write goes first (a frame in a write is never
+    // overtaken); then the queued ones by lane.
+    std::vector<std::string> expected = {"c1", "c2", "h1", "h2", "n1", "n2", "l1", "l2"};
+    CHECK(without_fill(got) == expected);
+    auto stats = f.conn->lane_stats();
+    CHECK(stats.low_sent == 2);
+    CHECK(stats.low_dropped == 0);
+}
+
+TEST_CASE("a low frame replaces the waiting one with the same key", "[transport][lanes]") {
+    Fixture f;
+    auto fill = f.block();
+    auto a = ws::coalesce_key("typing:a");
+    auto b = ws::coalesce_key("typing:b");
+    f.conn->send_text("a1", Priority::low, a);
+    f.conn->send_text("b1", Priority::low, b);
+    f.conn->send_text("x", Priority::low);                                 // no key: never replaced
+    f.conn->send_text("a2", Priority::low, ws::coalesce_key("typing:a"));  // equal, not same
+    f.conn->send_text("a3", Priority::low, a);
+    f.conn->send_text("n", Priority::normal, a);  // keys coalesce low frames only
+    auto got = f.read(fill.size() + 4);
+    CHECK(without_fill(got) == std::vector<std::string>{"n", "a3", "b1", "x"});
+    CHECK(f.conn->lane_stats().low_coalesced == 2);
+}
+
+TEST_CASE("low frames of one window leave in one write", "[transport][lanes]") {
+    ws::Options opt;
+    opt.low_lane_window = std::chrono::milliseconds(50);
+    Fixture f(opt);
+    for (int i = 0; i < 5; ++i)
+        f.conn->send_text("low" + std::to_string(i), Priority::low);
+    CHECK(f.conn->queued_bytes() > 0);  // held, not written
+    auto got = f.read(5);
+    CHECK(got == std::vector<std::string>{"low0", "low1", "low2", "low3", "low4"});
+    auto stats = f.conn->lane_stats();
+    CHECK(stats.low_sent == 5);
+    CHECK(stats.low_batches == 1);
+    CHECK(f.conn->queued_bytes() == 0);
+}
+
+TEST_CASE("with no window, low frames leave at once", "[transport][lanes]") {
+    ws::Options opt;
+    opt.low_lane_window = std::chrono::milliseconds(0);
+    Fixture f(opt);
+    f.conn->send_text("now", Priority::low);
+    CHECK(f.conn->queued_bytes() == 0);  // written before send_text returned
+    CHECK(f.read(1) == std::vector<std::string>{"now"});
+}
+
+TEST_CASE("under pressure low frames go first, normal ones wait, then 1008", "[transport][lanes]") {
+    ws::Options opt;
+    opt.max_send_queue = 64 * 1024;  // low lane limit: half of it
+    Fixture f(opt);
+    auto fill = f.block();
+    const std::size_t base = f.conn->queued_bytes();
+    REQUIRE(base < 16 * 1024);
+    const std::string kib(1000, 'x');
+
+    // Low frames are taken up to 32 KiB of queue, then refused (counted).
+    for (int i = 0; i < 40; ++i)
+        f.conn->send_text("low" + std::to_string(i) + kib, Priority::low);
+    const auto refused = f.conn->lane_stats().low_dropped;
+    CHECK(refused > 0);
+    CHECK(refused < 40);  // the first ones were taken and wait
+    CHECK(f.conn->queued_bytes() <= 32 * 1024);
+
+    // Normal frames need the room: the waiting low ones are dropped for it,
+    // and the connection stays open.
+    std::vector<std::string> normal;
+    auto send_normal = [&] {
+        normal.push_back("norm" + std::to_string(normal.size()) + kib);
+        f.conn->send_text(normal.back());
+    };
+    while (f.conn->lane_stats().low_dropped < 40) {
+        REQUIRE(normal.size() < 64);
+        send_normal();
+    }
+    CHECK(f.conn->is_open());
+    while (f.conn->queued_bytes() + 2 * 1024 < 64 * 1024)
+        send_normal();
+    CHECK(f.conn->is_open());
+    // More low: refused at once.
+    f.conn->send_text("late-low", Priority::low);
+    CHECK(f.conn->lane_stats().low_dropped == 41);
+    // A critical one still fits (it may go a quarter beyond the bound).
+    f.conn->send_text("crit" + kib, Priority::critical);
+    CHECK(f.conn->is_open());
+    // A normal one that does not fit closes with 1008; what waited is dropped.
+    f.conn->send_text(std::string(4 * 1024, 'z'));
+    CHECK_FALSE(f.conn->is_open());
+
+    REQUIRE(run_until(f.io, [&] {
+        f.reader->read_frames();
+        return f.reader->sink.close_code != 0;
+    }));
+    CHECK(f.reader->sink.close_code == 1008);
+    auto got = without_fill(f.reader->sink.messages);
+    // The critical frame was kept through the overflow and left first.
+    REQUIRE_FALSE(got.empty());
+    CHECK(got.front().starts_with("crit"));
+    for (auto& m : got)
+        CHECK_FALSE(m.starts_with("low"));
+}
+
+TEST_CASE("post_send lanes: from the mailbox in lane order, coalesced by key",
+          "[transport][lanes]") {
+    Fixture f;
+    auto fill = f.block();
+    auto frame = [](std::string s) { return ws::make_shared_frame(ws::opcode::text, s); };
+    auto key = ws::coalesce_key("k");
+    f.conn->post_send(frame("n1"));
+    f.conn->post_send(frame("l1"), Priority::low, key);
+    f.conn->post_send(frame("h1"), Priority::high);
+    f.conn->post_send(frame("l2"), Priority::low, key);  // replaces l1 in the mailbox
+    f.conn->post_send(frame("c1"), Priority::critical);
+    f.conn->post_send(frame("n2"));
+    auto got = f.read(fill.size() + 5);
+    CHECK(without_fill(got) == std::vector<std::string>{"c1", "h1", "n1", "n2", "l2"});
+    CHECK(f.conn->lane_stats().low_coalesced == 1);
+}
+
+TEST_CASE("frames in lanes go before the close frame", "[transport][lanes]") {
+    Fixture f;
+    auto fill = f.block();
+    f.conn->send_text("low", Priority::low);
+    f.conn->send_text("high", Priority::high);
+    f.conn->close(4000, "bye");
+    REQUIRE(run_until(f.io, [&] {
+        f.reader->read_frames();
+        return f.reader->sink.close_code != 0;
+    }));
+    CHECK(f.reader->sink.close_code == 4000);
+    CHECK(without_fill(f.reader->sink.messages) == std::vector<std::string>{"high", "low"});
+}

@@ -7,15 +7,22 @@
 //
 //   echo_client --url ws://127.0.0.1:9001 [--agent plume] [--case N]
 //               [--max-message BYTES] [--deflate]
+//   echo_client --url wss://127.0.0.1:9001 [--ca-file ca.pem] ...
+//
+// A wss:// URL runs every connection over TLS; the server's certificate is
+// checked against --ca-file (a PEM file of CAs to trust) or, without it, the
+// system CA store, and against the URL's host.
 //
 // One line per case goes to stdout ("case 3/517: closed 1000 normal"). Each
 // connection ends through plume's own closing handshake or its timeouts, so
 // the program always finishes; it exits 0 once the report was requested.
 #include <plume/transport.hpp>
+#include <plume/transport/tls.hpp>
 
 #include <charconv>
 #include <cstdlib>
 #include <iostream>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -51,8 +58,8 @@ struct Testee {
 
 [[noreturn]] void usage(const std::string& why) {
     std::cerr << "echo_client: " << why << "\n"
-              << "usage: echo_client --url ws://HOST:PORT [--agent NAME] [--case N]\n"
-                 "                   [--max-message BYTES] [--deflate]\n";
+              << "usage: echo_client --url ws[s]://HOST:PORT [--agent NAME] [--case N]\n"
+                 "                   [--max-message BYTES] [--deflate] [--ca-file PEM]\n";
     std::exit(2);
 }
 
@@ -83,10 +90,14 @@ std::string query_escape(std::string_view s) {
 }
 
 // Runs one connection to its very end: io.run() returns only when the socket
-// is closed and no timer is left, whoever ended it.
-Outcome run_one(asio::io_context& io, const std::string& url, const ws::Options& options) {
+// is closed and no timer is left, whoever ended it. A TLS context means wss://.
+Outcome run_one(asio::io_context& io, const std::string& url, const ws::Options& options,
+                const std::shared_ptr<asio::ssl::context>& tls) {
     Outcome out;
-    ws::connect<Testee>(io, url, options, Testee{&out});
+    if (tls)
+        ws::connect<Testee, ws::TlsSocket>(io, url, options, Testee{&out}, {}, {tls});
+    else
+        ws::connect<Testee>(io, url, options, Testee{&out});
     io.restart();
     io.run();
     return out;
@@ -106,6 +117,7 @@ int main(int argc, char** argv) {
     std::string base;
     std::string agent = "plume";
     std::uint64_t only_case = 0;
+    std::string ca_file;
     ws::Options options;
     options.max_message_size = 16 << 20;  // Autobahn's 9.x cases go up to 16 MiB
     options.max_send_queue = 32 << 20;
@@ -122,6 +134,8 @@ int main(int argc, char** argv) {
             options.max_message_size = number(arg, next), ++i;
         } else if (arg == "--deflate") {
             options.deflate.enabled = true;
+        } else if (arg == "--ca-file" && next) {
+            ca_file = argv[++i];
         } else if (arg == "--help" || arg == "-h") {
             usage("help");
         } else {
@@ -131,10 +145,17 @@ int main(int argc, char** argv) {
     if (base.empty()) usage("--url is required");
     while (!base.empty() && base.back() == '/')
         base.pop_back();
-    if (!ws::parse_url(base)) usage("not a ws:// URL: " + base);
+    auto url = ws::parse_url(base);
+    if (!url) usage("not a ws:// or wss:// URL: " + base);
+    std::shared_ptr<asio::ssl::context> tls;
+    if (url->scheme == "wss") {
+        ws::ClientTlsOptions tls_options;
+        tls_options.ca_file = ca_file;  // empty: the system CA store
+        tls = ws::client_tls_context(tls_options);
+    }
 
     asio::io_context io;
-    auto count_result = run_one(io, base + "/getCaseCount", options);
+    auto count_result = run_one(io, base + "/getCaseCount", options, tls);
     std::uint64_t count = 0;
     std::string_view text = count_result.first_text;
     auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), count);
@@ -150,10 +171,10 @@ int main(int argc, char** argv) {
     for (std::uint64_t i = first; i <= last; ++i) {
         auto r = run_one(
             io, base + "/runCase?case=" + std::to_string(i) + "&agent=" + query_escape(agent),
-            options);
+            options, tls);
         std::cout << "case " << i << "/" << count << ": " << describe(r) << std::endl;
     }
-    auto report = run_one(io, base + "/updateReports?agent=" + query_escape(agent), options);
+    auto report = run_one(io, base + "/updateReports?agent=" + query_escape(agent), options, tls);
     std::cout << "echo_client: reports updated (" << describe(report) << ")" << std::endl;
     return 0;
 }

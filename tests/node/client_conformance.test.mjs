@@ -4,11 +4,14 @@
 // echoes) runs in-process on 127.0.0.1, and examples/echo_client connects
 // to it once per case.
 //
-// Two runs, like conformance.test.mjs does for the server role:
+// Three runs, like conformance.test.mjs does for the server role:
 //   plain:   echo_client with default options (no permessage-deflate,
 //            --max-message 16 MiB, so 9.1.6/9.2.6 are echoed at the limit)
 //   deflate: --deflate --max-message 8 MiB (mirrored 12.x/13.x; 9.x.6 and
 //            9.9.x check the 1009 path)
+//   tls:     the deflate configuration over wss://: the fuzzing server
+//            listens with TLS (a certificate made by scripts/make-cert.sh)
+//            and echo_client trusts it through --ca-file; every case again
 // Any FAILED case fails the test. The summary and every case that is not OK
 // are printed; the full report goes to
 // PLUME_BUILD_DIR/client-conformance-<mode>.txt when PLUME_BUILD_DIR is set.
@@ -22,14 +25,20 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import { runTestee } from './conformance/fuzzing_server.mjs';
 import { summarize, formatLine, writeReportFile } from './conformance/run.mjs';
+import { makeCert } from './support/servers.mjs';
 
 const bin = process.env.PLUME_ECHO_CLIENT_BIN;
 const skip = !bin ? 'PLUME_ECHO_CLIENT_BIN is not set' : !fs.existsSync(bin) ? `PLUME_ECHO_CLIENT_BIN ${bin} does not exist` : false;
 const scale = Number(process.env.PLUME_CONFORMANCE_TIMEOUT_SCALE || 1);
 
+const tlsOptions = () => {
+  const c = makeCert(); // self-signed: the certificate is its own CA
+  return { tls: { cert: c.ca, key: fs.readFileSync(c.key) }, caFile: c.cert };
+};
 const MODES = [
   { name: 'plain', deflate: false, maxMessage: 16 * 1024 * 1024 },
   { name: 'deflate', deflate: true, maxMessage: 8 * 1024 * 1024 },
+  { name: 'tls', deflate: true, maxMessage: 8 * 1024 * 1024, tls: true },
 ];
 
 for (const mode of MODES) {
@@ -41,6 +50,7 @@ for (const mode of MODES) {
       cases: process.env.PLUME_CONFORMANCE_CASES,
       timeoutScale: scale,
       timeout: 540000 * scale,
+      ...(mode.tls ? tlsOptions() : {}),
     });
     const { results } = run;
     const s = summarize(results);

@@ -25,10 +25,13 @@
 //   node tests/node/conformance/fuzzing_server.mjs --bin build/examples/echo_client/echo_client
 //        [--deflate] [--max-message N] [--cases 1.*,C.*] [--timeout-scale X] [--verbose]
 //   node tests/node/conformance/fuzzing_server.mjs --port 9001 [--deflate] ...   (serve one testee run, until /updateReports)
+//   ... --tls-cert cert.pem --tls-key key.pem   (wss://: every case inside TLS; the testee must trust the certificate)
 // --deflate / --max-message describe the testee (and are passed to --bin): the
 // expected results depend on them. Exits 1 if any case FAILED.
 
 import net from 'node:net';
+import tls from 'node:tls';
+import fsys from 'node:fs';
 import { spawn } from 'node:child_process';
 import * as F from './frames.mjs';
 import * as C from './cases.mjs';
@@ -470,7 +473,8 @@ export function buildClientCases(opts = {}) {
 export class FuzzingServer {
   /**
    * opts: maxMessage, deflate (how the testee is configured), cases (filter),
-   * full, deflateBudget, deflateCount, timeoutScale, onResult(result).
+   * full, deflateBudget, deflateCount, timeoutScale, onResult(result),
+   * tls ({ cert, key }: PEM text; the server listens for wss://).
    */
   constructor(opts = {}) {
     this.opts = opts;
@@ -482,7 +486,13 @@ export class FuzzingServer {
     this.results = new Map(); // case index -> result
     this.sockets = new Set();
     this.reportsUpdated = new Promise((res) => { this._reportsUpdated = res; });
-    this.server = net.createServer((s) => this._onConnection(s));
+    this.scheme = opts.tls ? 'wss' : 'ws';
+    // Over TLS the cases see the decrypted stream: sock.end() is close_notify
+    // then FIN, and a client's FIN (with or without close_notify) is 'end'.
+    this.server = opts.tls
+      ? tls.createServer({ cert: opts.tls.cert, key: opts.tls.key }, (s) => this._onConnection(s))
+      : net.createServer((s) => this._onConnection(s));
+    this.server.on('tlsClientError', () => {}); // a client that gave up during the TLS handshake
   }
 
   listen(port = 0, host = '127.0.0.1') {
@@ -490,7 +500,7 @@ export class FuzzingServer {
       this.server.once('error', reject);
       this.server.listen(port, host, () => {
         const a = this.server.address();
-        this.url = `ws://${host}:${a.port}`;
+        this.url = `${this.scheme}://${host}:${a.port}`;
         resolve(this.url);
       });
     });
@@ -626,14 +636,15 @@ export class FuzzingServer {
 }
 
 /**
- * Run a testee binary against a fresh fuzzing server. Resolves
+ * Run a testee binary against a fresh fuzzing server (over TLS with opts.tls;
+ * opts.caFile is then passed to the testee as --ca-file). Resolves
  * { results, exit, output } once the testee exits (or is killed after
  * `timeout` ms without finishing).
  */
 export async function runTestee(bin, { args = [], timeout = 1800000, env = process.env, ...opts } = {}) {
   const fs = new FuzzingServer(opts);
   const url = await fs.listen(0, '127.0.0.1');
-  const argv = ['--url', url, ...args];
+  const argv = ['--url', url, ...(opts.caFile ? ['--ca-file', opts.caFile] : []), ...args];
   if (opts.deflate) argv.push('--deflate');
   if (opts.maxMessage) argv.push('--max-message', String(opts.maxMessage));
   const proc = spawn(bin, argv, { stdio: ['ignore', 'pipe', 'pipe'], env });
@@ -664,6 +675,8 @@ function parseArgs(argv) {
       case '--full': o.full = true; break;
       case '--timeout-scale': o.timeoutScale = Number(val()); break;
       case '--client-arg': o.clientArgs.push(val()); break;
+      case '--tls-cert': o.tlsCert = val(); break;
+      case '--tls-key': o.tlsKey = val(); break;
       case '--verbose': case '-v': o.verbose = true; break;
       case '--list': o.list = true; break;
       case '-h': case '--help': o.help = true; break;
@@ -676,12 +689,16 @@ function parseArgs(argv) {
 async function main() {
   const o = parseArgs(process.argv.slice(2));
   if (o.help) {
-    console.log('usage: fuzzing_server.mjs (--bin ECHO_CLIENT | --port N) [--deflate] [--max-message N] [--cases LIST] [--timeout-scale X] [--client-arg ARG] [--verbose] [--list]');
+    console.log('usage: fuzzing_server.mjs (--bin ECHO_CLIENT | --port N) [--deflate] [--max-message N] [--cases LIST] [--timeout-scale X] [--client-arg ARG] [--tls-cert PEM --tls-key PEM] [--verbose] [--list]');
     return;
   }
   if (o.list) {
     for (const c of new FuzzingServer(o).cases) console.log(`${c.id}  ${c.desc}`);
     return;
+  }
+  if (o.tlsCert || o.tlsKey) {
+    o.tls = { cert: fsys.readFileSync(o.tlsCert), key: fsys.readFileSync(o.tlsKey) };
+    o.caFile = o.tlsCert; // self-signed (scripts/make-cert.sh): the certificate is its own CA
   }
   const onResult = (r) => console.log(formatLine(r, o.verbose));
   let results;

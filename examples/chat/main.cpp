@@ -5,6 +5,7 @@
 //        [--static DIR] [--phoenix-js FILE] [--origin URL]... [--deflate]
 //        [--history 100] [--redis redis://127.0.0.1:6379 --node NAME]
 //        [--tls-cert CERT.pem --tls-key KEY.pem] [--no-longpoll] [--longpoll-window-ms N]
+//        [--no-metrics]
 //
 // Pages whose network blocks WebSockets fall back to long-poll
 // (/socket/longpoll, on unless --no-longpoll) after 2.5 s; ?transport=longpoll
@@ -19,6 +20,9 @@
 // for a signed token (GET /token?user=NAME; GET or POST /token/NAME work too)
 // and connects with it. For local trials and load tests a plain `user_id`
 // connect param is accepted unless --require-token is given.
+// GET /metrics answers the endpoint's metrics in Prometheus's text format
+// (--no-metrics turns them off: the route then answers 404).
+#include <plume/metrics/prometheus.hpp>
 #include <plume/pubsub/redis.hpp>
 #include <plume/server.hpp>
 #include <plume/server/token.hpp>
@@ -184,7 +188,7 @@ namespace {
                  "            [--history N] [--redis redis://HOST:PORT [--node NAME]]\n"
                  "            [--tracker-broadcast-ms N] [--tracker-down-ms N]\n"
                  "            [--tls-cert CERT.pem --tls-key KEY.pem]\n"
-                 "            [--no-longpoll] [--longpoll-window-ms N]\n";
+                 "            [--no-longpoll] [--longpoll-window-ms N] [--no-metrics]\n";
     std::exit(2);
 }
 
@@ -230,6 +234,13 @@ int serve(asio::io_context& io, Endpoint& endpoint, const ps::EndpointConfig& co
         r.set("Content-Type", "text/javascript; charset=utf-8");
         return r;
     });
+
+    // For Prometheus: scrape_configs: [{job_name: chat, static_configs:
+    // [{targets: ["127.0.0.1:4000"]}]}] (metrics_path defaults to /metrics).
+    if (config.metrics)
+        endpoint.route("/metrics", [&endpoint](const plume::transport::http::Request&) {
+            return plume::metrics::prometheus_response(endpoint.metrics().snapshot());
+        });
 
     try {
         endpoint.start();
@@ -353,6 +364,8 @@ int main(int argc, char** argv) {
             redis.node_name = text(i);
         else if (a == "--tracker-broadcast-ms")
             config.presence.tracker.broadcast_period = std::chrono::milliseconds(number(i));
+        else if (a == "--no-metrics")
+            config.metrics = false;
         else if (a == "--no-longpoll")
             config.longpoll.enabled = false;
         else if (a == "--longpoll-window-ms")

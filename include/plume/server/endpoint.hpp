@@ -47,6 +47,7 @@
 #include "plume/server/route.hpp"
 #include "plume/server/session.hpp"
 #include "plume/server/socket.hpp"
+#include "plume/server/telemetry.hpp"
 #include "plume/server/token.hpp"
 #include "plume/transport/server.hpp"
 #include "plume/transport/tls.hpp"
@@ -112,6 +113,12 @@ struct EndpointConfig {
             return !context && cert_chain_file.empty() && private_key_file.empty();
         }
     } tls;
+    /// Telemetry events (telemetry.hpp): set the functions you want; an
+    /// empty one costs a null check.
+    Telemetry telemetry{};
+    /// The built-in metrics in Endpoint::metrics() (telemetry.hpp, README's
+    /// table); false records none.
+    bool metrics = true;
 };
 
 /// Replaces the values of sensitive query parameters before a URL is logged
@@ -161,6 +168,7 @@ class Endpoint {
         : config_(std::move(config)),
           io_(io),
           log_(config_.log),
+          instruments_(config_.telemetry, config_.metrics ? &metrics_ : nullptr),
           pubsub_(std::move(adapter)),
           presence_(pubsub_, presence_options()),
           history_(config_.history),
@@ -175,6 +183,7 @@ class Endpoint {
                     "history, and one node's memory would not do");
         }
         SocketT::channels(router_);
+        if (config_.metrics) collect_metrics();
     }
 
     /// Listens on config().host:port (port 0 picks one). Throws on failure.
@@ -231,6 +240,7 @@ class Endpoint {
     /// Broadcasts `m` (except to `from` on this node), through the topic's
     /// history when it has one.
     void publish(const pubsub::MessagePtr& m, std::shared_ptr<const pubsub::Subscriber> from) {
+        instruments_.broadcast(*m, [&] { return pubsub_.subscriber_count(m->topic); });
         if constexpr (pubsub::KeepsHistory<A>) {
             if (config_.history.keeps(*m)) {
                 // Kept by the adapter, delivered here in offset order with
@@ -303,6 +313,12 @@ class Endpoint {
     /// the application too: log()(LogLevel::info, "user banned", {{"id", id}}).
     Log& log() noexcept { return log_; }
 
+    /// The endpoint's metrics: snapshot() from C++, or
+    /// metrics::prometheus_response(metrics().snapshot()) for a /metrics
+    /// route. An application may declare its own families here before
+    /// start(). Empty when EndpointConfig::metrics is false.
+    metrics::Registry& metrics() noexcept { return metrics_; }
+
   private:
     template <class, class>
     friend class Session;
@@ -318,6 +334,7 @@ class Endpoint {
                                            std::chrono::steady_clock::now())) {
             log_(LogLevel::warning, "connection rate limited",
                  {{"peer", peer.address().to_string()}});
+            instruments_.rate_limited(detail::Scope::connection);
             return Refusal{429,
                            "too many connections from this address; retry later",
                            {{"Retry-After", std::to_string(wait)}}};
@@ -377,6 +394,7 @@ class Endpoint {
     }
 
     presence::OwnerId next_owner_id() noexcept { return ++owners_; }
+    const detail::Instruments& instruments() const noexcept { return instruments_; }
     void connection_opened() noexcept { ++open_; }
     void connection_closed() noexcept { --open_; }
 
@@ -461,16 +479,24 @@ class Endpoint {
     void open_longpoll(const transport::http::Request& req, const asio::ip::tcp::endpoint& peer,
                        transport::http::Responder responder) {
         auto json = [](int status) { return longpoll_response(longpoll_body(status)); };
+        const auto t0 = instruments_.start_connect();
         auto vsn = check_connect(req, peer);
-        if (auto* refused = std::get_if<Refusal>(&vsn))
+        if (auto* refused = std::get_if<Refusal>(&vsn)) {
+            instruments_.socket_refused(TransportKind::longpoll, t0, refused->status,
+                                        refused->reason, peer);
             return void(responder.send(json(refused->status == 429 ? 500 : 403)));
+        }
         std::optional<std::string> auth_token;
         if (auto t = req.header("x-phoenix-authtoken"); !t.empty()) auth_token = std::string(t);
         auto session =
             std::make_shared<LongPoll>(io_, config_.longpoll, longpoll_session_type(this));
-        if (session->handler().connect_socket(std::get<wire::Vsn>(vsn), req, peer,
-                                              std::move(auth_token)))
+        if (auto refused = session->handler().connect_socket(std::get<wire::Vsn>(vsn), req, peer,
+                                                             std::move(auth_token))) {
+            instruments_.socket_refused(TransportKind::longpoll, t0, refused->status,
+                                        refused->reason, peer);
             return void(responder.send(json(403)));
+        }
+        instruments_.socket_connected(TransportKind::longpoll, t0, peer);
         unsigned char bytes[16];
         if (RAND_bytes(bytes, sizeof bytes) != 1) return void(responder.send(json(500)));
         auto id = plume::detail::base64url_encode_unpadded(
@@ -555,9 +581,52 @@ class Endpoint {
         // Every node computes its own diffs, so they go to local subscribers only.
         opts.on_diff = [this, user](const std::string& topic, const nlohmann::json& diff) {
             pubsub_.local_broadcast(pubsub::make_message(topic, "presence_diff", diff));
+            instruments_.presence_diff(topic, diff);
             if (user) user(topic, diff);
         };
         return opts;
+    }
+
+    // What is cheaper to read at scrape time than to track: Presence's
+    // tables, the adapter's own statistics.
+    void collect_metrics() {
+        metrics_.collect([this](metrics::Snapshot& s) {
+            const auto& tracker = presence_.tracker();
+            std::size_t entries = 0;
+            auto topics = tracker.topics();
+            for (const auto& t : topics)
+                entries += tracker.list(t).size();
+            s.gauge("plume_presence_entries", "Presences tracked, on every topic and node.")
+                .add({}, static_cast<double>(entries));
+            s.gauge("plume_presence_topics", "Topics with at least one presence.")
+                .add({}, static_cast<double>(topics.size()));
+            if constexpr (requires(const A& a) { a.stats().client.link.connects; }) {
+                auto st = pubsub_.adapter().stats();
+                const metrics::Labels redis = {{"adapter", "redis"}};
+                auto with_kind = [](std::string kind) {
+                    return metrics::Labels{{"adapter", "redis"}, {"kind", std::move(kind)}};
+                };
+                auto reconnects = [](const auto& link) {
+                    return static_cast<double>(link.connects > 0 ? link.connects - 1 : 0);
+                };
+                s.counter("plume_pubsub_published_total", "Broadcasts sent to the adapter.")
+                    .add(redis, static_cast<double>(st.published));
+                s.counter("plume_pubsub_received_total",
+                          "Broadcasts from other nodes delivered here.")
+                    .add(redis, static_cast<double>(st.received));
+                s.counter("plume_pubsub_errors_total",
+                          "Adapter errors: publishes refused or unanswered, malformed "
+                          "envelopes, failed history reads, lost connections.")
+                    .add(with_kind("publish"), static_cast<double>(st.publish_failed))
+                    .add(with_kind("malformed"), static_cast<double>(st.malformed))
+                    .add(with_kind("history"), static_cast<double>(st.recovery_failed))
+                    .add(with_kind("connection"),
+                         static_cast<double>(st.client.link.faults + st.subscriber.link.faults));
+                s.counter("plume_pubsub_reconnects_total",
+                          "Connections to the adapter's server made again after the first.")
+                    .add(redis, reconnects(st.client.link) + reconnects(st.subscriber.link));
+            }
+        });
     }
 
     bool is_socket_path(std::string_view path, std::string_view transport) const {
@@ -598,6 +667,8 @@ class Endpoint {
     EndpointConfig config_;
     asio::io_context& io_;
     Log log_;
+    metrics::Registry metrics_;
+    detail::Instruments instruments_;
     AddressLimiter connections_;
     pubsub::PubSub<A> pubsub_;
     presence::Presence presence_;

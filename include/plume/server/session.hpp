@@ -30,6 +30,7 @@
 #include "plume/server/channel.hpp"
 #include "plume/server/log.hpp"
 #include "plume/server/socket.hpp"
+#include "plume/server/telemetry.hpp"
 #include "plume/transport/websocket.hpp"
 #include "plume/wire/encoded_payload.hpp"
 #include "plume/wire/vsn.hpp"
@@ -102,6 +103,7 @@ class Session final : public detail::ChannelHost {
     using SocketT = typename EndpointT::socket_type;
     using A = typename EndpointT::adapter_type;
     using connection_type = typename Over::template carrier<Session>;
+    static constexpr TransportKind transport_kind = detail::transport_of<Over>;
 
     explicit Session(endpoint_type* endpoint = nullptr) : endpoint_(endpoint) {}
 
@@ -134,8 +136,12 @@ class Session final : public detail::ChannelHost {
     // ------------------------------------------- WebSocket handler part --
 
     void on_upgrade(const transport::UpgradeRequest& req, transport::UpgradeResponse& res) {
+        const auto t0 = endpoint_->instruments().start_connect();
         auto refused = endpoint_->upgrade_socket(req, res, *this);
+        if (!refused) endpoint_->instruments().socket_connected(transport_kind, t0, req.peer);
         if (refused) {
+            endpoint_->instruments().socket_refused(transport_kind, t0, refused->status,
+                                                    refused->reason, req.peer);
             res.reject(refused->status, std::move(refused->reason));
             for (auto& h : refused->headers)
                 res.headers.push_back(std::move(h));
@@ -168,6 +174,7 @@ class Session final : public detail::ChannelHost {
             }
         }
         endpoint_->connection_opened();
+        endpoint_->instruments().opened(transport_kind);
     }
 
     void on_message(connection_type& conn, transport::opcode op, std::string_view data) {
@@ -182,11 +189,12 @@ class Session final : public detail::ChannelHost {
                        "malformed Phoenix message: " + msg.error().message());
             return;
         }
+        endpoint_->instruments().message_in(*msg, data.size());
         if (!admit(*msg, data.size())) return;
         handle(*msg);
     }
 
-    void on_close(connection_type&, std::uint16_t, std::string_view) {
+    void on_close(connection_type&, std::uint16_t code, std::string_view reason) {
         if (id_sub_) endpoint_->pubsub().unsubscribe(id_topic_, id_sub_);
         id_sub_.reset();
         while (!channels_.empty()) {
@@ -194,6 +202,7 @@ class Session final : public detail::ChannelHost {
             end_channel(it, "closed", false);
         }
         if (opened_) endpoint_->connection_closed();
+        if (opened_) endpoint_->instruments().closed(transport_kind, code, reason);
         opened_ = false;
     }
 
@@ -202,7 +211,7 @@ class Session final : public detail::ChannelHost {
     void host_push(const std::string& topic, const std::optional<wire::Ref>& join_ref,
                    std::string_view event, Payload payload, const SendOptions& how) override {
         send(wire::Message{join_ref, std::nullopt, topic, std::string(event), std::move(payload)},
-             how);
+             detail::OutClass::push, how);
     }
 
     void host_reply(const std::string& topic, const std::optional<wire::Ref>& join_ref,
@@ -242,6 +251,7 @@ class Session final : public detail::ChannelHost {
             return;
         }
         conn->send_text(frame->bytes);
+        endpoint_->instruments().sent(detail::OutClass::push, frame->bytes.size());
     }
 
     SocketT& socket() noexcept { return socket_; }
@@ -298,6 +308,7 @@ class Session final : public detail::ChannelHost {
             }
             auto frame = detail::broadcast_frame(*m, vsn_);
             if (!frame) return;
+            conn.handler().endpoint_->instruments().delivered(*frame);
             if (m->priority == Priority::normal)
                 conn.post_send(std::move(frame));
             else
@@ -336,7 +347,10 @@ class Session final : public detail::ChannelHost {
     using Channels = std::map<std::string, Joined, std::less<>>;
 
     template <class M>
-    void send(const M& m, const SendOptions& how = {}) {
+    void send(const M& m,
+              detail::OutClass c = std::is_same_v<M, wire::Reply> ? detail::OutClass::reply
+                                                                  : detail::OutClass::control,
+              const SendOptions& how = {}) {
         auto conn = conn_.lock();
         if (!conn) return;
         auto frame = wire::with_serializer(vsn_, [&]<class S>(S) { return S::encode(m); });
@@ -358,6 +372,7 @@ class Session final : public detail::ChannelHost {
         } else {
             conn->send_text(frame->bytes);
         }
+        endpoint_->instruments().sent(c, frame->bytes.size());
     }
 
     // The socket's limits (EndpointConfig::limits), checked before any other
@@ -367,8 +382,10 @@ class Session final : public detail::ChannelHost {
         auto now = std::chrono::steady_clock::now();
         bool is_join = msg.event == wire::event::join;
         if (!message_bucket_.take(lim.messages, now) ||
-            (is_join && !join_bucket_.take(lim.joins, now)))
+            (is_join && !join_bucket_.take(lim.joins, now))) {
+            endpoint_->instruments().rate_limited(detail::Scope::socket, msg.topic, msg.event);
             return refuse(msg, wire::reason::rate_limited, now);
+        }
         if (msg.topic.size() > lim.max_topic_bytes)
             return refuse(msg, wire::reason::topic_too_long, now);
         if (msg.event.size() > lim.max_event_bytes)
@@ -403,7 +420,7 @@ class Session final : public detail::ChannelHost {
     }
 
     void handle(wire::Message& msg) {
-        if (wire::is_heartbeat(msg)) return send(wire::heartbeat_reply(msg));
+        if (wire::is_heartbeat(msg)) return heartbeat(msg);
         if (msg.event == wire::event::join) return join(msg);
         auto it = channels_.find(msg.topic);
         if (msg.event == wire::event::leave) {
@@ -419,18 +436,23 @@ class Session final : public detail::ChannelHost {
         msg.join_ref = it->second.channel->join_ref();
         auto& ch = *it->second.channel;
         if (auto now = std::chrono::steady_clock::now(); !ch.admit_event(msg.event, now)) {
+            endpoint_->instruments().rate_limited(detail::Scope::channel, msg.topic, msg.event);
             refuse(msg, wire::reason::rate_limited, now);
             return;
         }
         ch.current_ref_ = msg.ref;
         InResult result;
+        const auto t0 = endpoint_->instruments().start_handle_in();
         try {
             result = ch.handle_in(msg.event, msg.payload);
         } catch (const std::exception& e) {
+            endpoint_->instruments().handle_in(msg.topic, msg.event, t0, "crashed");
             return crash(msg.topic, std::string("handle_in raised: ") + e.what());
         } catch (...) {
+            endpoint_->instruments().handle_in(msg.topic, msg.event, t0, "crashed");
             return crash(msg.topic, "handle_in raised");
         }
+        endpoint_->instruments().handle_in(msg.topic, msg.event, t0, in_result_name(result.what));
         ch.current_ref_.reset();
         if (result.what == InResult::kind::noreply) return;
         if (!result.status.empty() || result.what == InResult::kind::reply)
@@ -446,6 +468,8 @@ class Session final : public detail::ChannelHost {
         auto factory = endpoint_->router().match(msg.topic);
         if (!factory) {
             endpoint_->log()(LogLevel::warning, "unmatched topic", {{"topic", msg.topic}});
+            endpoint_->instruments().channel_refused(msg.topic, transport_kind,
+                                                     endpoint_->instruments().start_join());
             return send(wire::unmatched_topic_reply(msg));
         }
         // With an adapter that routes topics between nodes (pubsub::Redis),
@@ -475,9 +499,11 @@ class Session final : public detail::ChannelHost {
     }
 
     void finish_join(connection_type& conn, wire::Message& msg, std::error_code ec) {
-        if (ec)
+        if (ec) {
             endpoint_->log()(LogLevel::warning, "join not confirmed by the PubSub adapter",
                              {{"topic", msg.topic}, {"error", ec.message()}});
+            endpoint_->instruments().adapter_error("join", msg.topic, ec);
+        }
         // Still open: join (served locally at least; the adapter routes the
         // topic once it can).
         bool done = true;
@@ -510,7 +536,10 @@ class Session final : public detail::ChannelHost {
             replaced_join_ref = old->second.join_ref;
             end_channel(old, "duplicate_join", false);
         }
+        const auto t0 = endpoint_->instruments().start_join();
         auto joined = start_channel(factory, msg);
+        if (!joined) endpoint_->instruments().channel_refused(msg.topic, transport_kind, t0);
+        if (joined) endpoint_->instruments().channel_joined(msg.topic, transport_kind, t0);
         if (!joined) {
             if (replaced) send(wire::phx_close(msg.topic, replaced_join_ref));
             return true;
@@ -566,9 +595,11 @@ class Session final : public detail::ChannelHost {
                          const pubsub::HistoryRecovery& r) {
         auto it = channels_.find(head.topic);
         if (it != channels_.end() && it->second.incarnation == incarnation) {
-            if (r.error)
+            if (r.error) {
                 endpoint_->log()(LogLevel::warning, "history not read",
                                  {{"topic", head.topic}, {"error", r.error.message()}});
+                endpoint_->instruments().adapter_error("history", head.topic, r.error);
+            }
             Payload response = std::move(it->second.reply);
             it->second.reply = Payload{};
             if (response.is_json() && (response.json().is_object() || response.json().is_null())) {
@@ -582,7 +613,10 @@ class Session final : public detail::ChannelHost {
             }
             send(wire::reply_ok(head, std::move(response)));
             for (const auto& m : r.missed)
-                if (auto frame = detail::broadcast_frame(*m, vsn_)) conn.send(std::move(frame));
+                if (auto frame = detail::broadcast_frame(*m, vsn_)) {
+                    endpoint_->instruments().delivered(*frame);
+                    conn.send(std::move(frame));
+                }
             if (replaced) send(wire::phx_close(head.topic, replaced_join_ref));
             // Without a position (history not read) nothing held is dropped.
             it->second.sub->release(conn, r.position.epoch.empty() ? 0 : r.position.offset);
@@ -646,6 +680,7 @@ class Session final : public detail::ChannelHost {
         Joined joined = std::move(it->second);
         std::string topic = it->first;
         channels_.erase(it);
+        endpoint_->instruments().channel_left(topic, reason);
         endpoint_->pubsub().unsubscribe(topic, joined.sub.get());
         try {
             joined.channel->terminate(reason);
@@ -657,11 +692,27 @@ class Session final : public detail::ChannelHost {
         if (tell_client) send(wire::phx_close(topic, joined.join_ref));
     }
 
+    // A heartbeat's reply, and a sample of the send queue's depth (a cheap
+    // read, once per socket every 30 s with phoenix.js).
+    void heartbeat(const wire::Message& msg) {
+        send(wire::heartbeat_reply(msg));
+        if constexpr (requires(connection_type & c) { c.queued_bytes(); })
+            if (auto conn = conn_.lock())
+                endpoint_->instruments().queue_depth(conn->queued_bytes());
+    }
+
+    static std::string_view in_result_name(InResult::kind k) noexcept {
+        return k == InResult::kind::noreply ? "noreply"
+               : k == InResult::kind::reply ? "reply"
+                                            : "stop";
+    }
+
     void crash(const std::string& topic, const std::string& why) {
         endpoint_->log()(LogLevel::error, "channel crashed", {{"topic", topic}, {"why", why}});
         auto it = channels_.find(topic);
         if (it == channels_.end()) return;
         auto join_ref = it->second.join_ref;
+        endpoint_->instruments().channel_crashed(topic, why);
         end_channel(it, "crash", false);
         send(wire::phx_error(topic, join_ref));
     }

@@ -1,0 +1,410 @@
+// plume/server/telemetry.hpp — what an Endpoint tells about itself: typed
+// telemetry events (Phoenix's :telemetry) and built-in metrics.
+//
+//   plume::server::EndpointConfig config;
+//   config.telemetry.channel_joined = [](const plume::server::telemetry::ChannelJoined& e) {
+//       std::cout << e.topic << " joined in " << e.duration.count() << " ns\n";
+//   };
+//   config.telemetry.handle_in = [](const plume::server::telemetry::HandleIn& e) { ... };
+//   plume::server::Endpoint<UserSocket> endpoint(io, config);
+//   endpoint.route("/metrics", [&](const plume::transport::http::Request&) {
+//       return plume::metrics::prometheus_response(endpoint.metrics().snapshot());
+//   });
+//
+// Telemetry: one std::function per event in EndpointConfig::telemetry. An
+// event whose function is empty costs a null check: no clock is read, no
+// metadata is built. A function runs on the thread where the event happened
+// (a connection's strand, the publisher's thread), synchronously: keep it
+// short and never block. The metadata's string_views are valid during the
+// call only.
+//
+// Metrics (EndpointConfig::metrics, on by default): counters, gauges and a
+// histogram in the endpoint's metrics::Registry (metrics.hpp), recorded
+// without locks per thread and merged by snapshot(); the README lists them.
+// Applications may declare their own families in endpoint.metrics() before
+// the endpoint records anything (before start()).
+#pragma once
+
+#include <asio.hpp>
+
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <system_error>
+
+#include <nlohmann/json.hpp>
+
+#include "plume/metrics/metrics.hpp"
+#include "plume/pubsub/message.hpp"
+#include "plume/wire/message.hpp"
+
+namespace plume::server {
+
+/// What carries a socket.
+enum class TransportKind { websocket, longpoll };
+
+inline std::string_view to_string(TransportKind t) noexcept {
+    return t == TransportKind::websocket ? "websocket" : "longpoll";
+}
+
+namespace telemetry {
+
+using Duration = std::chrono::steady_clock::duration;
+
+/// A socket's connect() accepted it. duration: from the upgrade request (or
+/// long-poll GET) to the decision, the checks and connect() included.
+struct SocketConnected {
+    Duration duration;
+    TransportKind transport;
+    const asio::ip::tcp::endpoint& peer;
+};
+
+/// A socket was refused: by a check (status 429 rate, 403 Origin or vsn,
+/// 404 path) or by connect() (its status, 403 unless it chose another).
+struct SocketRefused {
+    Duration duration;
+    TransportKind transport;
+    int status;
+    std::string_view reason;
+    const asio::ip::tcp::endpoint& peer;
+};
+
+/// A channel's join() returned ok. duration: the join() call.
+struct ChannelJoined {
+    Duration duration;
+    std::string_view topic;
+    TransportKind transport;
+};
+
+/// A join was answered with an error: join() refused or raised, the topic
+/// matched no channel, or the socket had max_channels_per_socket.
+struct ChannelRefused {
+    Duration duration;
+    std::string_view topic;
+    TransportKind transport;
+};
+
+/// A channel ended: reason "left" (phx_leave), "closed" (its socket
+/// closed), "duplicate_join", "crash", or a handle_in stop reason.
+struct ChannelLeft {
+    std::string_view topic;
+    std::string_view reason;
+};
+
+/// A channel's handler raised: the channel ended, the client got phx_error.
+struct ChannelCrashed {
+    std::string_view topic;
+    std::string_view why;
+};
+
+/// A handle_in ran. result: "noreply", "reply", "stop" or "crashed".
+struct HandleIn {
+    Duration duration;
+    std::string_view topic;
+    std::string_view event;  // as the client sent it (bounded by limits.max_event_bytes)
+    std::string_view result;
+};
+
+/// A broadcast left this node's endpoint (Channel::broadcast,
+/// broadcast_from, Endpoint::broadcast). payload_bytes: the JSON text or
+/// binary size; subscribers: channels on this node joined to the topic.
+struct Broadcast {
+    std::string_view topic;
+    std::string_view event;
+    std::size_t payload_bytes;
+    std::size_t subscribers;
+};
+
+/// A connection's send queue went over max_send_queue: what was queued is
+/// dropped and the connection closed with 1008. lane: "normal" (the lane of
+/// every event today).
+struct SendQueueOverflow {
+    TransportKind transport;
+    std::string_view lane;
+};
+
+/// A rate limit refused something. scope: "connection" (new sockets from
+/// an address), "socket" (a socket's messages or joins), "channel" (a
+/// channel's limit_event). topic and event are empty for "connection".
+struct RateLimited {
+    std::string_view scope;
+    std::string_view topic;
+    std::string_view event;
+};
+
+/// This node sent a presence_diff.
+struct PresenceDiff {
+    std::string_view topic;
+    std::size_t joins;
+    std::size_t leaves;
+};
+
+/// The PubSub adapter failed an operation the endpoint waited for:
+/// operation "join" (a topic not confirmed) or "history" (not read).
+struct AdapterError {
+    std::string_view operation;
+    std::string_view topic;
+    std::error_code error;
+};
+
+}  // namespace telemetry
+
+/// EndpointConfig::telemetry: set the events you want.
+struct Telemetry {
+    std::function<void(const telemetry::SocketConnected&)> socket_connected;
+    std::function<void(const telemetry::SocketRefused&)> socket_refused;
+    std::function<void(const telemetry::ChannelJoined&)> channel_joined;
+    std::function<void(const telemetry::ChannelRefused&)> channel_refused;
+    std::function<void(const telemetry::ChannelLeft&)> channel_left;
+    std::function<void(const telemetry::ChannelCrashed&)> channel_crashed;
+    std::function<void(const telemetry::HandleIn&)> handle_in;
+    std::function<void(const telemetry::Broadcast&)> broadcast;
+    std::function<void(const telemetry::SendQueueOverflow&)> send_queue_overflow;
+    std::function<void(const telemetry::RateLimited&)> rate_limited;
+    std::function<void(const telemetry::PresenceDiff&)> presence_diff;
+    std::function<void(const telemetry::AdapterError&)> adapter_error;
+};
+
+template <class NextLayer>
+struct OverWebSocket;
+
+namespace detail {
+
+template <class Over>
+inline constexpr TransportKind transport_of = TransportKind::longpoll;
+template <class NextLayer>
+inline constexpr TransportKind transport_of<OverWebSocket<NextLayer>> = TransportKind::websocket;
+
+/// The bounded classes messages are counted by (never a user's event name).
+enum class InClass : std::size_t { join, leave, heartbeat, app, count };
+enum class OutClass : std::size_t { reply, push, broadcast, control, count };
+inline constexpr std::array<std::string_view, 4> in_class_names = {"phx_join", "phx_leave",
+                                                                   "heartbeat", "app"};
+inline constexpr std::array<std::string_view, 4> out_class_names = {"reply", "push", "broadcast",
+                                                                    "control"};
+enum class Scope : std::size_t { connection, socket, channel, count };
+inline constexpr std::array<std::string_view, 3> scope_names = {"connection", "socket", "channel"};
+
+inline InClass in_class(const wire::Message& m) noexcept {
+    if (m.event == wire::event::join) return InClass::join;
+    if (m.event == wire::event::leave) return InClass::leave;
+    if (wire::is_heartbeat(m)) return InClass::heartbeat;
+    return InClass::app;
+}
+
+// The payload size of a shared server frame (unmasked: 2, 4 or 10 bytes of
+// header; long-poll unwraps the same frames).
+inline std::size_t frame_payload_size(std::string_view frame) noexcept {
+    if (frame.size() < 2) return frame.size();
+    auto len7 = static_cast<unsigned char>(frame[1]) & 0x7f;
+    std::size_t header = len7 == 126 ? 4 : len7 == 127 ? 10 : 2;
+    return frame.size() >= header ? frame.size() - header : 0;
+}
+
+/// The endpoint's own series, looked up once.
+struct EndpointMetrics {
+    template <std::size_t N, class H, class F>
+    static std::array<H, N> by(const F& family, const std::array<std::string_view, N>& names) {
+        std::array<H, N> out;
+        for (std::size_t i = 0; i < N; ++i)
+            out[i] = family.series({std::string(names[i])});
+        return out;
+    }
+
+    explicit EndpointMetrics(metrics::Registry& r) {
+        constexpr std::array<std::string_view, 2> transports = {"websocket", "longpoll"};
+        open = by<2, metrics::Gauge>(
+            r.gauge("plume_connections_open", "Sockets open now.", {"transport"}), transports);
+        connections = by<2, metrics::Counter>(
+            r.counter("plume_connections_total", "Sockets accepted.", {"transport"}), transports);
+        refused = by<2, metrics::Counter>(
+            r.counter("plume_connections_refused_total",
+                      "Sockets refused (checks, rate limit or connect()).", {"transport"}),
+            transports);
+        auto joins = r.counter("plume_joins_total", "Channel joins by result.", {"result"});
+        joins_ok = joins.series({"ok"});
+        joins_refused = joins.series({"refused"});
+        channels = r.gauge("plume_channels_joined", "Channels joined now.").series({});
+        crashes =
+            r.counter("plume_channel_crashes_total", "Channels ended by an exception in a handler.")
+                .series({});
+        in_messages = by<4, metrics::Counter>(
+            r.counter("plume_messages_in_total", "Phoenix messages received, by class.", {"class"}),
+            in_class_names);
+        in_bytes = by<4, metrics::Counter>(
+            r.counter("plume_message_bytes_in_total",
+                      "Bytes of Phoenix messages received (frame payloads), by class.", {"class"}),
+            in_class_names);
+        out_messages = by<4, metrics::Counter>(
+            r.counter("plume_messages_out_total", "Phoenix messages sent, by class.", {"class"}),
+            out_class_names);
+        out_bytes = by<4, metrics::Counter>(
+            r.counter("plume_message_bytes_out_total",
+                      "Bytes of Phoenix messages sent (frame payloads), by class.", {"class"}),
+            out_class_names);
+        broadcasts =
+            r.counter("plume_broadcasts_total", "Broadcasts published by this node.").series({});
+        deliveries = r.counter("plume_broadcast_deliveries_total",
+                               "Broadcast frames queued to this node's subscribers.")
+                         .series({});
+        queue_depth =
+            r.histogram("plume_send_queue_depth_bytes",
+                        "Bytes waiting in a WebSocket's send queue, sampled at each heartbeat.", {},
+                        {0, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304})
+                .series({});
+        overflow = r.counter("plume_dropped_total",
+                             "Queues dropped (the connection closed with 1008), by lane "
+                             "and reason.",
+                             {"lane", "reason"})
+                       .series({"normal", "overflow"});
+        rate_limited = by<3, metrics::Counter>(
+            r.counter("plume_rate_limited_total",
+                      "Refused by a rate limit: new sockets of an address (connection), a "
+                      "socket's messages or joins (socket), a channel's event limit (channel).",
+                      {"scope"}),
+            scope_names);
+        presence_diffs =
+            r.counter("plume_presence_diffs_total", "presence_diff messages sent by this node.")
+                .series({});
+    }
+
+    std::array<metrics::Gauge, 2> open;
+    std::array<metrics::Counter, 2> connections, refused;
+    metrics::Counter joins_ok, joins_refused, crashes;
+    metrics::Gauge channels;
+    std::array<metrics::Counter, 4> in_messages, in_bytes, out_messages, out_bytes;
+    metrics::Counter broadcasts, deliveries;
+    metrics::Histogram queue_depth;
+    metrics::Counter overflow;
+    std::array<metrics::Counter, 3> rate_limited;
+    metrics::Counter presence_diffs;
+};
+
+/// What the session and the endpoint call where something happens: each
+/// call records the metrics (when on) and emits the event (when its function
+/// is set), and does nothing else.
+class Instruments {
+  public:
+    using clock = std::chrono::steady_clock;
+
+    Instruments(const Telemetry& t, metrics::Registry* registry)
+        : t_(t), m_(registry ? std::make_unique<EndpointMetrics>(*registry) : nullptr) {}
+
+    // A start time only when an event will want the duration.
+    clock::time_point start_connect() const {
+        return t_.socket_connected || t_.socket_refused ? clock::now() : clock::time_point{};
+    }
+    clock::time_point start_join() const {
+        return t_.channel_joined || t_.channel_refused ? clock::now() : clock::time_point{};
+    }
+    clock::time_point start_handle_in() const {
+        return t_.handle_in ? clock::now() : clock::time_point{};
+    }
+
+    void socket_connected(TransportKind k, clock::time_point t0,
+                          const asio::ip::tcp::endpoint& peer) const {
+        if (m_) m_->connections[index(k)].inc();
+        if (t_.socket_connected) t_.socket_connected({clock::now() - t0, k, peer});
+    }
+    void socket_refused(TransportKind k, clock::time_point t0, int status, std::string_view reason,
+                        const asio::ip::tcp::endpoint& peer) const {
+        if (m_) m_->refused[index(k)].inc();
+        if (t_.socket_refused) t_.socket_refused({clock::now() - t0, k, status, reason, peer});
+    }
+    void opened(TransportKind k) const {
+        if (m_) m_->open[index(k)].inc();
+    }
+    void closed(TransportKind k, std::uint16_t code, std::string_view reason) const {
+        if (m_) m_->open[index(k)].dec();
+        // The transport's slow-reader policy, as the close tells it.
+        if (code == 1008 && reason == "send queue overflow") {
+            if (m_) m_->overflow.inc();
+            if (t_.send_queue_overflow) t_.send_queue_overflow({k, "normal"});
+        }
+    }
+
+    void message_in(const wire::Message& m, std::size_t bytes) const {
+        if (!m_) return;
+        auto c = static_cast<std::size_t>(in_class(m));
+        m_->in_messages[c].inc();
+        m_->in_bytes[c].inc(bytes);
+    }
+    void sent(OutClass c, std::size_t bytes) const {
+        if (!m_) return;
+        m_->out_messages[static_cast<std::size_t>(c)].inc();
+        m_->out_bytes[static_cast<std::size_t>(c)].inc(bytes);
+    }
+    // A broadcast's shared frame queued to a connection.
+    void delivered(std::string_view frame) const {
+        if (!m_) return;
+        m_->deliveries.inc();
+        sent(OutClass::broadcast, frame_payload_size(frame));
+    }
+    void queue_depth(std::size_t bytes) const {
+        if (m_) m_->queue_depth.observe(static_cast<double>(bytes));
+    }
+
+    void channel_joined(std::string_view topic, TransportKind k, clock::time_point t0) const {
+        if (m_) {
+            m_->joins_ok.inc();
+            m_->channels.inc();
+        }
+        if (t_.channel_joined) t_.channel_joined({clock::now() - t0, topic, k});
+    }
+    void channel_refused(std::string_view topic, TransportKind k, clock::time_point t0) const {
+        if (m_) m_->joins_refused.inc();
+        if (t_.channel_refused) t_.channel_refused({clock::now() - t0, topic, k});
+    }
+    void channel_left(std::string_view topic, std::string_view reason) const {
+        if (m_) m_->channels.dec();
+        if (t_.channel_left) t_.channel_left({topic, reason});
+    }
+    void channel_crashed(std::string_view topic, std::string_view why) const {
+        if (m_) m_->crashes.inc();
+        if (t_.channel_crashed) t_.channel_crashed({topic, why});
+    }
+    void handle_in(std::string_view topic, std::string_view event, clock::time_point t0,
+                   std::string_view result) const {
+        if (t_.handle_in) t_.handle_in({clock::now() - t0, topic, event, result});
+    }
+
+    template <class CountSubscribers>
+    void broadcast(const pubsub::Message& m, CountSubscribers&& subscribers) const {
+        if (m_) m_->broadcasts.inc();
+        if (t_.broadcast)
+            t_.broadcast({m.topic, m.event, m.binary ? m.binary->size() : m.payload.dump().size(),
+                          subscribers()});
+    }
+    void rate_limited(Scope s, std::string_view topic = {}, std::string_view event = {}) const {
+        if (m_) m_->rate_limited[static_cast<std::size_t>(s)].inc();
+        if (t_.rate_limited)
+            t_.rate_limited({scope_names[static_cast<std::size_t>(s)], topic, event});
+    }
+    void presence_diff(std::string_view topic, const nlohmann::json& diff) const {
+        if (m_) m_->presence_diffs.inc();
+        if (t_.presence_diff) {
+            auto count = [&](const char* k) {
+                auto it = diff.find(k);
+                return it == diff.end() ? std::size_t{0} : it->size();
+            };
+            t_.presence_diff({topic, count("joins"), count("leaves")});
+        }
+    }
+    void adapter_error(std::string_view operation, std::string_view topic,
+                       std::error_code ec) const {
+        if (t_.adapter_error) t_.adapter_error({operation, topic, ec});
+    }
+
+  private:
+    static std::size_t index(TransportKind k) noexcept { return static_cast<std::size_t>(k); }
+
+    const Telemetry& t_;
+    std::unique_ptr<EndpointMetrics> m_;
+};
+
+}  // namespace detail
+}  // namespace plume::server

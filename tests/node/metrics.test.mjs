@@ -224,6 +224,13 @@ describe('chat: /metrics after known traffic', () => {
     const after = parseStrict((await httpGet(`${server.url}/metrics`)).body);
     assert.equal(valueOf(after, 'plume_channels_joined'), N - 1);
     assert.equal(valueOf(after, 'plume_messages_in_total', { class: 'phx_leave' }), 1);
+
+    // Nothing left to keep Node alive: the refused join's 10-minute rejoin
+    // timer and the sockets (whose heartbeat is 10 minutes too).
+    for (const { socket } of sockets) {
+      for (const ch of socket.channels) ch.rejoinTimer.reset();
+      socket.disconnect();
+    }
   });
 
   it('the parser rejects a malformed exposition, and so does the grammar check', T, async () => {

@@ -58,6 +58,12 @@ struct SendOptions {
     SendOptions() = default;
     SendOptions(Priority p, std::string key = {})  // NOLINT: implicit from a Priority
         : priority(p), coalesce_key(std::move(key)) {}
+
+    /// The key as a connection's queue takes it: null unless low with a key.
+    transport::CoalesceKey key() const {
+        if (priority != Priority::low || coalesce_key.empty()) return nullptr;
+        return transport::coalesce_key(coalesce_key);
+    }
 };
 
 /// join()'s answer: ok (with an optional reply payload) or error.

@@ -68,8 +68,7 @@ inline pubsub::MessagePtr to_pubsub(std::string topic, std::string_view event, P
     else
         m->payload = std::move(payload).json();
     m->priority = how.priority;
-    if (how.priority == Priority::low && !how.coalesce_key.empty())
-        m->coalesce_key = transport::coalesce_key(how.coalesce_key);
+    m->coalesce_key = how.key();
     return m;
 }
 
@@ -309,10 +308,7 @@ class Session final : public detail::ChannelHost {
             auto frame = detail::broadcast_frame(*m, vsn_);
             if (!frame) return;
             conn.handler().endpoint_->instruments().delivered(*frame);
-            if (m->priority == Priority::normal)
-                conn.post_send(std::move(frame));
-            else
-                conn.post_send(std::move(frame), m->priority, m->coalesce_key);
+            conn.post_send(std::move(frame), m->priority, m->coalesce_key);
         }
 
         std::weak_ptr<connection_type> conn_;
@@ -359,19 +355,11 @@ class Session final : public detail::ChannelHost {
                              {{"topic", m.topic}, {"error", frame.error().message()}});
             return;
         }
-        if (how.priority != Priority::normal) {
-            transport::CoalesceKey key;
-            if (how.priority == Priority::low && !how.coalesce_key.empty())
-                key = transport::coalesce_key(how.coalesce_key);
-            if (frame->is_binary)
-                conn->send_binary(frame->bytes, how.priority, key);
-            else
-                conn->send_text(frame->bytes, how.priority, key);
-        } else if (frame->is_binary) {
-            conn->send_binary(frame->bytes);
-        } else {
-            conn->send_text(frame->bytes);
-        }
+        const auto key = how.key();
+        if (frame->is_binary)
+            conn->send_binary(frame->bytes, how.priority, key);
+        else
+            conn->send_text(frame->bytes, how.priority, key);
         endpoint_->instruments().sent(c, frame->bytes.size());
     }
 

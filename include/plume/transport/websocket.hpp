@@ -1120,10 +1120,7 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
         if (role_ == role::client) detail::random_mask(mask);
         auto frame = std::make_shared<const std::string>(
             make_frame(op, payload, true, compress, role_ == role::client ? mask : nullptr));
-        if (p == Priority::normal)
-            enqueue(std::move(frame), false);
-        else
-            enqueue_in_lane(std::move(frame), p, key);
+        enqueue_in_lane(std::move(frame), p, key);
     }
 
     // At most one pong waits to be written: a newer ping's pong replaces it

@@ -7,6 +7,7 @@
 #include <plume/server.hpp>
 #include <plume/transport.hpp>
 
+#include <array>
 #include <memory>
 #include <string>
 #include <vector>
@@ -199,6 +200,70 @@ TEST_CASE("wss: a TCP connection that never starts TLS, or sends garbage, is clo
     }
     s.server.stop();
     CHECK(plume::test::runs_out_of_work(io));
+}
+
+TEST_CASE("TlsStream: one read takes every record already received, then the peer's close_notify",
+          "[transport][tls]") {
+    asio::io_context io;
+    asio::ip::tcp::acceptor acceptor(io, {asio::ip::make_address("127.0.0.1"), 0});
+    asio::ip::tcp::socket accepted(io), connected(io);
+    connected.connect(acceptor.local_endpoint());
+    connected.set_option(asio::ip::tcp::no_delay(true));  // each record leaves at once
+    acceptor.accept(accepted);
+    auto server_ctx = server_context();
+    auto client_ctx = ws::client_tls_context(unverified());
+    ws::TlsStream server(std::move(accepted), *server_ctx);
+    ws::TlsStream client(std::move(connected), *client_ctx);
+    int handshakes = 0;
+    std::error_code server_ec, client_ec;
+    server.async_handshake(asio::ssl::stream_base::server, [&](std::error_code ec) {
+        server_ec = ec;
+        ++handshakes;
+    });
+    client.async_handshake(asio::ssl::stream_base::client, [&](std::error_code ec) {
+        client_ec = ec;
+        ++handshakes;
+    });
+    REQUIRE(run_until(io, [&] { return handshakes == 2; }));
+    REQUIRE(!server_ec);
+    REQUIRE(!client_ec);
+
+    // Three records (one per write), then close_notify: all on the server's
+    // socket before it reads.
+    for (std::string_view part : {"one", "two", "three"}) {
+        std::error_code ec;
+        REQUIRE(client.write_some(asio::buffer(part), ec) == part.size());
+        REQUIRE(!ec);
+    }
+    client.async_shutdown([](std::error_code) {});
+    // TLS 1.3 with an AEAD of 16-byte tags: a record is its data + 22 bytes
+    // (header, content type, tag); close_notify is 2 + 22.
+    REQUIRE(SSL_version(client.native_handle()) == TLS1_3_VERSION);
+    const std::size_t sent = (3 + 22) + (3 + 22) + (5 + 22) + (2 + 22);
+    REQUIRE(run_until(io, [&] { return server.next_layer().available() >= sent; }));
+
+    std::array<char, 256> buf{};
+    std::size_t got = 0;
+    std::error_code ec;
+    bool read = false;
+    server.async_read_some(asio::buffer(buf), [&](std::error_code e, std::size_t n) {
+        ec = e;
+        got = n;
+        read = true;
+    });
+    REQUIRE(run_until(io, [&] { return read; }));
+    CHECK(!ec);
+    CHECK(std::string_view(buf.data(), got) == "onetwothree");
+    // The close_notify behind the data is the next read's answer.
+    read = false;
+    server.async_read_some(asio::buffer(buf), [&](std::error_code e, std::size_t n) {
+        ec = e;
+        got = n;
+        read = true;
+    });
+    REQUIRE(run_until(io, [&] { return read; }));
+    CHECK(ec == asio::error::eof);
+    CHECK(got == 0);
 }
 
 TEST_CASE("wss:// needs a TLS connection, ws:// a plain one", "[transport][tls]") {

@@ -381,6 +381,9 @@ class LoadConnection : public std::enable_shared_from_this<LoadConnection> {
         // connections so the client's own memory stays modest.
         std::size_t read_buffer = 4096;
         std::uint64_t max_message = 64u << 20;
+        // SO_RCVBUF set before connecting (0: the system's default): a small
+        // one makes a slow reader's backlog wait in the server's queue.
+        int receive_buffer = 0;
     };
 
     static std::shared_ptr<LoadConnection> create(asio::io_context& io, Options options,
@@ -401,6 +404,8 @@ class LoadConnection : public std::enable_shared_from_this<LoadConnection> {
         state_ = State::connecting;
         std::error_code ec;
         socket_.open(server.protocol(), ec);
+        if (!ec && options_.receive_buffer > 0)
+            socket_.set_option(asio::socket_base::receive_buffer_size(options_.receive_buffer), ec);
         if (!ec && local) {
             // Defer the port choice to connect(): ports are then unique per
             // 4-tuple instead of per local address, so bind() cannot run dry.

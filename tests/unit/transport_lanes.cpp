@@ -6,6 +6,7 @@
 // its queue, where the lanes apply.
 #include <catch2/catch.hpp>
 
+#include <netinet/tcp.h>
 #include <plume/transport.hpp>
 
 #include <memory>
@@ -24,8 +25,9 @@ namespace {
 // that a few KiB fill them.
 struct Keep {
     inline static std::shared_ptr<void> conn;
+    inline static bool small_send_buffer = true;  // false: the kernel's autotuned one
     void on_open(auto& c) {
-        c.next_layer().set_option(asio::socket_base::send_buffer_size(4096));
+        if (small_send_buffer) c.next_layer().set_option(asio::socket_base::send_buffer_size(4096));
         conn = c.shared_from_this();
     }
     void on_message(auto&, ws::opcode, std::string_view) {}
@@ -275,3 +277,34 @@ TEST_CASE("frames in lanes go before the close frame", "[transport][lanes]") {
     CHECK(f.reader->sink.close_code == 4000);
     CHECK(without_fill(f.reader->sink.messages) == std::vector<std::string>{"high", "low"});
 }
+
+#ifdef TCP_NOTSENT_LOWAT
+// What benchmarks/lanes found: with the kernel's own send buffer (autotuned
+// to megabytes on loopback) a reader that does not read had all of its
+// backlog taken by the kernel, so the lanes never saw it. With
+// tcp_notsent_lowat the kernel stops taking bytes after a few KiB.
+TEST_CASE("tcp_notsent_lowat keeps a stalled reader's backlog in the send queue",
+          "[transport][lanes]") {
+    struct KernelBuffer {  // the server side keeps the kernel's send buffer
+        KernelBuffer() { Keep::small_send_buffer = false; }
+        ~KernelBuffer() { Keep::small_send_buffer = true; }
+    } kernel_buffer;
+    ws::Options opt;
+    opt.tcp_notsent_lowat = 16 * 1024;
+    Fixture f(opt);
+    int lowat = 0;
+    socklen_t len = sizeof lowat;
+    REQUIRE(getsockopt(f.conn->next_layer().native_handle(), IPPROTO_TCP, TCP_NOTSENT_LOWAT, &lowat,
+                       &len) == 0);
+    CHECK(lowat == 16 * 1024);
+    // The kernel takes the unsent limit, the peer's small receive window and
+    // at most a segment more; then frames wait in the queue.
+    const auto fill = f.block();
+    CHECK(fill.size() * 1024 < 256 * 1024);
+    f.conn->send_text("crit", Priority::critical);
+    f.conn->send_text("low", Priority::low);
+    CHECK(f.conn->queued_bytes() > 0);
+    auto got = without_fill(f.read(fill.size() + 2));
+    CHECK(got == std::vector<std::string>{"crit", "low"});
+}
+#endif

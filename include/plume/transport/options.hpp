@@ -39,6 +39,16 @@ struct Options {
     /// leave at once, like normal ones (coalescing by key still applies to
     /// frames waiting behind a write in flight).
     std::chrono::milliseconds low_lane_window{100};
+    /// The most bytes the kernel may hold unsent for a connection
+    /// (TCP_NOTSENT_LOWAT; where the platform lacks it, ignored). 0 keeps
+    /// the system's setting: on Linux no limit, so a slow reader's backlog
+    /// first fills the kernel's send buffer (autotuned up to tcp_wmem's
+    /// maximum, 4 MiB by default) and the send queue, where the lanes apply,
+    /// sees it only then — until that buffer is full, critical frames wait
+    /// behind it and no low frame is dropped. A few KiB to a few tens of KiB
+    /// (16384 in benchmarks/lanes) keep the backlog in the send queue, at
+    /// the price of more, smaller writes to a connection that is behind.
+    std::size_t tcp_notsent_lowat = 0;
     /// Fairness: the most messages (control frames included) one connection
     /// handles per turn of its io thread. A turn that reaches it keeps the
     /// unparsed bytes (the only time a connection copies its input) and goes

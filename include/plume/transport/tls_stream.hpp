@@ -45,9 +45,22 @@ namespace plume::transport {
 namespace detail {
 
 // A BIO on a socket's descriptor that sends with MSG_NOSIGNAL (OpenSSL's
-// socket BIO uses write(), which raises SIGPIPE on a reset connection).
+// socket BIO uses write(), which raises SIGPIPE on a reset connection). Its
+// data is the descriptor, shifted left by one, and in the low bit whether
+// the last receive emptied the socket (it returned fewer bytes than asked,
+// or none were there): only then may a read wait for readability first, as
+// the socket's readiness is edge-triggered.
 inline int tls_fd(BIO* b) {
-    return static_cast<int>(reinterpret_cast<std::intptr_t>(BIO_get_data(b)));
+    return static_cast<int>(reinterpret_cast<std::intptr_t>(BIO_get_data(b)) >> 1);
+}
+
+inline bool tls_drained(BIO* b) {
+    return (reinterpret_cast<std::intptr_t>(BIO_get_data(b)) & 1) != 0;
+}
+
+inline void tls_set_bio_data(BIO* b, int fd, bool drained) {
+    BIO_set_data(b, reinterpret_cast<void*>((static_cast<std::intptr_t>(fd) << 1) |
+                                            static_cast<std::intptr_t>(drained)));
 }
 
 inline int tls_bio_write(BIO* b, const char* data, int len) {
@@ -60,8 +73,11 @@ inline int tls_bio_write(BIO* b, const char* data, int len) {
 
 inline int tls_bio_read(BIO* b, char* data, int len) {
     BIO_clear_retry_flags(b);
-    ssize_t n = ::recv(tls_fd(b), data, static_cast<std::size_t>(len), 0);
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) BIO_set_retry_read(b);
+    const int fd = tls_fd(b);
+    ssize_t n = ::recv(fd, data, static_cast<std::size_t>(len), 0);
+    const bool again = n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+    if (again || (n < 0 && errno == EINTR)) BIO_set_retry_read(b);
+    tls_set_bio_data(b, fd, again || (n > 0 && n < len));
     return static_cast<int>(n);
 }
 
@@ -89,6 +105,13 @@ inline const BIO_METHOD* tls_bio_method() {
 struct SslFree {
     void operator()(SSL* s) const noexcept { SSL_free(s); }
 };
+
+// SSL_get_error reads the thread's error queue, so it must be empty before
+// a call. ERR_clear_error wipes all of its slots every time (a sixth of the
+// CPU of a TLS echo); the queue is almost always empty already.
+inline void clear_tls_errors() {
+    if (ERR_peek_error() != 0) ERR_clear_error();
+}
 
 // What one attempt of an OpenSSL call came to.
 enum class tls_want { done, read, write };
@@ -161,12 +184,19 @@ class TlsStream {
 
     // ------------------------------------------------------- asynchronous --
 
+    /// When OpenSSL holds no bytes of the peer's and its last receive
+    /// emptied the socket, waits until the socket is readable before trying:
+    /// in a request/response exchange a try would find the socket empty
+    /// first (one failed recv per message).
     template <class MutableBuffers, class Handler>
     auto async_read_some(const MutableBuffers& buffers, Handler&& handler) {
         auto b = first_buffer(buffers);
+        const bool wait_first = !deferred_ && SSL_is_init_finished(ssl_.get()) &&
+                                !SSL_has_pending(ssl_.get()) &&
+                                detail::tls_drained(SSL_get_rbio(ssl_.get()));
         return run<void(std::error_code, std::size_t)>(
             [this, b](std::error_code& ec) { return try_read(b.data(), b.size(), ec); },
-            std::forward<Handler>(handler));
+            std::forward<Handler>(handler), wait_first);
     }
 
     template <class ConstBuffers, class Handler>
@@ -181,7 +211,7 @@ class TlsStream {
         bind(type);
         return run<void(std::error_code)>(
             [this](std::error_code& ec) {
-                ERR_clear_error();
+                detail::clear_tls_errors();
                 int r = SSL_do_handshake(ssl_.get());
                 if (r == 1) return Try{detail::tls_want::done, 0};
                 return failed(r, ec);
@@ -200,7 +230,7 @@ class TlsStream {
                     return {detail::tls_want::done, 0};
                 }
                 if (!sent) {  // until our close_notify is out
-                    ERR_clear_error();
+                    detail::clear_tls_errors();
                     int r = SSL_shutdown(ssl_.get());
                     if (r == 1) return {detail::tls_want::done, 0};
                     if (r < 0) return failed(r, ec);
@@ -228,8 +258,7 @@ class TlsStream {
         std::error_code ignored;
         socket_.non_blocking(true, ignored);
         BIO* bio = BIO_new(detail::tls_bio_method());
-        BIO_set_data(bio,
-                     reinterpret_cast<void*>(static_cast<std::intptr_t>(socket_.native_handle())));
+        detail::tls_set_bio_data(bio, socket_.native_handle(), false);
         SSL_set_bio(ssl_.get(), bio, bio);  // owned by the SSL object
         if (type == asio::ssl::stream_base::server)
             SSL_set_accept_state(ssl_.get());
@@ -245,13 +274,34 @@ class TlsStream {
         return {};
     }
 
+    // SSL_read yields one record at a time; a read takes every record that
+    // is already there (OpenSSL's read-ahead holds what the socket had), as
+    // a socket's recv takes every segment: a burst of small messages is one
+    // read, not one handler each. A failure after some bytes waits for the
+    // next read, which reports it before touching OpenSSL again.
     Try try_read(void* data, std::size_t size, std::error_code& ec) {
         ec = {};
-        if (size == 0) return {detail::tls_want::done, 0};
-        ERR_clear_error();
-        int r = SSL_read(ssl_.get(), data, static_cast<int>(std::min<std::size_t>(size, INT_MAX)));
-        if (r > 0) return {detail::tls_want::done, static_cast<std::size_t>(r)};
-        return failed(r, ec);
+        if (deferred_) {
+            ec = std::exchange(deferred_, {});
+            return {detail::tls_want::done, 0};
+        }
+        char* out = static_cast<char*>(data);
+        std::size_t got = 0;
+        while (got < size) {
+            detail::clear_tls_errors();
+            int r = SSL_read(ssl_.get(), out + got,
+                             static_cast<int>(std::min<std::size_t>(size - got, INT_MAX)));
+            if (r > 0) {
+                got += static_cast<std::size_t>(r);
+                if (!SSL_has_pending(ssl_.get())) break;  // the socket is not read again
+                continue;
+            }
+            if (got == 0) return failed(r, ec);
+            std::error_code later;
+            if (failed(r, later).want == detail::tls_want::done) deferred_ = later;
+            break;
+        }
+        return {detail::tls_want::done, got};
     }
 
     template <class Buffers>
@@ -284,7 +334,7 @@ class TlsStream {
             }
         }
         if (size == 0) return {detail::tls_want::done, 0};
-        ERR_clear_error();
+        detail::clear_tls_errors();
         int r = SSL_write(ssl_.get(), data, static_cast<int>(size));
         if (r > 0) return {detail::tls_want::done, static_cast<std::size_t>(r)};
         return failed(r, ec);
@@ -325,15 +375,19 @@ class TlsStream {
 
     // Tries `attempt` now; while it wants the socket, waits for it and tries
     // again. Completes through the executor, never inside the initiating call.
+    // With `read_first`, waits until the socket is readable before the
+    // first try.
     template <class Signature, class Attempt, class Handler>
-    auto run(Attempt attempt, Handler&& handler) {
+    auto run(Attempt attempt, Handler&& handler, bool read_first = false) {
         return asio::async_compose<Handler, Signature>(
-            [this, attempt = std::move(attempt), started = false](
+            [this, attempt = std::move(attempt), started = false, read_first](
                 auto& self, std::error_code wait_ec = {}) mutable {
                 std::error_code ec;
                 Try t{detail::tls_want::done, 0};
                 if (wait_ec)
                     ec = wait_ec;
+                else if (std::exchange(read_first, false))
+                    t.want = detail::tls_want::read;
                 else
                     t = attempt(ec);
                 if (t.want != detail::tls_want::done) {
@@ -358,7 +412,8 @@ class TlsStream {
 
     asio::ip::tcp::socket socket_;
     std::unique_ptr<SSL, detail::SslFree> ssl_;
-    bool broken_ = false;  // a fatal error: no close_notify
+    bool broken_ = false;       // a fatal error: no close_notify
+    std::error_code deferred_;  // a read's failure after bytes it returned
 };
 
 }  // namespace plume::transport

@@ -47,9 +47,12 @@
 
 #include "plume/transport/close_code.hpp"
 #include "plume/transport/deflate.hpp"
+#include "plume/transport/detail/io_buffers.hpp"
+#include "plume/transport/detail/registry.hpp"
 #include "plume/transport/drain_turns.hpp"
 #include "plume/transport/error.hpp"
 #include "plume/transport/frame.hpp"
+#include "plume/transport/handler.hpp"
 #include "plume/transport/handshake.hpp"
 #include "plume/transport/http.hpp"
 #include "plume/transport/http_exchange.hpp"
@@ -58,173 +61,9 @@
 #include "plume/transport/parser.hpp"
 #include "plume/transport/priority.hpp"
 #include "plume/transport/stream.hpp"
+#include "plume/transport/upgrade.hpp"
 
 namespace plume::transport {
-
-/// What the layer above sees of an upgrade request before accepting it.
-struct UpgradeRequest {
-    const http::Request& http;
-    asio::ip::tcp::endpoint peer;
-    std::vector<std::string> subprotocols;  // as offered, in order
-
-    std::string_view path() const noexcept { return http.path; }
-    std::optional<std::string_view> query(std::string_view name) const noexcept {
-        return http.query_param(name);
-    }
-    std::string_view header(std::string_view name) const noexcept { return http.header(name); }
-};
-
-/// The layer above's answer to an upgrade: accept (optionally choosing a
-/// subprotocol) or refuse with an HTTP status.
-struct UpgradeResponse {
-    int status = 101;
-    std::string subprotocol;
-    std::string body;      // for refusals
-    http::Fields headers;  // extra response headers
-
-    void accept(std::string chosen_subprotocol = {}) {
-        status = 101;
-        subprotocol = std::move(chosen_subprotocol);
-    }
-    void reject(int http_status, std::string reason) {
-        status = http_status;
-        body = std::move(reason);
-    }
-};
-
-namespace detail {
-
-// One receive buffer per thread, shared by all connections it serves.
-inline constexpr std::size_t read_buffer_size = 64 * 1024;
-inline char* thread_read_buffer() {
-    thread_local std::unique_ptr<char[]> buf(new char[read_buffer_size]);
-    return buf.get();
-}
-
-// Random masks for the client role, from OpenSSL, fetched in batches.
-inline void random_mask(unsigned char out[4]) {
-    thread_local unsigned char pool[256];
-    thread_local std::size_t used = sizeof pool;
-    if (used + 4 > sizeof pool) {
-        if (RAND_bytes(pool, sizeof pool) != 1) throw std::runtime_error("RAND_bytes failed");
-        used = 0;
-    }
-    std::memcpy(out, pool + used, 4);
-    used += 4;
-}
-
-// A ConstBufferSequence over a vector of shared frames, from frame `first`
-// and byte `offset` in it, so a gathered write needs no allocation of its own
-// and a partly written queue resumes where the socket stopped.
-struct FrameBuffers {
-    const std::vector<SharedFrame>* frames;
-    std::size_t first = 0;
-    std::size_t offset = 0;
-    struct iterator {
-        using iterator_category = std::bidirectional_iterator_tag;
-        using value_type = asio::const_buffer;
-        using difference_type = std::ptrdiff_t;
-        using pointer = const asio::const_buffer*;
-        using reference = asio::const_buffer;
-        const FrameBuffers* seq;
-        std::size_t i;
-        asio::const_buffer operator*() const {
-            auto b = asio::buffer(*(*seq->frames)[i]);
-            return i == seq->first ? b + seq->offset : b;
-        }
-        iterator& operator++() { return ++i, *this; }
-        iterator operator++(int) {
-            auto t = *this;
-            ++i;
-            return t;
-        }
-        iterator& operator--() { return --i, *this; }
-        iterator operator--(int) {
-            auto t = *this;
-            --i;
-            return t;
-        }
-        bool operator==(const iterator& o) const { return i == o.i; }
-    };
-    iterator begin() const { return {this, first}; }
-    iterator end() const { return {this, frames->size()}; }
-};
-
-template <class H, class C>
-concept HasOnUpgrade = requires(H& h, const UpgradeRequest& req, UpgradeResponse& res) {
-    h.on_upgrade(req, res);
-};
-template <class H, class C>
-concept HasOnHttp = requires(H& h, const http::Request& req, const asio::ip::tcp::endpoint& peer) {
-    { h.on_http(req, peer) } -> std::convertible_to<http::Response>;
-};
-template <class H>
-concept HasOnHttpAsync = requires(H& h, const http::Request& req,
-                                  const asio::ip::tcp::endpoint& peer, http::Responder r) {
-    h.on_http(req, peer, r);
-};
-template <class H, class C>
-concept HasOnOpen = requires(H& h, C& c) {
-    h.on_open(c);
-};
-template <class H, class C>
-concept HasOnPong = requires(H& h, C& c, std::string_view s) {
-    h.on_pong(c, s);
-};
-// on_handshake_error(conn, std::error_code, std::string_view detail), or the
-// older on_handshake_error(conn, std::string_view what).
-template <class H, class C>
-concept HasOnHandshakeErrorCode = requires(H& h, C& c, std::error_code ec, std::string_view s) {
-    h.on_handshake_error(c, ec, s);
-};
-template <class H, class C>
-concept HasOnHandshakeErrorText = requires(H& h, C& c, std::string_view s) {
-    h.on_handshake_error(c, s);
-};
-template <class H, class C>
-concept HasOnHandshakeError = HasOnHandshakeErrorCode<H, C> || HasOnHandshakeErrorText<H, C>;
-
-/// Tells the handler why its connection did not open (if it wants to know).
-template <class H, class C>
-void report_handshake_error(H& h, C& c, std::error_code ec, std::string_view detail = {}) {
-    if constexpr (HasOnHandshakeErrorCode<H, C>) {
-        h.on_handshake_error(c, ec, detail);
-    } else if constexpr (HasOnHandshakeErrorText<H, C>) {
-        auto what = ec.message();
-        if (!detail.empty()) what += ": " + std::string(detail);
-        h.on_handshake_error(c, std::string_view(what));
-    }
-}
-
-// Lets a Server find its live connections to close them on shutdown, and
-// tell when the last one is gone.
-template <class Conn>
-struct Registry {
-    std::mutex mutex;
-    std::list<std::weak_ptr<Conn>> live;
-    bool stopping = false;
-    bool acceptor_closed = false;
-    std::function<void()> on_stopped;  // posted once stopped: no listener, no connection
-    asio::any_io_executor executor;    // where on_stopped runs
-
-    // Call with `mutex` held.
-    void notify_if_stopped() {
-        if (!stopping || !acceptor_closed || !live.empty() || !on_stopped) return;
-        asio::post(executor, std::move(on_stopped));
-        on_stopped = nullptr;
-    }
-};
-
-}  // namespace detail
-
-/// What every Handler must provide; on_upgrade, on_http, on_open, on_pong and
-/// on_handshake_error are optional.
-template <class H, class C>
-concept ConnectionHandler = requires(H& h, C& c, opcode op, std::string_view s,
-                                     std::uint16_t code) {
-    h.on_message(c, op, s);
-    h.on_close(c, code, s);
-};
 
 template <class Handler, class NextLayer = asio::ip::tcp::socket>
 class Connection : public std::enable_shared_from_this<Connection<Handler, NextLayer>> {
@@ -952,7 +791,9 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
 
   public:
     /// The subprotocol the server chose (client role).
-    const std::string& subprotocol() const noexcept { return subprotocol_; }
+    const std::string& subprotocol() const noexcept {
+        return subprotocol_;
+    }
 
   private:
     // ------------------------------------------------------------ close --

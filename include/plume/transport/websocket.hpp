@@ -216,8 +216,9 @@ struct Registry {
 
 }  // namespace detail
 
-/// What every Handler must provide; on_upgrade, on_http, on_open, on_pong and
-/// on_handshake_error are optional.
+/// What every Handler must provide; on_upgrade, on_http, on_open, on_pong,
+/// on_handshake_error and on_finish(conn) (the connection is done: after
+/// on_close, before the socket closes; lane_stats() are final) are optional.
 template <class H, class C>
 concept ConnectionHandler = requires(H& h, C& c, opcode op, std::string_view s,
                                      std::uint16_t code) {
@@ -424,6 +425,7 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
                 }
             } else if (held > 0 && held + size > lane_limit(p)) {
                 mailbox_overflow_ = true;
+                mailbox_overflow_lane_ = p;
                 std::vector<SharedFrame>().swap(mailbox_);
                 mailbox_bytes_ = 0;
                 t.frames.clear();
@@ -1027,6 +1029,7 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
             handshake_.reset();
             if (responder) responder.cancel();
         }
+        if constexpr (requires { handler_.on_finish(*this); }) handler_.on_finish(*this);
         queue_.clear();
         lanes_.reset();
         pong_slot_ = no_pong;
@@ -1193,12 +1196,12 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
         auto& l = lanes();
         switch (p) {
             case Priority::critical:
-                if (!make_room(size, lane_limit(p))) return overflow();
+                if (!make_room(size, lane_limit(p))) return overflow(p);
                 queue_.insert(queue_.begin() + static_cast<std::ptrdiff_t>(control_front_++),
                               std::move(frame));
                 break;
             case Priority::high:
-                if (!make_room(size, lane_limit(p))) return overflow();
+                if (!make_room(size, lane_limit(p))) return overflow(p);
                 l.high.push_back(std::move(frame));
                 break;
             default: {  // low
@@ -1311,6 +1314,7 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
         std::vector<Tagged> tagged;
         std::uint64_t dropped = 0, coalesced = 0;
         bool overflowed;
+        Priority overflow_lane;
         {
             std::lock_guard lock(mailbox_mutex_);
             frames.swap(mailbox_);
@@ -1323,6 +1327,7 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
             }
             drain_posted_ = false;
             overflowed = mailbox_overflow_;
+            overflow_lane = std::exchange(mailbox_overflow_lane_, Priority::normal);
             mailbox_overflow_ = false;
         }
         if (dropped || coalesced) {
@@ -1330,7 +1335,7 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
             lanes().stats.low_coalesced += coalesced;
         }
         if (state_ != state::open) return;
-        if (overflowed) return overflow();
+        if (overflowed) return overflow(overflow_lane);
         bool corked = in_read_;
         in_read_ = true;  // queue them all, then one gathered write
         for (auto& f : frames)
@@ -1359,7 +1364,8 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
             });
     }
 
-    void overflow() {
+    void overflow(Priority lane = Priority::normal) {
+        if (lane != Priority::normal) lanes().stats.overflow_lane = lane;
         if (lanes_) {
             lanes_->stats.low_dropped += lanes_->low.size();
             lanes_->high.clear();
@@ -1523,6 +1529,7 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
     bool drain_posted_ = false;
     bool paused_ = false;  // pause_reading(): no messages to the handler until resumed
     bool mailbox_overflow_ = false;
+    Priority mailbox_overflow_lane_ = Priority::normal;  // with mailbox_overflow_
     std::shared_ptr<registry_type> registry_;
     typename std::list<std::weak_ptr<Connection>>::iterator registry_pos_{};
     role role_;

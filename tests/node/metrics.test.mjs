@@ -37,15 +37,27 @@ const SAMPLE_RE = new RegExp(
 const HELP_RE = new RegExp(`^# HELP (${NAME}) (?:[^\\\\\\n]|\\\\[\\\\n])*$`);
 const TYPE_RE = new RegExp(`^# TYPE (${NAME}) (counter|gauge|histogram|summary|untyped)$`);
 
+const LABEL_PAIR_RE = new RegExp(`(${LABEL})=(${LABEL_VALUE})`, 'g');
+
+/** {name: value} of a sample's label text, escapes undone. */
+function labelsOf(text) {
+  const out = {};
+  for (const m of (text || '').matchAll(LABEL_PAIR_RE)) out[m[1]] = JSON.parse(m[2]);
+  return out;
+}
+
 /**
  * Checks every line against the grammar and the rules parsers rely on (HELP
  * and TYPE once per family, before its samples; samples of a family
  * together; histogram series ending in +Inf, cumulative, +Inf == _count),
- * then parses with parse-prometheus-text-format. Returns the families by name.
+ * then parses with parse-prometheus-text-format. Returns the families by name;
+ * `.histograms` maps a histogram family to its series as read line by line
+ * ({labels, buckets: [[le, count], ...] in order, count, sum}).
  */
 function parseStrict(text) {
   assert.ok(text.endsWith('\n'), 'the exposition ends with a newline');
   const typeOf = new Map();
+  const histograms = new Map(); // family -> Map(labels JSON -> series)
   const helped = new Set();
   let current = null;
   const seenFamilies = new Set();
@@ -72,6 +84,38 @@ function parseStrict(text) {
     const family =
       typeOf.get(current) === 'histogram' ? name.replace(/_(bucket|sum|count)$/, '') : name;
     assert.equal(family, current, `sample ${name} outside its family ${current}`);
+    if (typeOf.get(current) === 'histogram') {
+      const { le, ...labels } = labelsOf(m[2]);
+      const key = JSON.stringify(labels);
+      if (!histograms.has(family)) histograms.set(family, new Map());
+      const series = histograms.get(family);
+      if (!series.has(key)) series.set(key, { labels, buckets: [] });
+      const h = series.get(key);
+      if (name.endsWith('_bucket')) {
+        assert.ok(le !== undefined, `${name}: le label`);
+        h.buckets.push([le, m[3]]);
+      } else if (name.endsWith('_count')) h.count = m[3];
+      else if (name.endsWith('_sum')) h.sum = m[3];
+    }
+  }
+  // Histograms, line by line (the npm parser merges a family's labelled
+  // series into one: parse-prometheus-text-format 1.1.1 keeps buckets only).
+  for (const [name, series] of histograms) {
+    for (const h of series.values()) {
+      const [lastLe, lastCount] = h.buckets[h.buckets.length - 1];
+      assert.equal(lastLe, '+Inf', `${name}: +Inf bucket last`);
+      let last = 0;
+      let bound = -Infinity;
+      for (const [le, count] of h.buckets) {
+        const v = le === '+Inf' ? Infinity : Number(le);
+        assert.ok(v > bound, `${name}: bounds increase`);
+        bound = v;
+        assert.ok(Number(count) >= last, `${name}: buckets cumulative`);
+        last = Number(count);
+      }
+      assert.equal(lastCount, h.count, `${name}: +Inf bucket == _count`);
+      assert.ok(!Number.isNaN(Number(h.sum)), `${name}: _sum a number`);
+    }
   }
   const parsed = parsePrometheus(text);
   const byName = new Map();
@@ -80,7 +124,10 @@ function parseStrict(text) {
     assert.ok(!byName.has(f.name), `family ${f.name} once`);
     byName.set(f.name, f);
     for (const s of f.metrics) {
-      if (f.type === 'HISTOGRAM') {
+      const labelled = [...(histograms.get(f.name) || new Map()).values()].some(
+        (h) => Object.keys(h.labels).length > 0
+      );
+      if (f.type === 'HISTOGRAM' && !labelled) {
         const bounds = Object.keys(s.buckets);
         assert.equal(bounds[bounds.length - 1], '+Inf', `${f.name}: +Inf bucket last`);
         let last = 0;
@@ -90,13 +137,14 @@ function parseStrict(text) {
         }
         assert.equal(s.buckets['+Inf'], s.count, `${f.name}: +Inf bucket == _count`);
         assert.ok(!Number.isNaN(Number(s.sum)), `${f.name}: _sum a number`);
-      } else {
+      } else if (f.type !== 'HISTOGRAM') {
         assert.ok(!Number.isNaN(Number(s.value)) || s.value === 'NaN', `${f.name}: value`);
         assert.equal(s.timestamp_ms, undefined, `${f.name}: no timestamps`);
       }
     }
   }
   assert.deepEqual([...byName.keys()].sort(), [...typeOf.keys()].sort());
+  byName.histograms = histograms;
   return byName;
 }
 
@@ -201,7 +249,14 @@ describe('chat: /metrics after known traffic', () => {
     assert.equal(valueOf(f, 'plume_messages_out_total', { class: 'reply' }), N + 2);
     assert.equal(valueOf(f, 'plume_messages_out_total', { class: 'push' }), 0);
     assert.equal(valueOf(f, 'plume_rate_limited_total', { scope: 'connection' }), 0);
-    assert.equal(valueOf(f, 'plume_dropped_total', { lane: 'normal', reason: 'overflow' }), 0);
+    assert.equal(valueOf(f, 'plume_join_refusals_total', { cause: 'join' }), 1);
+    assert.equal(valueOf(f, 'plume_join_refusals_total', { cause: 'unmatched_topic' }), 0);
+    for (const lane of ['critical', 'high', 'normal'])
+      assert.equal(valueOf(f, 'plume_dropped_total', { lane, reason: 'overflow' }), 0);
+    assert.equal(valueOf(f, 'plume_dropped_total', { lane: 'low', reason: 'pressure' }), 0);
+    assert.equal(valueOf(f, 'plume_coalesced_total', { lane: 'low' }), 0);
+    assert.equal(valueOf(f, 'plume_lane_frames_total', { lane: 'low' }), 0);
+    assert.equal(valueOf(f, 'plume_lane_batches_total', { lane: 'low' }), 0);
     assert.equal(valueOf(f, 'plume_presence_entries'), 0);
     assert.equal(valueOf(f, 'plume_presence_topics'), 0);
 
@@ -218,6 +273,14 @@ describe('chat: /metrics after known traffic', () => {
     const depth = f.get('plume_send_queue_depth_bytes');
     assert.equal(depth.type, 'HISTOGRAM');
     assert.equal(depth.metrics[0].count, '1');
+    // handle_in durations: the M new_msg pushes, answered with nothing.
+    assert.equal(f.get('plume_handle_in_duration_seconds').type, 'HISTOGRAM');
+    const handleIn = [...f.histograms.get('plume_handle_in_duration_seconds').values()];
+    const byResult = Object.fromEntries(handleIn.map((h) => [h.labels.result, h]));
+    assert.deepEqual(Object.keys(byResult).sort(), ['crashed', 'noreply', 'reply', 'stop']);
+    assert.equal(byResult.noreply.count, String(M));
+    assert.equal(byResult.reply.count, '0');
+    assert.ok(Number(byResult.noreply.sum) > 0 && Number(byResult.noreply.sum) < 10);
 
     // After a leave and a close the gauges come down.
     await new Promise((resolve) => sockets[1].channel.leave().receive('ok', resolve));
@@ -231,6 +294,47 @@ describe('chat: /metrics after known traffic', () => {
       for (const ch of socket.channels) ch.rejoinTimer.reset();
       socket.disconnect();
     }
+  });
+
+  it('counts the low lane: typing indicators sent, coalesced, batched', T, async () => {
+    const K = 6; // typing pushes
+    const scrape = async () => parseStrict((await httpGet(`${server.url}/metrics`)).body);
+    const low = (f) => ({
+      frames: valueOf(f, 'plume_lane_frames_total', { lane: 'low' }),
+      batches: valueOf(f, 'plume_lane_batches_total', { lane: 'low' }),
+      coalesced: valueOf(f, 'plume_coalesced_total', { lane: 'low' }),
+      dropped: valueOf(f, 'plume_dropped_total', { lane: 'low', reason: 'pressure' }),
+    });
+    const before = low(await scrape());
+    const opts = { heartbeatIntervalMs: 600000 };
+    const a = await phxConnect(server.socketUrl, { ...opts, params: { user_id: 'typist' } });
+    const b = await phxConnect(server.socketUrl, { ...opts, params: { user_id: 'reader' } });
+    const ca = a.channel('room:lanes', {});
+    const cb = b.channel('room:lanes', {});
+    const inbox = recordChannel(cb, ['typing', 'new_msg']);
+    await joinOk(ca);
+    await joinOk(cb);
+    // K typing indicators (low, one coalescing key), then a normal new_msg:
+    // the write that carries the new_msg takes every low frame still
+    // waiting, so once the reader has it, its connection's counts are final.
+    for (let i = 0; i < K; i++) ca.push('typing', {});
+    ca.push('new_msg', { body: 'after typing' });
+    await inbox.waitFor((e) => e.event === 'new_msg', { what: 'the new_msg after the typing' });
+    const received = inbox.items.filter((e) => e.event === 'typing').length;
+    assert.ok(received >= 1 && received <= K, `${received} typing indicators received`);
+    // The connection's lane counts reach the metrics at its heartbeat.
+    b.sendHeartbeat();
+    await b.plumeMessages.waitFor((m) => m.topic === 'phoenix' && m.event === 'phx_reply', {
+      what: 'the heartbeat reply',
+    });
+    const after = low(await scrape());
+    assert.equal(after.frames - before.frames, received);
+    assert.equal(after.coalesced - before.coalesced, K - received);
+    assert.equal(after.dropped - before.dropped, 0);
+    const batches = after.batches - before.batches;
+    assert.ok(batches >= 1 && batches <= received, `${batches} batches`);
+    a.disconnect();
+    b.disconnect();
   });
 
   it('the parser rejects a malformed exposition, and so does the grammar check', T, async () => {

@@ -193,17 +193,25 @@ class Session final : public detail::ChannelHost {
         handle(*msg);
     }
 
-    void on_close(connection_type&, std::uint16_t code, std::string_view reason) {
+    void on_close(connection_type& conn, std::uint16_t code, std::string_view reason) {
         if (id_sub_) endpoint_->pubsub().unsubscribe(id_topic_, id_sub_);
         id_sub_.reset();
         while (!channels_.empty()) {
             auto it = channels_.begin();
             end_channel(it, "closed", false);
         }
-        if (opened_) endpoint_->connection_closed();
-        if (opened_) endpoint_->instruments().closed(transport_kind, code, reason);
+        if (opened_) {
+            endpoint_->connection_closed();
+            auto lane = transport::Priority::normal;
+            if constexpr (requires { conn.lane_stats(); }) lane = conn.lane_stats().overflow_lane;
+            endpoint_->instruments().closed(transport_kind, code, reason, lane);
+            record_lanes(conn);
+        }
         opened_ = false;
     }
+
+    // The connection is done (after on_close): what its lanes did since.
+    void on_finish(connection_type& conn) { record_lanes(conn); }
 
     // ------------------------------------------------------ ChannelHost --
 
@@ -397,14 +405,24 @@ class Session final : public detail::ChannelHost {
             if (++refused_ > lim.close_after_refused) {
                 endpoint_->log()(LogLevel::warning, "socket closed: rate limited",
                                  {{"reason", why}, {"topic", msg.topic}});
+                if (msg.event == wire::event::join) refused_join(msg, why);
                 if (auto conn = conn_.lock())
                     conn->close(transport::to_int(transport::close_code::policy_violation),
                                 "rate limited");
                 return false;
             }
         }
+        if (msg.event == wire::event::join) refused_join(msg, why);
         if (msg.ref) send(wire::reply_error(msg, wire::reason_payload(why)));
         return false;
+    }
+
+    // A phx_join refused by the socket's limits.
+    void refused_join(const wire::Message& msg, std::string_view why) {
+        const auto cause = why == wire::reason::topic_too_long   ? detail::Refusal::topic_too_long
+                           : why == wire::reason::join_too_large ? detail::Refusal::join_too_large
+                                                                 : detail::Refusal::rate_limited;
+        endpoint_->instruments().channel_refused(msg.topic, transport_kind, cause, why);
     }
 
     void handle(wire::Message& msg) {
@@ -434,13 +452,15 @@ class Session final : public detail::ChannelHost {
         try {
             result = ch.handle_in(msg.event, msg.payload);
         } catch (const std::exception& e) {
-            endpoint_->instruments().handle_in(msg.topic, msg.event, t0, "crashed");
+            endpoint_->instruments().handle_in(msg.topic, msg.event, t0,
+                                               detail::HandleResult::crashed);
             return crash(msg.topic, std::string("handle_in raised: ") + e.what());
         } catch (...) {
-            endpoint_->instruments().handle_in(msg.topic, msg.event, t0, "crashed");
+            endpoint_->instruments().handle_in(msg.topic, msg.event, t0,
+                                               detail::HandleResult::crashed);
             return crash(msg.topic, "handle_in raised");
         }
-        endpoint_->instruments().handle_in(msg.topic, msg.event, t0, in_result_name(result.what));
+        endpoint_->instruments().handle_in(msg.topic, msg.event, t0, handle_result(result.what));
         ch.current_ref_.reset();
         if (result.what == InResult::kind::noreply) return;
         if (!result.status.empty() || result.what == InResult::kind::reply)
@@ -457,7 +477,8 @@ class Session final : public detail::ChannelHost {
         if (!factory) {
             endpoint_->log()(LogLevel::warning, "unmatched topic", {{"topic", msg.topic}});
             endpoint_->instruments().channel_refused(msg.topic, transport_kind,
-                                                     endpoint_->instruments().start_join());
+                                                     detail::Refusal::unmatched_topic,
+                                                     wire::reason::unmatched_topic);
             return send(wire::unmatched_topic_reply(msg));
         }
         // With an adapter that routes topics between nodes (pubsub::Redis),
@@ -525,8 +546,7 @@ class Session final : public detail::ChannelHost {
             end_channel(old, "duplicate_join", false);
         }
         const auto t0 = endpoint_->instruments().start_join();
-        auto joined = start_channel(factory, msg);
-        if (!joined) endpoint_->instruments().channel_refused(msg.topic, transport_kind, t0);
+        auto joined = start_channel(factory, msg, t0);
         if (joined) endpoint_->instruments().channel_joined(msg.topic, transport_kind, t0);
         if (!joined) {
             if (replaced) send(wire::phx_close(msg.topic, replaced_join_ref));
@@ -618,13 +638,20 @@ class Session final : public detail::ChannelHost {
 
     // Runs a new channel's join(); the joined channel with its reply, not
     // sent nor subscribed yet, or nothing when the join was refused (the
-    // error reply is sent).
+    // error reply is sent, the refusal recorded; t0 from start_join()).
     // The reply echoes the phx_join's join_ref as it came, null included,
     // while the channel's pushes and replies carry join_ref || ref, as
     // Phoenix's Channel.Server sets socket.join_ref.
     std::optional<Joined> start_channel(typename Router<SocketT>::Factory factory,
-                                        const wire::Message& msg) {
+                                        const wire::Message& msg,
+                                        detail::Instruments::clock::time_point t0) {
+        auto refused = [&](detail::Refusal cause, std::string_view reason, bool ran) {
+            endpoint_->instruments().channel_refused(
+                msg.topic, transport_kind, cause, reason,
+                ran ? t0 : detail::Instruments::clock::time_point{});
+        };
         if (channels_.size() >= endpoint_->config().max_channels_per_socket) {
+            refused(detail::Refusal::too_many_channels, wire::reason::too_many_channels, false);
             send(wire::reply_error(msg, wire::reason_payload(wire::reason::too_many_channels)));
             return std::nullopt;
         }
@@ -643,14 +670,23 @@ class Session final : public detail::ChannelHost {
         } catch (const std::exception& e) {
             endpoint_->log()(LogLevel::error, "join crashed",
                              {{"topic", msg.topic}, {"what", e.what()}});
+            refused(detail::Refusal::join_crashed, wire::reason::join_crashed, true);
             send(wire::reply_error(msg, wire::reason_payload(wire::reason::join_crashed)));
             return std::nullopt;
         } catch (...) {
+            refused(detail::Refusal::join_crashed, wire::reason::join_crashed, true);
             send(wire::reply_error(msg, wire::reason_payload(wire::reason::join_crashed)));
             return std::nullopt;
         }
         channel->current_ref_.reset();
         if (!result.ok) {
+            std::string_view reason;
+            if (result.response.is_json() && result.response.json().is_object()) {
+                auto it = result.response.json().find("reason");
+                if (it != result.response.json().end() && it->is_string())
+                    reason = it->template get_ref<const std::string&>();
+            }
+            refused(detail::Refusal::join, reason, true);
             send(wire::reply_error(msg, std::move(result.response)));
             return std::nullopt;
         }
@@ -684,15 +720,36 @@ class Session final : public detail::ChannelHost {
     // read, once per socket every 30 s with phoenix.js).
     void heartbeat(const wire::Message& msg) {
         send(wire::heartbeat_reply(msg));
-        if constexpr (requires(connection_type & c) { c.queued_bytes(); })
-            if (auto conn = conn_.lock())
+        if constexpr (requires(connection_type & c) { c.queued_bytes(); }) {
+            if (auto conn = conn_.lock()) {
                 endpoint_->instruments().queue_depth(conn->queued_bytes());
+                record_lanes(*conn);
+            }
+        }
     }
 
-    static std::string_view in_result_name(InResult::kind k) noexcept {
-        return k == InResult::kind::noreply ? "noreply"
-               : k == InResult::kind::reply ? "reply"
-                                            : "stop";
+    static detail::HandleResult handle_result(InResult::kind k) noexcept {
+        return k == InResult::kind::noreply ? detail::HandleResult::noreply
+               : k == InResult::kind::reply ? detail::HandleResult::reply
+                                            : detail::HandleResult::stop;
+    }
+
+    // Adds what the connection's lanes did since the last call to the
+    // metrics: at heartbeats, at the close and when the connection is done,
+    // so that the totals are exact once every connection ended.
+    void record_lanes(connection_type& conn) {
+        if constexpr (requires { conn.lane_stats(); }) {
+            if (!endpoint_->instruments().recording()) return;
+            const auto now = conn.lane_stats();
+            auto since = [](std::uint64_t n, std::uint64_t before) {
+                return n >= before ? n - before : 0;
+            };
+            endpoint_->instruments().lanes({since(now.low_dropped, lanes_seen_.low_dropped),
+                                            since(now.low_coalesced, lanes_seen_.low_coalesced),
+                                            since(now.low_sent, lanes_seen_.low_sent),
+                                            since(now.low_batches, lanes_seen_.low_batches)});
+            lanes_seen_ = now;
+        }
     }
 
     void crash(const std::string& topic, const std::string& why) {
@@ -751,6 +808,7 @@ class Session final : public detail::ChannelHost {
     TokenBucket join_bucket_;
     std::uint32_t refused_ = 0;  // within the window that began at refused_since_
     std::chrono::steady_clock::time_point refused_since_{};
+    transport::LaneStats lanes_seen_{};  // as record_lanes() last added them
 };
 
 }  // namespace plume::server

@@ -18,8 +18,8 @@
 // short and never block. The metadata's string_views are valid during the
 // call only.
 //
-// Metrics (EndpointConfig::metrics, on by default): counters, gauges and a
-// histogram in the endpoint's metrics::Registry (metrics.hpp), recorded
+// Metrics (EndpointConfig::metrics, on by default): counters, gauges and
+// histograms in the endpoint's metrics::Registry (metrics.hpp), recorded
 // without locks per thread and merged by snapshot(); the README lists them.
 // Applications may declare their own families in endpoint.metrics() before
 // the endpoint records anything (before start()).
@@ -40,6 +40,7 @@
 
 #include "plume/metrics/metrics.hpp"
 #include "plume/pubsub/message.hpp"
+#include "plume/transport/priority.hpp"
 #include "plume/wire/message.hpp"
 
 namespace plume::server {
@@ -80,12 +81,20 @@ struct ChannelJoined {
     TransportKind transport;
 };
 
-/// A join was answered with an error: join() refused or raised, the topic
-/// matched no channel, or the socket had max_channels_per_socket.
+/// A phx_join was answered with an error (or closed the socket: too many
+/// refusals, server/limits.hpp). cause, one of a fixed set (the metrics'
+/// label): "join" (join() returned an error), "join_crashed" (join()
+/// raised), "unmatched_topic", "too_many_channels", "rate_limited",
+/// "topic_too_long", "join_too_large". reason: the error reply's "reason"
+/// as the client gets it: join()'s own (empty when its response has no
+/// "reason" string), or plume's ("unmatched topic", "join crashed", ...).
+/// duration: the join() call (0 when join() did not run).
 struct ChannelRefused {
     Duration duration;
     std::string_view topic;
     TransportKind transport;
+    std::string_view cause;
+    std::string_view reason;
 };
 
 /// A channel ended: reason "left" (phx_leave), "closed" (its socket
@@ -120,8 +129,9 @@ struct Broadcast {
 };
 
 /// A connection's send queue went over max_send_queue: what was queued is
-/// dropped and the connection closed with 1008. lane: "normal" (the lane of
-/// every event today).
+/// dropped and the connection closed with 1008. lane: the priority of the
+/// frame that did not fit, "critical", "high" or "normal" (low frames are
+/// dropped one by one instead, counted in plume_dropped_total).
 struct SendQueueOverflow {
     TransportKind transport;
     std::string_view lane;
@@ -188,6 +198,24 @@ inline constexpr std::array<std::string_view, 4> out_class_names = {"reply", "pu
                                                                     "control"};
 enum class Scope : std::size_t { connection, socket, channel, count };
 inline constexpr std::array<std::string_view, 3> scope_names = {"connection", "socket", "channel"};
+/// How a handle_in ended (the handle_in histogram's label).
+enum class HandleResult : std::size_t { noreply, reply, stop, crashed, count };
+inline constexpr std::array<std::string_view, 4> handle_result_names = {"noreply", "reply", "stop",
+                                                                        "crashed"};
+/// Why a phx_join was refused (ChannelRefused::cause, a metrics label).
+enum class Refusal : std::size_t {
+    join,
+    join_crashed,
+    unmatched_topic,
+    too_many_channels,
+    rate_limited,
+    topic_too_long,
+    join_too_large,
+    count
+};
+inline constexpr std::array<std::string_view, 7> refusal_names = {
+    "join",         "join_crashed",   "unmatched_topic", "too_many_channels",
+    "rate_limited", "topic_too_long", "join_too_large"};
 
 inline InClass in_class(const wire::Message& m) noexcept {
     if (m.event == wire::event::join) return InClass::join;
@@ -228,6 +256,11 @@ struct EndpointMetrics {
         auto joins = r.counter("plume_joins_total", "Channel joins by result.", {"result"});
         joins_ok = joins.series({"ok"});
         joins_refused = joins.series({"refused"});
+        refusals = by<7, metrics::Counter>(
+            r.counter("plume_join_refusals_total",
+                      "Joins refused, by cause (join: the channel's join() returned an error).",
+                      {"cause"}),
+            refusal_names);
         channels = r.gauge("plume_channels_joined", "Channels joined now.").series({});
         crashes =
             r.counter("plume_channel_crashes_total", "Channels ended by an exception in a handler.")
@@ -256,11 +289,29 @@ struct EndpointMetrics {
                         "Bytes waiting in a WebSocket's send queue, sampled at each heartbeat.", {},
                         {0, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304})
                 .series({});
-        overflow = r.counter("plume_dropped_total",
-                             "Queues dropped (the connection closed with 1008), by lane "
-                             "and reason.",
-                             {"lane", "reason"})
-                       .series({"normal", "overflow"});
+        auto dropped = r.counter(
+            "plume_dropped_total",
+            "Dropped by the slow-reader policy. reason overflow: send queues dropped when a "
+            "frame of the lane did not fit (the connection closed with 1008); reason pressure: "
+            "low-lane frames dropped to make room or refused.",
+            {"lane", "reason"});
+        overflow = {dropped.series({"critical", "overflow"}), dropped.series({"high", "overflow"}),
+                    dropped.series({"normal", "overflow"})};
+        low_dropped = dropped.series({"low", "pressure"});
+        low_coalesced =
+            r.counter("plume_coalesced_total",
+                      "Low-lane frames replaced by a newer one with the same key.", {"lane"})
+                .series({"low"});
+        low_frames = r.counter("plume_lane_frames_total", "Frames of a lane written.", {"lane"})
+                         .series({"low"});
+        low_batches =
+            r.counter("plume_lane_batches_total", "Writes that carried frames of a lane.", {"lane"})
+                .series({"low"});
+        handle_in = by<4, metrics::Histogram>(
+            r.histogram("plume_handle_in_duration_seconds",
+                        "Time in a channel's handle_in, by how it ended.", {"result"},
+                        {0.00001, 0.00005, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1}),
+            handle_result_names);
         rate_limited = by<3, metrics::Counter>(
             r.counter("plume_rate_limited_total",
                       "Refused by a rate limit: new sockets of an address (connection), a "
@@ -275,11 +326,14 @@ struct EndpointMetrics {
     std::array<metrics::Gauge, 2> open;
     std::array<metrics::Counter, 2> connections, refused;
     metrics::Counter joins_ok, joins_refused, crashes;
+    std::array<metrics::Counter, 7> refusals;
     metrics::Gauge channels;
     std::array<metrics::Counter, 4> in_messages, in_bytes, out_messages, out_bytes;
     metrics::Counter broadcasts, deliveries;
     metrics::Histogram queue_depth;
-    metrics::Counter overflow;
+    std::array<metrics::Counter, 3> overflow;  // critical, high, normal
+    metrics::Counter low_dropped, low_coalesced, low_frames, low_batches;
+    std::array<metrics::Histogram, 4> handle_in;
     std::array<metrics::Counter, 3> rate_limited;
     metrics::Counter presence_diffs;
 };
@@ -294,7 +348,10 @@ class Instruments {
     Instruments(const Telemetry& t, metrics::Registry* registry)
         : t_(t), m_(registry ? std::make_unique<EndpointMetrics>(*registry) : nullptr) {}
 
-    // A start time only when an event will want the duration.
+    /// The metrics are on (EndpointConfig::metrics).
+    bool recording() const noexcept { return m_ != nullptr; }
+
+    // A start time only when an event or a metric will want the duration.
     clock::time_point start_connect() const {
         return t_.socket_connected || t_.socket_refused ? clock::now() : clock::time_point{};
     }
@@ -302,7 +359,7 @@ class Instruments {
         return t_.channel_joined || t_.channel_refused ? clock::now() : clock::time_point{};
     }
     clock::time_point start_handle_in() const {
-        return t_.handle_in ? clock::now() : clock::time_point{};
+        return t_.handle_in || m_ ? clock::now() : clock::time_point{};
     }
 
     void socket_connected(TransportKind k, clock::time_point t0,
@@ -318,13 +375,25 @@ class Instruments {
     void opened(TransportKind k) const {
         if (m_) m_->open[index(k)].inc();
     }
-    void closed(TransportKind k, std::uint16_t code, std::string_view reason) const {
+    // `lane`: the lane whose frame overflowed the queue, if it did.
+    void closed(TransportKind k, std::uint16_t code, std::string_view reason,
+                transport::Priority lane = transport::Priority::normal) const {
         if (m_) m_->open[index(k)].dec();
         // The transport's slow-reader policy, as the close tells it.
         if (code == 1008 && reason == "send queue overflow") {
-            if (m_) m_->overflow.inc();
-            if (t_.send_queue_overflow) t_.send_queue_overflow({k, "normal"});
+            if (lane == transport::Priority::low) lane = transport::Priority::normal;  // never
+            if (m_) m_->overflow[static_cast<std::size_t>(lane)].inc();
+            if (t_.send_queue_overflow) t_.send_queue_overflow({k, transport::to_string(lane)});
         }
+    }
+    // What a connection's lanes did since the last call (deltas of its
+    // LaneStats, recorded at heartbeats and when it ends).
+    void lanes(const transport::LaneStats& d) const {
+        if (!m_) return;
+        if (d.low_dropped) m_->low_dropped.inc(d.low_dropped);
+        if (d.low_coalesced) m_->low_coalesced.inc(d.low_coalesced);
+        if (d.low_sent) m_->low_frames.inc(d.low_sent);
+        if (d.low_batches) m_->low_batches.inc(d.low_batches);
     }
 
     void message_in(const wire::Message& m, std::size_t bytes) const {
@@ -355,9 +424,17 @@ class Instruments {
         }
         if (t_.channel_joined) t_.channel_joined({clock::now() - t0, topic, k});
     }
-    void channel_refused(std::string_view topic, TransportKind k, clock::time_point t0) const {
-        if (m_) m_->joins_refused.inc();
-        if (t_.channel_refused) t_.channel_refused({clock::now() - t0, topic, k});
+    // t0: start_join() before join() ran, or nothing when it did not run.
+    void channel_refused(std::string_view topic, TransportKind k, Refusal cause,
+                         std::string_view reason, clock::time_point t0 = {}) const {
+        if (m_) {
+            m_->joins_refused.inc();
+            m_->refusals[static_cast<std::size_t>(cause)].inc();
+        }
+        if (t_.channel_refused)
+            t_.channel_refused(
+                {t0 == clock::time_point{} ? telemetry::Duration{} : clock::now() - t0, topic, k,
+                 refusal_names[static_cast<std::size_t>(cause)], reason});
     }
     void channel_left(std::string_view topic, std::string_view reason) const {
         if (m_) m_->channels.dec();
@@ -368,8 +445,12 @@ class Instruments {
         if (t_.channel_crashed) t_.channel_crashed({topic, why});
     }
     void handle_in(std::string_view topic, std::string_view event, clock::time_point t0,
-                   std::string_view result) const {
-        if (t_.handle_in) t_.handle_in({clock::now() - t0, topic, event, result});
+                   HandleResult result) const {
+        if (!m_ && !t_.handle_in) return;
+        const auto d = clock::now() - t0;
+        const auto i = static_cast<std::size_t>(result);
+        if (m_) m_->handle_in[i].observe(std::chrono::duration<double>(d).count());
+        if (t_.handle_in) t_.handle_in({d, topic, event, handle_result_names[i]});
     }
 
     template <class CountSubscribers>

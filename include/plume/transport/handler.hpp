@@ -1,7 +1,7 @@
 // plume/transport/handler.hpp — what a Connection's Handler provides: the
 // required on_message/on_close (ConnectionHandler) and the optional hooks it
 // looks for at compile time (on_upgrade, on_http, on_open, on_pong,
-// on_handshake_error).
+// on_handshake_error, on_finish).
 #pragma once
 
 #include <asio.hpp>
@@ -69,8 +69,9 @@ void report_handshake_error(H& h, C& c, std::error_code ec, std::string_view det
 
 }  // namespace detail
 
-/// What every Handler must provide; on_upgrade, on_http, on_open, on_pong and
-/// on_handshake_error are optional.
+/// What every Handler must provide; on_upgrade, on_http, on_open, on_pong,
+/// on_handshake_error and on_finish(conn) (the connection is done: after
+/// on_close, before the socket closes; lane_stats() are final) are optional.
 template <class H, class C>
 concept ConnectionHandler = requires(H& h, C& c, opcode op, std::string_view s,
                                      std::uint16_t code) {

@@ -264,6 +264,7 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
                 }
             } else if (held > 0 && held + size > lane_limit(p)) {
                 mailbox_overflow_ = true;
+                mailbox_overflow_lane_ = p;
                 std::vector<SharedFrame>().swap(mailbox_);
                 mailbox_bytes_ = 0;
                 t.frames.clear();
@@ -675,6 +676,7 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
             handshake_.reset();
             if (responder) responder.cancel();
         }
+        if constexpr (requires { handler_.on_finish(*this); }) handler_.on_finish(*this);
         queue_.clear();
         lanes_.reset();
         pong_slot_ = no_pong;
@@ -841,12 +843,12 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
         auto& l = lanes();
         switch (p) {
             case Priority::critical:
-                if (!make_room(size, lane_limit(p))) return overflow();
+                if (!make_room(size, lane_limit(p))) return overflow(p);
                 queue_.insert(queue_.begin() + static_cast<std::ptrdiff_t>(control_front_++),
                               std::move(frame));
                 break;
             case Priority::high:
-                if (!make_room(size, lane_limit(p))) return overflow();
+                if (!make_room(size, lane_limit(p))) return overflow(p);
                 l.high.push_back(std::move(frame));
                 break;
             default: {  // low
@@ -959,6 +961,7 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
         std::vector<Tagged> tagged;
         std::uint64_t dropped = 0, coalesced = 0;
         bool overflowed;
+        Priority overflow_lane;
         {
             std::lock_guard lock(mailbox_mutex_);
             frames.swap(mailbox_);
@@ -971,6 +974,7 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
             }
             drain_posted_ = false;
             overflowed = mailbox_overflow_;
+            overflow_lane = std::exchange(mailbox_overflow_lane_, Priority::normal);
             mailbox_overflow_ = false;
         }
         if (dropped || coalesced) {
@@ -978,7 +982,7 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
             lanes().stats.low_coalesced += coalesced;
         }
         if (state_ != state::open) return;
-        if (overflowed) return overflow();
+        if (overflowed) return overflow(overflow_lane);
         bool corked = in_read_;
         in_read_ = true;  // queue them all, then one gathered write
         for (auto& f : frames)
@@ -1007,7 +1011,8 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
             });
     }
 
-    void overflow() {
+    void overflow(Priority lane = Priority::normal) {
+        if (lane != Priority::normal) lanes().stats.overflow_lane = lane;
         if (lanes_) {
             lanes_->stats.low_dropped += lanes_->low.size();
             lanes_->high.clear();
@@ -1171,6 +1176,7 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
     bool drain_posted_ = false;
     bool paused_ = false;  // pause_reading(): no messages to the handler until resumed
     bool mailbox_overflow_ = false;
+    Priority mailbox_overflow_lane_ = Priority::normal;  // with mailbox_overflow_
     std::shared_ptr<registry_type> registry_;
     typename std::list<std::weak_ptr<Connection>>::iterator registry_pos_{};
     role role_;

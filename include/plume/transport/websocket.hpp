@@ -594,106 +594,27 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
 
   private:
     // ------------------------------------------------------------ close --
+    // Defined in impl/connection_close.hpp.
 
-    void peer_closed(std::uint16_t code, std::string_view reason) {
-        if (state_ == state::open) {
-            // Echo the peer's code (RFC 6455 5.5.1); an empty close gets an empty echo.
-            notify_close(code, reason);
-            state_ = state::draining;
-            if (code == to_int(close_code::no_status))
-                push_close(std::string());
-            else
-                push_close(close_payload(code, {}));
-            arm_timer(options_->close_timeout);
-        } else if (state_ == state::closing) {
-            state_ = state::draining;
-            maybe_shutdown();
-        }
-    }
+    void peer_closed(std::uint16_t code, std::string_view reason);
 
     // _Fail the WebSocket Connection_ (RFC 6455 7.1.7).
-    void fail(std::uint16_t code, std::string_view reason) {
-        if (state_ == state::open) {
-            notify_close(code, reason);
-            queue_close_frame(code, reason);
-        }
-        state_ = state::draining;
-        arm_timer(options_->close_timeout);
-        maybe_shutdown();
-    }
+    void fail(std::uint16_t code, std::string_view reason);
 
-    void queue_close_frame(std::uint16_t code, std::string_view reason) {
-        push_close(close_payload(code, reason));
-    }
+    void queue_close_frame(std::uint16_t code, std::string_view reason);
 
-    void push_close(std::string payload) {
-        if (close_queued_) return;
-        enqueue(control_frame(opcode::close, payload), false, true);
-        close_queued_ = true;
-    }
+    void push_close(std::string payload);
 
-    void notify_close(std::uint16_t code, std::string_view reason) {
-        if (notified_) return;
-        notified_ = true;
-        handler_.on_close(*this, code, reason);
-    }
+    void notify_close(std::uint16_t code, std::string_view reason);
 
     // After our close frame is out and the handshake is over: FIN (server
     // closes TCP first, RFC 6455 7.1.1), then read until the peer's EOF.
-    void maybe_shutdown() {
-        if (state_ != state::draining || writing_ || !queue_.empty() || fin_sent_) return;
-        if constexpr (traits::is_tls) {
-            // close_notify, then the peer's (or its EOF), then TCP closes;
-            // the close timer bounds the wait. Not beside a pending read: the
-            // read ends first (the peer's close frame or EOF).
-            if (role_ == role::server) {
-                if (reading_ || starting_) return;
-                fin_sent_ = true;
-                shutting_ = true;
-                layer_.async_shutdown([self = this->shared_from_this()](std::error_code) {
-                    self->shutting_ = false;
-                    if (self->state_ == state::closed) return self->close_if_idle();
-                    self->finish();
-                });
-                return;
-            }
-        }
-        fin_sent_ = true;
-        if (role_ == role::server) {
-            std::error_code ec;
-            layer_.lowest_layer().shutdown(asio::socket_base::shutdown_send, ec);
-        }
-        wait_readable();
-    }
+    void maybe_shutdown();
 
-    void finish() {
-        if (state_ == state::closed) return;
-        state_ = state::closed;
-        timer_.cancel();
-        if (handshake_) {
-            // A request still unanswered: its handler learns the peer is gone.
-            auto responder = std::move(handshake_->responder);
-            handshake_.reset();
-            if (responder) responder.cancel();
-        }
-        if constexpr (requires { handler_.on_finish(*this); }) handler_.on_finish(*this);
-        queue_.clear();
-        lanes_.reset();
-        pong_slot_ = no_pong;
-        queued_bytes_ = 0;
-        std::error_code ec;
-        // Pending operations end with EOF/EPIPE (a connect with ECONNRESET),
-        // then the socket closes.
-        if (pending())
-            layer_.lowest_layer().shutdown(asio::socket_base::shutdown_both, ec);
-        else
-            layer_.lowest_layer().close(ec);
-    }
+    void finish();
 
     // An operation is in flight on the stream.
-    bool pending() const noexcept {
-        return reading_ || writing_ || connecting_ || starting_ || shutting_;
-    }
+    bool pending() const noexcept;
 
     // A socket is closed only while no operation is pending on it, and its
     // operations are ended by shutdown(), never cancelled: Asio 1.22's
@@ -701,108 +622,29 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
     // setting their user data, so their completions land on whatever
     // operation last used that ring slot: operations are lost (a leaked
     // connection, an io_context::run() that never returns) or completed twice.
-    void close_if_idle() {
-        if (pending()) return;
-        std::error_code ec;
-        layer_.lowest_layer().close(ec);
-    }
+    void close_if_idle();
 
     // ----------------------------------------------------------- timers --
 
-    void arm_timer(std::chrono::milliseconds d) {
-        if (d.count() <= 0) {
-            timer_.cancel();
-            return;
-        }
-        timer_.expires_after(d);
-        timer_.async_wait([self = this->shared_from_this()](std::error_code ec) {
-            if (!ec) self->on_timer();
-        });
-    }
+    void arm_timer(std::chrono::milliseconds d);
 
-    void on_timer() {
-        switch (state_) {
-            case state::open: {
-                auto idle = options_->idle_timeout;
-                auto quiet = std::chrono::steady_clock::now() - last_activity_;
-                if (quiet >= idle) return close(to_int(close_code::going_away), "idle timeout");
-                arm_timer(std::chrono::duration_cast<std::chrono::milliseconds>(idle - quiet) +
-                          std::chrono::milliseconds(1));
-                return;
-            }
-            case state::http_wait:
-                return;
-            case state::handshake:
-            case state::client_handshake:
-                if (state_ == state::client_handshake)
-                    detail::report_handshake_error(handler_, *this, error::handshake_timeout);
-                return finish();
-            case state::closing:
-            case state::draining:
-                return finish();  // the peer did not finish the close in time
-            case state::closed:
-                return;
-        }
-    }
+    void on_timer();
 
     // ----------------------------------------------------------- writes --
+    // Defined in impl/connection_write.hpp.
 
-    SharedFrame control_frame(opcode op, std::string_view payload) {
-        if (role_ == role::client) {
-            unsigned char mask[4];
-            detail::random_mask(mask);
-            return std::make_shared<const std::string>(make_frame(op, payload, true, false, mask));
-        }
-        return std::make_shared<const std::string>(make_frame(op, payload));
-    }
+    SharedFrame control_frame(opcode op, std::string_view payload);
 
     void send_message(opcode op, std::string_view payload, Priority p = Priority::normal,
-                      const CoalesceKey& key = {}) {
-        if (state_ != state::open) return;
-        bool compress = deflate_ && deflate_->should_compress(payload.size());
-        if (compress) {
-            thread_local std::string packed;
-            packed.clear();
-            deflate_->compress(payload, packed);
-            payload = packed;
-        }
-        unsigned char mask[4];
-        if (role_ == role::client) detail::random_mask(mask);
-        auto frame = std::make_shared<const std::string>(
-            make_frame(op, payload, true, compress, role_ == role::client ? mask : nullptr));
-        enqueue_in_lane(std::move(frame), p, key);
-    }
+                      const CoalesceKey& key = {});
 
     // At most one pong waits to be written: a newer ping's pong replaces it
     // (RFC 6455 5.5.3 allows answering only the most recent ping), so a peer
     // that pings without reading cannot make us queue one pong per ping. A
     // pong already in the write in flight (inflight_) is never touched.
-    void queue_pong(std::string_view payload) {
-        if (close_queued_) return;
-        auto frame = control_frame(opcode::pong, payload);
-        if (pong_slot_ != no_pong) {
-            auto& waiting = queue_[pong_slot_];
-            queued_bytes_ = queued_bytes_ - waiting->size() + frame->size();
-            waiting = std::move(frame);
-            return;
-        }
-        pong_slot_ = control_front_;
-        enqueue(std::move(frame), true);
-    }
+    void queue_pong(std::string_view payload);
 
-    void enqueue(SharedFrame frame, bool control, bool is_close = false) {
-        if (state_ == state::closed || close_queued_) return;
-        std::size_t size = frame->size();
-        if (!control && !is_close && !make_room(size, options_->max_send_queue)) return overflow();
-        if (is_close && lanes_) fold_lanes();  // the close frame goes last
-        if (control)
-            queue_.insert(queue_.begin() + static_cast<std::ptrdiff_t>(control_front_++),
-                          std::move(frame));
-        else
-            queue_.push_back(std::move(frame));
-        queued_bytes_ += size;
-        if (!in_read_) flush();
-    }
+    void enqueue(SharedFrame frame, bool control, bool is_close = false);
 
     // ---------------------------------------------------- priority lanes --
     struct Lanes;
@@ -811,283 +653,51 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
     // behind the control frames. take_queue() lines them up for a write:
     // control+critical, high, normal, low.
 
-    std::size_t low_lane_limit() const noexcept {
-        return options_->low_lane_limit ? options_->low_lane_limit : options_->max_send_queue / 2;
-    }
-    std::size_t lane_limit(Priority p) const noexcept {
-        const std::size_t max = options_->max_send_queue;
-        return p == Priority::critical ? max + max / 4 : max;
-    }
+    std::size_t low_lane_limit() const noexcept;
+    std::size_t lane_limit(Priority p) const noexcept;
 
     // Room for `size` more bytes under `limit`, dropping the waiting low
     // frames if that is what it takes. One frame always fits an empty queue.
-    bool make_room(std::size_t size, std::size_t limit) {
-        if (queued_bytes_ == 0 || queued_bytes_ + size <= limit) return true;
-        if (!lanes_ || lanes_->low.empty()) return false;
-        lanes_->stats.low_dropped += lanes_->low.size();
-        queued_bytes_ -= lanes_->low_bytes;
-        lanes_->low.clear();
-        lanes_->low_bytes = 0;
-        return queued_bytes_ == 0 || queued_bytes_ + size <= limit;
-    }
+    bool make_room(std::size_t size, std::size_t limit);
 
-    Lanes& lanes() {
-        if (!lanes_) lanes_ = std::make_unique<Lanes>();
-        return *lanes_;
-    }
+    Lanes& lanes();
 
-    void enqueue_in_lane(SharedFrame frame, Priority p, const CoalesceKey& key) {
-        if (p == Priority::normal) return enqueue(std::move(frame), false);
-        if (state_ == state::closed || close_queued_) return;
-        const std::size_t size = frame->size();
-        auto& l = lanes();
-        switch (p) {
-            case Priority::critical:
-                if (!make_room(size, lane_limit(p))) return overflow(p);
-                queue_.insert(queue_.begin() + static_cast<std::ptrdiff_t>(control_front_++),
-                              std::move(frame));
-                break;
-            case Priority::high:
-                if (!make_room(size, lane_limit(p))) return overflow(p);
-                l.high.push_back(std::move(frame));
-                break;
-            default: {  // low
-                if (key) {
-                    for (auto& w : l.low) {
-                        if (w.key && *w.key == *key) {
-                            queued_bytes_ = queued_bytes_ - w.frame->size() + size;
-                            l.low_bytes = l.low_bytes - w.frame->size() + size;
-                            w.frame = std::move(frame);
-                            ++l.stats.low_coalesced;
-                            return;
-                        }
-                    }
-                }
-                if (queued_bytes_ > 0 && queued_bytes_ + size > low_lane_limit()) {
-                    ++l.stats.low_dropped;  // the waiting ones keep their place
-                    return;
-                }
-                l.low.push_back({std::move(frame), key});
-                l.low_bytes += size;
-                queued_bytes_ += size;
-                return schedule_low();
-            }
-        }
-        queued_bytes_ += size;
-        if (!in_read_) flush();
-    }
+    void enqueue_in_lane(SharedFrame frame, Priority p, const CoalesceKey& key);
 
     // Low frames leave with the next write, or when the window ends.
-    void schedule_low() {
-        auto& l = *lanes_;
-        if (l.tick_pending) return;
-        const auto window = options_->low_lane_window;
-        if (!l.low_due && window.count() > 0 &&
-            detail::LaneTicker::of(get_executor())
-                .schedule(window, get_executor(), this->shared_from_this(),
-                          [](const std::shared_ptr<void>& owner) {
-                              auto self = std::static_pointer_cast<Connection>(owner);
-                              asio::dispatch(self->get_executor(),
-                                             [self] { self->low_window_ended(); });
-                          })) {
-            l.tick_pending = true;
-            return;
-        }
-        l.low_due = true;
-        if (!in_read_) flush();
-    }
+    void schedule_low();
 
-    void low_window_ended() {
-        if (!lanes_) return;
-        lanes_->tick_pending = false;
-        if (lanes_->low.empty() || state_ == state::closed) return;
-        lanes_->low_due = true;
-        if (!in_read_) flush();
-    }
+    void low_window_ended();
 
     // Before the close frame: what waits in the lanes goes in queue_, in
     // lane order, so nothing is written after the close.
-    void fold_lanes() {
-        auto& l = *lanes_;
-        queue_.insert(queue_.begin() + static_cast<std::ptrdiff_t>(control_front_),
-                      std::make_move_iterator(l.high.begin()),
-                      std::make_move_iterator(l.high.end()));
-        l.high.clear();
-        for (auto& w : l.low)
-            queue_.push_back(std::move(w.frame));
-        l.stats.low_sent += l.low.size();
-        l.low.clear();
-        l.low_bytes = 0;
-    }
+    void fold_lanes();
 
     // Something to write: a lane's frames, or low ones whose time has come.
-    bool write_ready() const noexcept {
-        if (!queue_.empty()) return true;
-        return lanes_ && (!lanes_->high.empty() || (lanes_->low_due && !lanes_->low.empty()));
-    }
+    bool write_ready() const noexcept;
 
     // Moves what waits to inflight_ (empty), in lane order.
-    void take_queue() {
-        if (!lanes_ || (lanes_->high.empty() && lanes_->low.empty())) {
-            std::swap(queue_, inflight_);
-        } else {
-            auto& l = *lanes_;
-            inflight_.reserve(queue_.size() + l.high.size() + l.low.size());
-            auto normal = queue_.begin() + static_cast<std::ptrdiff_t>(control_front_);
-            std::move(queue_.begin(), normal, std::back_inserter(inflight_));
-            std::move(l.high.begin(), l.high.end(), std::back_inserter(inflight_));
-            std::move(normal, queue_.end(), std::back_inserter(inflight_));
-            queue_.clear();
-            l.high.clear();
-            if (!l.low.empty()) {
-                for (auto& w : l.low)
-                    inflight_.push_back(std::move(w.frame));
-                l.stats.low_sent += l.low.size();
-                ++l.stats.low_batches;
-                l.low.clear();
-                l.low_bytes = 0;
-            }
-            l.low_due = false;
-        }
-        control_front_ = 0;
-        pong_slot_ = no_pong;
-    }
+    void take_queue();
 
-    // The slow-reader policy: drop what waits, tell the peer why, close.
+    // Frames posted by other threads join the queue, in one gathered write.
     // `admitted`: DrainTurns already gave this drain its turn.
-    void drain_mailbox(bool admitted = false) {
-        if (!admitted && !admit_drain()) return;  // resumed by a later turn
-        std::vector<SharedFrame> frames;
-        std::vector<Tagged> tagged;
-        std::uint64_t dropped = 0, coalesced = 0;
-        bool overflowed;
-        Priority overflow_lane;
-        {
-            std::lock_guard lock(mailbox_mutex_);
-            frames.swap(mailbox_);
-            mailbox_bytes_ = 0;
-            if (tagged_) {
-                tagged.swap(tagged_->frames);
-                tagged_->bytes = 0;
-                dropped = std::exchange(tagged_->dropped, 0);
-                coalesced = std::exchange(tagged_->coalesced, 0);
-            }
-            drain_posted_ = false;
-            overflowed = mailbox_overflow_;
-            overflow_lane = std::exchange(mailbox_overflow_lane_, Priority::normal);
-            mailbox_overflow_ = false;
-        }
-        if (dropped || coalesced) {
-            lanes().stats.low_dropped += dropped;
-            lanes().stats.low_coalesced += coalesced;
-        }
-        if (state_ != state::open) return;
-        if (overflowed) return overflow(overflow_lane);
-        bool corked = in_read_;
-        in_read_ = true;  // queue them all, then one gathered write
-        for (auto& f : frames)
-            enqueue(std::move(f), false);
-        for (auto& t : tagged)
-            enqueue_in_lane(std::move(t.frame), t.priority, t.key);
-        in_read_ = corked;
-        if (!corked) flush();
-    }
+    void drain_mailbox(bool admitted = false);
 
     // Asks the execution context's broadcast budget for a turn; a refused
     // drain keeps its mailbox (drain_posted_ stays set) until DrainTurns runs it.
-    bool admit_drain() {
-        const std::size_t budget = options_->max_broadcast_bytes_per_turn;
-        if (budget == 0 || state_ != state::open) return true;
-        std::size_t bytes;
-        {
-            std::lock_guard lock(mailbox_mutex_);
-            bytes = mailbox_bytes_ + (tagged_ ? tagged_->bytes : 0);
-        }
-        auto ex = get_executor();
-        return detail::DrainTurns::of(ex).admit(
-            bytes, budget, ex, this->shared_from_this(), [](const std::shared_ptr<void>& owner) {
-                auto self = std::static_pointer_cast<Connection>(owner);
-                asio::dispatch(self->get_executor(), [self] { self->drain_mailbox(true); });
-            });
-    }
+    bool admit_drain();
 
-    void overflow(Priority lane = Priority::normal) {
-        if (lane != Priority::normal) lanes().stats.overflow_lane = lane;
-        if (lanes_) {
-            lanes_->stats.low_dropped += lanes_->low.size();
-            lanes_->high.clear();
-            lanes_->low.clear();
-            lanes_->low_bytes = 0;
-        }
-        std::size_t kept = 0;
-        for (std::size_t i = 0; i < control_front_; ++i)
-            kept += queue_[i]->size();
-        queue_.resize(control_front_);
-        std::size_t inflight = 0;  // what the current write still has to send
-        for (std::size_t i = inflight_pos_; i < inflight_.size(); ++i)
-            inflight += inflight_[i]->size();
-        queued_bytes_ = kept + inflight - (inflight_.empty() ? 0 : inflight_offset_);
-        fail(to_int(close_code::policy_violation), "send queue overflow");
-    }
+    // The slow-reader policy: drop what waits, tell the peer why, close.
+    void overflow(Priority lane = Priority::normal);
 
-    void flush() {
-        while (!writing_ && write_ready() && state_ != state::closed) {
-            take_queue();
-            inflight_pos_ = 0;
-            inflight_offset_ = 0;
-            if constexpr (traits::speculative) {
-                // Usually everything fits in the socket's buffer: then no
-                // asynchronous operation (and no completion handler) is needed.
-                std::error_code ec;
-                std::size_t n = layer_.write_some(
-                    detail::FrameBuffers{&inflight_, inflight_pos_, inflight_offset_}, ec);
-                if (ec && ec != asio::error::would_block && ec != asio::error::try_again)
-                    return transport_failed();
-                if (ec) n = 0;
-                advance_written(n);
-                if (inflight_pos_ == inflight_.size()) {
-                    write_done();
-                    continue;
-                }
-            }
-            writing_ = true;
-            asio::async_write(layer_,
-                              detail::FrameBuffers{&inflight_, inflight_pos_, inflight_offset_},
-                              [self = this->shared_from_this()](std::error_code ec, std::size_t n) {
-                                  self->on_written(ec, n);
-                              });
-        }
-        maybe_shutdown();
-    }
+    void flush();
 
     // Moves past `n` written bytes of the in-flight frames.
-    void advance_written(std::size_t n) {
-        queued_bytes_ -= std::min(n, queued_bytes_);
-        while (n > 0 && inflight_pos_ < inflight_.size()) {
-            std::size_t left = inflight_[inflight_pos_]->size() - inflight_offset_;
-            if (n < left) {
-                inflight_offset_ += n;
-                return;
-            }
-            n -= left;
-            ++inflight_pos_;
-            inflight_offset_ = 0;
-        }
-    }
+    void advance_written(std::size_t n);
 
-    void write_done() {
-        inflight_.clear();
-        if (inflight_.capacity() > 64) std::vector<SharedFrame>().swap(inflight_);
-    }
+    void write_done();
 
-    void on_written(std::error_code ec, std::size_t n) {
-        writing_ = false;
-        if (state_ == state::closed) return close_if_idle();
-        if (ec) return transport_failed();
-        advance_written(n);
-        write_done();
-        flush();
-    }
+    void on_written(std::error_code ec, std::size_t n);
 
     Handler handler_;
     NextLayer layer_;
@@ -1194,4 +804,6 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
 
 }  // namespace plume::transport
 
+#include "plume/transport/impl/connection_close.hpp"
 #include "plume/transport/impl/connection_handshake.hpp"
+#include "plume/transport/impl/connection_write.hpp"

@@ -1,0 +1,353 @@
+// plume/transport/impl/connection_write.hpp — Connection's send
+// queue: frames queued by lane (control and critical first, then high,
+// normal, low), the low lane's window and coalescing, the bound and the
+// slow-reader policy (overflow, 1008), the cross-thread mailbox, and the
+// gathered writes.
+// Included by websocket.hpp, after the class.
+#pragma once
+
+#include "plume/transport/websocket.hpp"
+
+namespace plume::transport {
+
+template <class Handler, class NextLayer>
+SharedFrame Connection<Handler, NextLayer>::control_frame(opcode op, std::string_view payload) {
+    if (role_ == role::client) {
+        unsigned char mask[4];
+        detail::random_mask(mask);
+        return std::make_shared<const std::string>(make_frame(op, payload, true, false, mask));
+    }
+    return std::make_shared<const std::string>(make_frame(op, payload));
+}
+
+template <class Handler, class NextLayer>
+void Connection<Handler, NextLayer>::send_message(opcode op, std::string_view payload, Priority p,
+                                                  const CoalesceKey& key) {
+    if (state_ != state::open) return;
+    bool compress = deflate_ && deflate_->should_compress(payload.size());
+    if (compress) {
+        thread_local std::string packed;
+        packed.clear();
+        deflate_->compress(payload, packed);
+        payload = packed;
+    }
+    unsigned char mask[4];
+    if (role_ == role::client) detail::random_mask(mask);
+    auto frame = std::make_shared<const std::string>(
+        make_frame(op, payload, true, compress, role_ == role::client ? mask : nullptr));
+    enqueue_in_lane(std::move(frame), p, key);
+}
+
+template <class Handler, class NextLayer>
+void Connection<Handler, NextLayer>::queue_pong(std::string_view payload) {
+    if (close_queued_) return;
+    auto frame = control_frame(opcode::pong, payload);
+    if (pong_slot_ != no_pong) {
+        auto& waiting = queue_[pong_slot_];
+        queued_bytes_ = queued_bytes_ - waiting->size() + frame->size();
+        waiting = std::move(frame);
+        return;
+    }
+    pong_slot_ = control_front_;
+    enqueue(std::move(frame), true);
+}
+
+template <class Handler, class NextLayer>
+void Connection<Handler, NextLayer>::enqueue(SharedFrame frame, bool control, bool is_close) {
+    if (state_ == state::closed || close_queued_) return;
+    std::size_t size = frame->size();
+    if (!control && !is_close && !make_room(size, options_->max_send_queue)) return overflow();
+    if (is_close && lanes_) fold_lanes();  // the close frame goes last
+    if (control)
+        queue_.insert(queue_.begin() + static_cast<std::ptrdiff_t>(control_front_++),
+                      std::move(frame));
+    else
+        queue_.push_back(std::move(frame));
+    queued_bytes_ += size;
+    if (!in_read_) flush();
+}
+
+template <class Handler, class NextLayer>
+std::size_t Connection<Handler, NextLayer>::low_lane_limit() const noexcept {
+    return options_->low_lane_limit ? options_->low_lane_limit : options_->max_send_queue / 2;
+}
+
+template <class Handler, class NextLayer>
+std::size_t Connection<Handler, NextLayer>::lane_limit(Priority p) const noexcept {
+    const std::size_t max = options_->max_send_queue;
+    return p == Priority::critical ? max + max / 4 : max;
+}
+
+template <class Handler, class NextLayer>
+bool Connection<Handler, NextLayer>::make_room(std::size_t size, std::size_t limit) {
+    if (queued_bytes_ == 0 || queued_bytes_ + size <= limit) return true;
+    if (!lanes_ || lanes_->low.empty()) return false;
+    lanes_->stats.low_dropped += lanes_->low.size();
+    queued_bytes_ -= lanes_->low_bytes;
+    lanes_->low.clear();
+    lanes_->low_bytes = 0;
+    return queued_bytes_ == 0 || queued_bytes_ + size <= limit;
+}
+
+template <class Handler, class NextLayer>
+typename Connection<Handler, NextLayer>::Lanes& Connection<Handler, NextLayer>::lanes() {
+    if (!lanes_) lanes_ = std::make_unique<Lanes>();
+    return *lanes_;
+}
+
+template <class Handler, class NextLayer>
+void Connection<Handler, NextLayer>::enqueue_in_lane(SharedFrame frame, Priority p,
+                                                     const CoalesceKey& key) {
+    if (p == Priority::normal) return enqueue(std::move(frame), false);
+    if (state_ == state::closed || close_queued_) return;
+    const std::size_t size = frame->size();
+    auto& l = lanes();
+    switch (p) {
+        case Priority::critical:
+            if (!make_room(size, lane_limit(p))) return overflow(p);
+            queue_.insert(queue_.begin() + static_cast<std::ptrdiff_t>(control_front_++),
+                          std::move(frame));
+            break;
+        case Priority::high:
+            if (!make_room(size, lane_limit(p))) return overflow(p);
+            l.high.push_back(std::move(frame));
+            break;
+        default: {  // low
+            if (key) {
+                for (auto& w : l.low) {
+                    if (w.key && *w.key == *key) {
+                        queued_bytes_ = queued_bytes_ - w.frame->size() + size;
+                        l.low_bytes = l.low_bytes - w.frame->size() + size;
+                        w.frame = std::move(frame);
+                        ++l.stats.low_coalesced;
+                        return;
+                    }
+                }
+            }
+            if (queued_bytes_ > 0 && queued_bytes_ + size > low_lane_limit()) {
+                ++l.stats.low_dropped;  // the waiting ones keep their place
+                return;
+            }
+            l.low.push_back({std::move(frame), key});
+            l.low_bytes += size;
+            queued_bytes_ += size;
+            return schedule_low();
+        }
+    }
+    queued_bytes_ += size;
+    if (!in_read_) flush();
+}
+
+template <class Handler, class NextLayer>
+void Connection<Handler, NextLayer>::schedule_low() {
+    auto& l = *lanes_;
+    if (l.tick_pending) return;
+    const auto window = options_->low_lane_window;
+    if (!l.low_due && window.count() > 0 &&
+        detail::LaneTicker::of(get_executor())
+            .schedule(window, get_executor(), this->shared_from_this(),
+                      [](const std::shared_ptr<void>& owner) {
+                          auto self = std::static_pointer_cast<Connection>(owner);
+                          asio::dispatch(self->get_executor(),
+                                         [self] { self->low_window_ended(); });
+                      })) {
+        l.tick_pending = true;
+        return;
+    }
+    l.low_due = true;
+    if (!in_read_) flush();
+}
+
+template <class Handler, class NextLayer>
+void Connection<Handler, NextLayer>::low_window_ended() {
+    if (!lanes_) return;
+    lanes_->tick_pending = false;
+    if (lanes_->low.empty() || state_ == state::closed) return;
+    lanes_->low_due = true;
+    if (!in_read_) flush();
+}
+
+template <class Handler, class NextLayer>
+void Connection<Handler, NextLayer>::fold_lanes() {
+    auto& l = *lanes_;
+    queue_.insert(queue_.begin() + static_cast<std::ptrdiff_t>(control_front_),
+                  std::make_move_iterator(l.high.begin()), std::make_move_iterator(l.high.end()));
+    l.high.clear();
+    for (auto& w : l.low)
+        queue_.push_back(std::move(w.frame));
+    l.stats.low_sent += l.low.size();
+    l.low.clear();
+    l.low_bytes = 0;
+}
+
+template <class Handler, class NextLayer>
+bool Connection<Handler, NextLayer>::write_ready() const noexcept {
+    if (!queue_.empty()) return true;
+    return lanes_ && (!lanes_->high.empty() || (lanes_->low_due && !lanes_->low.empty()));
+}
+
+template <class Handler, class NextLayer>
+void Connection<Handler, NextLayer>::take_queue() {
+    if (!lanes_ || (lanes_->high.empty() && lanes_->low.empty())) {
+        std::swap(queue_, inflight_);
+    } else {
+        auto& l = *lanes_;
+        inflight_.reserve(queue_.size() + l.high.size() + l.low.size());
+        auto normal = queue_.begin() + static_cast<std::ptrdiff_t>(control_front_);
+        std::move(queue_.begin(), normal, std::back_inserter(inflight_));
+        std::move(l.high.begin(), l.high.end(), std::back_inserter(inflight_));
+        std::move(normal, queue_.end(), std::back_inserter(inflight_));
+        queue_.clear();
+        l.high.clear();
+        if (!l.low.empty()) {
+            for (auto& w : l.low)
+                inflight_.push_back(std::move(w.frame));
+            l.stats.low_sent += l.low.size();
+            ++l.stats.low_batches;
+            l.low.clear();
+            l.low_bytes = 0;
+        }
+        l.low_due = false;
+    }
+    control_front_ = 0;
+    pong_slot_ = no_pong;
+}
+
+template <class Handler, class NextLayer>
+void Connection<Handler, NextLayer>::drain_mailbox(bool admitted) {
+    if (!admitted && !admit_drain()) return;  // resumed by a later turn
+    std::vector<SharedFrame> frames;
+    std::vector<Tagged> tagged;
+    std::uint64_t dropped = 0, coalesced = 0;
+    bool overflowed;
+    Priority overflow_lane;
+    {
+        std::lock_guard lock(mailbox_mutex_);
+        frames.swap(mailbox_);
+        mailbox_bytes_ = 0;
+        if (tagged_) {
+            tagged.swap(tagged_->frames);
+            tagged_->bytes = 0;
+            dropped = std::exchange(tagged_->dropped, 0);
+            coalesced = std::exchange(tagged_->coalesced, 0);
+        }
+        drain_posted_ = false;
+        overflowed = mailbox_overflow_;
+        overflow_lane = std::exchange(mailbox_overflow_lane_, Priority::normal);
+        mailbox_overflow_ = false;
+    }
+    if (dropped || coalesced) {
+        lanes().stats.low_dropped += dropped;
+        lanes().stats.low_coalesced += coalesced;
+    }
+    if (state_ != state::open) return;
+    if (overflowed) return overflow(overflow_lane);
+    bool corked = in_read_;
+    in_read_ = true;  // queue them all, then one gathered write
+    for (auto& f : frames)
+        enqueue(std::move(f), false);
+    for (auto& t : tagged)
+        enqueue_in_lane(std::move(t.frame), t.priority, t.key);
+    in_read_ = corked;
+    if (!corked) flush();
+}
+
+template <class Handler, class NextLayer>
+bool Connection<Handler, NextLayer>::admit_drain() {
+    const std::size_t budget = options_->max_broadcast_bytes_per_turn;
+    if (budget == 0 || state_ != state::open) return true;
+    std::size_t bytes;
+    {
+        std::lock_guard lock(mailbox_mutex_);
+        bytes = mailbox_bytes_ + (tagged_ ? tagged_->bytes : 0);
+    }
+    auto ex = get_executor();
+    return detail::DrainTurns::of(ex).admit(
+        bytes, budget, ex, this->shared_from_this(), [](const std::shared_ptr<void>& owner) {
+            auto self = std::static_pointer_cast<Connection>(owner);
+            asio::dispatch(self->get_executor(), [self] { self->drain_mailbox(true); });
+        });
+}
+
+template <class Handler, class NextLayer>
+void Connection<Handler, NextLayer>::overflow(Priority lane) {
+    if (lane != Priority::normal) lanes().stats.overflow_lane = lane;
+    if (lanes_) {
+        lanes_->stats.low_dropped += lanes_->low.size();
+        lanes_->high.clear();
+        lanes_->low.clear();
+        lanes_->low_bytes = 0;
+    }
+    std::size_t kept = 0;
+    for (std::size_t i = 0; i < control_front_; ++i)
+        kept += queue_[i]->size();
+    queue_.resize(control_front_);
+    std::size_t inflight = 0;  // what the current write still has to send
+    for (std::size_t i = inflight_pos_; i < inflight_.size(); ++i)
+        inflight += inflight_[i]->size();
+    queued_bytes_ = kept + inflight - (inflight_.empty() ? 0 : inflight_offset_);
+    fail(to_int(close_code::policy_violation), "send queue overflow");
+}
+
+template <class Handler, class NextLayer>
+void Connection<Handler, NextLayer>::flush() {
+    while (!writing_ && write_ready() && state_ != state::closed) {
+        take_queue();
+        inflight_pos_ = 0;
+        inflight_offset_ = 0;
+        if constexpr (traits::speculative) {
+            // Usually everything fits in the socket's buffer: then no
+            // asynchronous operation (and no completion handler) is needed.
+            std::error_code ec;
+            std::size_t n = layer_.write_some(
+                detail::FrameBuffers{&inflight_, inflight_pos_, inflight_offset_}, ec);
+            if (ec && ec != asio::error::would_block && ec != asio::error::try_again)
+                return transport_failed();
+            if (ec) n = 0;
+            advance_written(n);
+            if (inflight_pos_ == inflight_.size()) {
+                write_done();
+                continue;
+            }
+        }
+        writing_ = true;
+        asio::async_write(layer_, detail::FrameBuffers{&inflight_, inflight_pos_, inflight_offset_},
+                          [self = this->shared_from_this()](std::error_code ec, std::size_t n) {
+                              self->on_written(ec, n);
+                          });
+    }
+    maybe_shutdown();
+}
+
+template <class Handler, class NextLayer>
+void Connection<Handler, NextLayer>::advance_written(std::size_t n) {
+    queued_bytes_ -= std::min(n, queued_bytes_);
+    while (n > 0 && inflight_pos_ < inflight_.size()) {
+        std::size_t left = inflight_[inflight_pos_]->size() - inflight_offset_;
+        if (n < left) {
+            inflight_offset_ += n;
+            return;
+        }
+        n -= left;
+        ++inflight_pos_;
+        inflight_offset_ = 0;
+    }
+}
+
+template <class Handler, class NextLayer>
+void Connection<Handler, NextLayer>::write_done() {
+    inflight_.clear();
+    if (inflight_.capacity() > 64) std::vector<SharedFrame>().swap(inflight_);
+}
+
+template <class Handler, class NextLayer>
+void Connection<Handler, NextLayer>::on_written(std::error_code ec, std::size_t n) {
+    writing_ = false;
+    if (state_ == state::closed) return close_if_idle();
+    if (ec) return transport_failed();
+    advance_written(n);
+    write_done();
+    flush();
+}
+
+}  // namespace plume::transport

@@ -26,6 +26,10 @@
 //   channel_fanout                                  # 10,000 clients, 200 messages at 20/s
 //   channel_fanout --connections 1000 --rate 0 --server-threads 2 --client-threads 2
 //   channel_fanout --driver epoll
+//   channel_fanout --compare-metrics 5 --connections 1000 --rate 0   # metrics on vs off
+//
+// --compare-metrics N runs it 2N times, the chat's metrics on and off
+// (--no-metrics) alternately, and prints the medians and what metrics cost.
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -947,11 +951,12 @@ void print_usage() {
         "         [--client-threads 1] [--per-source 10000] [--concurrency 200]\n"
         "         [--open-timeout 120] [--join-timeout 60] [--settle 2] [--timeout 120]\n"
         "         [--window 1] [--heartbeat 30] [--driver plume|epoll] [--server-output]\n"
-        "         [-- SERVER ARGS...]\n",
+        "         [--compare-metrics RUNS] [-- SERVER ARGS...]\n",
         stderr);
 }
 
-int run(const Config& config) {
+// One measurement; its main figures in `figures` when given.
+int run(const Config& config, Figures* figures = nullptr) {
     require_fd_limit(config.connections);
     const int sources = (config.connections + config.per_source - 1) / config.per_source;
     if (sources > 253)
@@ -1194,6 +1199,12 @@ int run(const Config& config) {
                 rss_after, hwm_after, hwm_joined);
     std::printf("  clean close        %s\n", closed_cleanly ? "yes" : "no");
     std::printf("  server stop        %s\n", server_end.c_str());
+    if (figures)
+        *figures = {{"deliveries/s", span > 0 ? static_cast<double>(delivered) / span : 0,
+                     "per second", true},
+                    {"server CPU per delivery", server_cpu_used * per_delivery, "us", false},
+                    {"latency p50", us(0.50), "us", false},
+                    {"latency p99", us(0.99), "us", false}};
     return complete && lost == 0 && lost_connections == 0 && unexpected == 0 ? 0 : 1;
 }
 
@@ -1222,6 +1233,7 @@ int main(int argc, char** argv) {
         config.window = static_cast<int>(args.number("window", 1));
         config.driver = args.get("driver", config.driver);
         config.show_server_output = args.flag("server-output");
+        const int compare = static_cast<int>(args.number("compare-metrics", 0));
         args.finish();
         if (config.connections < 1 || config.messages < 1 || config.client_threads < 1 ||
             config.client_threads > config.connections || config.server_threads < 1 ||
@@ -1231,6 +1243,17 @@ int main(int argc, char** argv) {
                 "counts must be positive, --rate >= 0, --size <= 4000 (the chat's limit)");
         if (config.driver != "plume" && config.driver != "epoll")
             throw std::runtime_error("--driver is plume or epoll");
+        if (compare < 0) throw std::runtime_error("--compare-metrics wants a count of runs");
+        if (compare > 0)
+            return compare_metrics(
+                "channel_fanout", compare,
+                [&](const std::vector<std::string>& extra) -> std::optional<Figures> {
+                    Config c = config;
+                    c.server_args.insert(c.server_args.end(), extra.begin(), extra.end());
+                    Figures f;
+                    if (run(c, &f) != 0) return std::nullopt;
+                    return f;
+                });
         return run(config);
     } catch (const std::exception& e) {
         std::fprintf(stderr, "channel_fanout: %s\n", e.what());

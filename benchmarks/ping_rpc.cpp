@@ -15,7 +15,11 @@
 // and server threads fit the cores, as echo_throughput does). Bounded in time;
 // the server is stopped by its PID.
 //
+// --compare-metrics N runs it 2N times, the chat's metrics on and off
+// (--no-metrics) alternately, and prints the medians and what metrics cost.
+//
 //   ping_rpc                                         # 100 sockets, 10 s
+//   ping_rpc --compare-metrics 5                     # metrics on vs off
 //   ping_rpc --server build/reference/uws_phoenix --server-threads 2
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -351,11 +355,12 @@ void print_usage() {
     std::fputs(
         "usage: ping_rpc [--server build/release/examples/chat/chat] [--connections 100]\n"
         "         [--seconds 10] [--warmup 2] [--server-threads 1] [--poll busy|block]\n"
-        "         [--server-output] [-- SERVER ARGS...]\n",
+        "         [--server-output] [--compare-metrics RUNS] [-- SERVER ARGS...]\n",
         stderr);
 }
 
-int run(const Config& config) {
+// One measurement; its main figures in `figures` when given.
+int run(const Config& config, Figures* figures = nullptr) {
     require_fd_limit(config.connections);
     ServerProcess server;
     std::vector<std::string> args{"--port",        "0",
@@ -430,6 +435,11 @@ int run(const Config& config) {
     const bool clean = stats.closed == config.connections && !shared.first_error_reported;
     std::printf("  clean close        %s\n", clean ? "yes" : "no");
     std::printf("  server stop        %s\n", server_end.c_str());
+    if (figures)
+        *figures = {{"replies/s", static_cast<double>(stats.measured) / window, "per second", true},
+                    {"server CPU per reply", server_cpu_used * per_reply, "us", false},
+                    {"latency p50", us(0.50), "us", false},
+                    {"latency p99", us(0.99), "us", false}};
     return stats.mismatches == 0 && !shared.failed && clean ? 0 : 1;
 }
 
@@ -453,10 +463,21 @@ int main(int argc, char** argv) {
         const std::string poll = args.get("poll", fits ? "busy" : "block");
         if (poll != "busy" && poll != "block") throw std::runtime_error("--poll is busy or block");
         config.busy_poll = poll == "busy";
+        const int compare = static_cast<int>(args.number("compare-metrics", 0));
         args.finish();
         if (config.connections < 1 || config.seconds <= 0 || config.warmup < 0 ||
-            config.server_threads < 1)
+            config.server_threads < 1 || compare < 0)
             throw std::runtime_error("counts must be positive");
+        if (compare > 0)
+            return compare_metrics(
+                "ping_rpc", compare,
+                [&](const std::vector<std::string>& extra) -> std::optional<Figures> {
+                    Config c = config;
+                    c.server_args.insert(c.server_args.end(), extra.begin(), extra.end());
+                    Figures f;
+                    if (run(c, &f) != 0) return std::nullopt;
+                    return f;
+                });
         return run(config);
     } catch (const std::exception& e) {
         std::fprintf(stderr, "ping_rpc: %s\n", e.what());

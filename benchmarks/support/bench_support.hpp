@@ -457,4 +457,87 @@ class LatencyHistogram {
     std::uint64_t max_ = 0;
 };
 
+/// One figure of a run, for compare_metrics(): its name, value, unit, and
+/// whether more is better (throughput) or worse (CPU per operation, latency).
+struct Figure {
+    std::string name;
+    double value = 0;
+    std::string unit;
+    bool higher_is_better = true;
+};
+using Figures = std::vector<Figure>;
+
+inline double median(std::vector<double> v) {
+    if (v.empty()) return 0;
+    std::sort(v.begin(), v.end());
+    const std::size_t n = v.size();
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+/// --compare-metrics N: what the server's metrics cost. Runs `measure` 2N
+/// times, alternating the server's metrics on and off (`--no-metrics`
+/// appended to its arguments), on first, so drift in the machine's load
+/// falls on both alike; then prints each figure's median with metrics on and
+/// off and the cost of having them on, in percent (positive: slower with
+/// metrics). `measure(extra_server_args)` runs once and returns its figures,
+/// or nothing when the run failed (the comparison goes on without it).
+/// Returns 0 when every run succeeded.
+inline int compare_metrics(
+    const char* program, int runs,
+    const std::function<std::optional<Figures>(const std::vector<std::string>& extra_server_args)>&
+        measure) {
+    std::vector<Figures> on, off;
+    int failed = 0;
+    for (int i = 0; i < runs; ++i) {
+        for (const bool metrics : {true, false}) {
+            std::fprintf(stderr, "%s: run %d of %d, metrics %s\n", program, i + 1, runs,
+                         metrics ? "on" : "off");
+            auto figures = measure(metrics ? std::vector<std::string>{}
+                                           : std::vector<std::string>{"--no-metrics"});
+            if (!figures) {
+                ++failed;
+                continue;
+            }
+            (metrics ? on : off).push_back(std::move(*figures));
+        }
+    }
+    if (on.empty() || off.empty()) {
+        std::printf("%s --compare-metrics: not measured (%d failed runs)\n", program, failed);
+        return 1;
+    }
+    const auto column = [](const std::vector<Figures>& all, std::size_t i) {
+        std::vector<double> v;
+        for (const auto& f : all)
+            v.push_back(f[i].value);
+        return v;
+    };
+    std::printf(
+        "%s --compare-metrics: medians of %zu runs with metrics on, %zu off "
+        "(alternating)%s\n",
+        program, on.size(), off.size(), failed ? " (some runs FAILED)" : "");
+    std::printf("  %-24s %14s %14s %10s\n", "figure", "metrics on", "metrics off", "cost");
+    for (std::size_t i = 0; i < on.front().size(); ++i) {
+        const auto& f = on.front()[i];
+        const double m_on = median(column(on, i));
+        const double m_off = median(column(off, i));
+        // Positive: worse with metrics on.
+        const double cost = f.higher_is_better ? (m_on > 0 ? m_off / m_on - 1 : 0)
+                                               : (m_off > 0 ? m_on / m_off - 1 : 0);
+        std::printf("  %-24s %14.2f %14.2f %+9.1f%%   (%s)\n", f.name.c_str(), m_on, m_off,
+                    100 * cost, f.unit.c_str());
+        const auto list = [](const std::vector<double>& v) {
+            std::string out;
+            char buf[32];
+            for (double x : v) {
+                std::snprintf(buf, sizeof buf, " %.2f", x);
+                out += buf;
+            }
+            return out;
+        };
+        std::printf("    each run: on%s; off%s\n", list(column(on, i)).c_str(),
+                    list(column(off, i)).c_str());
+    }
+    return failed ? 1 : 0;
+}
+
 }  // namespace plume_bench

@@ -166,3 +166,18 @@ TEST_CASE("metrics: prometheus_response carries the 0.0.4 content type", "[metri
         if (k == "Content-Type") found = v == "text/plain; version=0.0.4; charset=utf-8";
     CHECK(found);
 }
+
+TEST_CASE("metrics: inc_together bumps several counters of one registry", "[metrics]") {
+    pm::Registry r;
+    auto family = r.counter("app_total", "Things.", {"kind"});
+    auto a = family.series({"a"});
+    auto b = family.series({"b"});
+    auto c = r.counter("app_bytes_total", "Bytes.").series({});
+    pm::Counter::inc_together(a, 1, b, 2, c, 300);
+    std::thread([&] { pm::Counter::inc_together(a, 1, c, 5); }).join();
+    pm::Counter::inc_together(pm::Counter{}, 7);  // no registry: nothing
+    auto snap = r.snapshot();
+    CHECK(snap.value("app_total", {{"kind", "a"}}) == 2);
+    CHECK(snap.value("app_total", {{"kind", "b"}}) == 2);
+    CHECK(snap.value("app_bytes_total") == 305);
+}

@@ -150,6 +150,12 @@ inline void add_double(Cell& c, double v) noexcept {
     c.store(std::bit_cast<std::uint64_t>(d), std::memory_order_relaxed);
 }
 
+// A thread's last used shard: the registry's id and the shard's cells.
+struct CachedShard {
+    std::uint64_t registry = 0;
+    Cell* cells = nullptr;
+};
+
 inline std::uint64_t next_registry_id() noexcept {
     static std::atomic<std::uint64_t> last{0};
     return ++last;
@@ -163,10 +169,23 @@ class Counter {
     Counter() = default;
     void inc(std::uint64_t n = 1) const;
 
+    /// a.inc(na), b.inc(nb), ... with one look-up of this thread's shard,
+    /// for a hot path that counts several things at once. The counters
+    /// belong to one registry (or none: then nothing is recorded).
+    template <class... More>
+    [[gnu::always_inline]] static void inc_together(const Counter& first, std::uint64_t n,
+                                                    const More&... more);
+
   private:
     friend class Registry;
     template <class>
     friend class Family;
+    template <class... More>
+    [[gnu::always_inline]] static void bump_each(detail::Cell* cells, const Counter& c,
+                                                 std::uint64_t n, const More&... more) {
+        detail::bump(cells[c.cell_], n);
+        if constexpr (sizeof...(More) > 0) bump_each(cells, more...);
+    }
     Counter(Registry* r, std::size_t cell) : r_(r), cell_(cell) {}
     Registry* r_ = nullptr;
     std::size_t cell_ = 0;
@@ -358,20 +377,23 @@ class Registry {
         return std::bit_cast<std::uint64_t>(std::bit_cast<double>(a) + std::bit_cast<double>(b));
     }
 
-    // This thread's shard: one compare when a thread records into one
-    // registry (the common case), a short search otherwise.
-    detail::Cell* cells() {
-        struct Cached {
-            std::uint64_t registry = 0;
-            detail::Shard* shard = nullptr;
-        };
-        thread_local Cached last;
+    // This thread's shard: one compare, inlined, when a thread records into
+    // one registry (the common case); a short search otherwise.
+    using Cached = detail::CachedShard;
+    static inline thread_local Cached last_{};
+
+    [[gnu::always_inline]] detail::Cell* cells() {
+        if (last_.registry == id_) [[likely]]
+            return last_.cells;
+        return find_cells();
+    }
+
+    [[gnu::noinline]] detail::Cell* find_cells() {
         thread_local std::vector<Cached> known;
-        if (last.registry == id_) return last.shard->cells.get();
         for (const auto& k : known)
             if (k.registry == id_) {
-                last = k;
-                return k.shard->cells.get();
+                last_ = k;
+                return k.cells;
             }
         detail::Shard* shard;
         {
@@ -379,9 +401,9 @@ class Registry {
             shard = shards_.emplace_back(std::make_unique<detail::Shard>(cells_)).get();
         }
         // Ids are never reused, so entries of destroyed registries never match.
-        known.push_back({id_, shard});
-        last = known.back();
-        return shard->cells.get();
+        known.push_back({id_, shard->cells.get()});
+        last_ = known.back();
+        return last_.cells;
     }
 
     const std::uint64_t id_ = detail::next_registry_id();
@@ -395,6 +417,11 @@ class Registry {
 
 inline void Counter::inc(std::uint64_t n) const {
     if (r_) detail::bump(r_->cells()[cell_], n);
+}
+
+template <class... More>
+inline void Counter::inc_together(const Counter& first, std::uint64_t n, const More&... more) {
+    if (first.r_) bump_each(first.r_->cells(), first, n, more...);
 }
 
 inline void Gauge::add(std::int64_t d) const {

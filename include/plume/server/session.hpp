@@ -397,6 +397,7 @@ class Session final : public detail::ChannelHost {
     bool refuse(const wire::Message& msg, std::string_view why,
                 std::chrono::steady_clock::time_point now) {
         const auto& lim = endpoint_->config().limits;
+        if (msg.event == wire::event::join) refused_join(msg, why);
         if (lim.close_after_refused != 0) {
             if (refused_ == 0 || now - refused_since_ > lim.refused_window) {
                 refused_since_ = now;
@@ -405,14 +406,12 @@ class Session final : public detail::ChannelHost {
             if (++refused_ > lim.close_after_refused) {
                 endpoint_->log()(LogLevel::warning, "socket closed: rate limited",
                                  {{"reason", why}, {"topic", msg.topic}});
-                if (msg.event == wire::event::join) refused_join(msg, why);
                 if (auto conn = conn_.lock())
                     conn->close(transport::to_int(transport::close_code::policy_violation),
                                 "rate limited");
                 return false;
             }
         }
-        if (msg.event == wire::event::join) refused_join(msg, why);
         if (msg.ref) send(wire::reply_error(msg, wire::reason_payload(why)));
         return false;
     }

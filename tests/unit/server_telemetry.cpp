@@ -35,6 +35,12 @@ struct TelemetrySocket {
 
 class TelemetryChannel : public ps::Channel<TelemetrySocket> {
   public:
+    // Set while push_flood pushes; the destructor tells if it ran meanwhile.
+    static inline bool pushing = false;
+    static inline bool destroyed_while_pushing = false;
+    ~TelemetryChannel() override {
+        if (pushing) destroyed_while_pushing = true;
+    }
     JoinResult join(std::string_view topic, const Payload&) override {
         if (topic == "room:closed") return error({{"reason", "closed"}});
         return ok();
@@ -64,8 +70,21 @@ class TelemetryChannel : public ps::Channel<TelemetrySocket> {
                           ps::SendOptions(lane));
             return noreply();
         }
+        // {"n": count, "size": bytes}: pushes from inside handle_in, past
+        // the send queue's bound, then the channel goes on using itself.
+        if (event == "push_flood") {
+            pushing = true;
+            for (int i = 0; i < p.json()["n"].get<int>(); ++i)
+                push("flood", {{"pad", std::string(p.json()["size"].get<std::size_t>(), '.')}});
+            pushing = false;
+            ++pushes_done_;
+            return noreply();
+        }
         return reply_ok(p);
     }
+
+  private:
+    int pushes_done_ = 0;
 };
 
 struct Fixture {
@@ -357,6 +376,28 @@ TEST_CASE("metrics: an overflow is counted, and told, in the lane that overflowe
     for (const auto& lane : lanes)
         CHECK(snap.value("plume_dropped_total", {{"lane", lane}, {"reason", "overflow"}}) == 1);
     CHECK(snap.value("plume_dropped_total", {{"lane", "low"}, {"reason", "pressure"}}) == 0);
+}
+
+TEST_CASE("a channel's own pushes that overflow the send queue close the socket after handle_in",
+          "[server][telemetry][lanes]") {
+    Fixture f(true, [](ps::EndpointConfig& c) { c.websocket.max_send_queue = 2048; });
+    auto rec = std::make_shared<Frames>();
+    auto c = f.open(rec);
+    send(c, json::array({"1", "1", "room:a", "phx_join", json::object()}));
+    REQUIRE(run_until(f.io, [&] { return rec->reply_to("1").has_value(); }));
+    // Pushed during the read turn, the frames wait (corked) and the second
+    // one overflows the queue while handle_in is still running.
+    send(c, json::array({"1", "2", "room:a", "push_flood", {{"n", 4}, {"size", 3000}}}));
+    REQUIRE(run_until(f.io, [&] {
+        std::lock_guard l(rec->mutex);
+        return rec->close_code != 0;
+    }));
+    CHECK(rec->close_code == 1008);
+    REQUIRE(run_until(f.io, [&] { return f.has("left room:a closed"); }));
+    CHECK(f.has("overflow websocket normal"));
+    CHECK(f.has("handle_in push_flood noreply"));
+    // The channel outlived its handle_in: on_close ran from a fresh handler.
+    CHECK_FALSE(TelemetryChannel::destroyed_while_pushing);
 }
 
 TEST_CASE("telemetry: a refused join tells its cause and reason", "[server][telemetry]") {

@@ -599,13 +599,16 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
     void peer_closed(std::uint16_t code, std::string_view reason);
 
     // _Fail the WebSocket Connection_ (RFC 6455 7.1.7).
-    void fail(std::uint16_t code, std::string_view reason);
+    // With `later`, the handler hears of it from a fresh handler: the send
+    // that overflowed may be inside one of its own callbacks (a channel's
+    // push in handle_in), whose objects on_close would destroy under it.
+    void fail(std::uint16_t code, std::string_view reason, bool later = false);
 
     void queue_close_frame(std::uint16_t code, std::string_view reason);
 
     void push_close(std::string payload);
 
-    void notify_close(std::uint16_t code, std::string_view reason);
+    void notify_close(std::uint16_t code, std::string_view reason, bool later = false);
 
     // After our close frame is out and the handshake is over: FIN (server
     // closes TCP first, RFC 6455 7.1.1), then read until the peer's EOF.

@@ -26,9 +26,9 @@ void Connection<Handler, NextLayer>::peer_closed(std::uint16_t code, std::string
 }
 
 template <class Handler, class NextLayer>
-void Connection<Handler, NextLayer>::fail(std::uint16_t code, std::string_view reason) {
+void Connection<Handler, NextLayer>::fail(std::uint16_t code, std::string_view reason, bool later) {
     if (state_ == state::open) {
-        notify_close(code, reason);
+        notify_close(code, reason, later);
         queue_close_frame(code, reason);
     }
     state_ = state::draining;
@@ -50,10 +50,14 @@ void Connection<Handler, NextLayer>::push_close(std::string payload) {
 }
 
 template <class Handler, class NextLayer>
-void Connection<Handler, NextLayer>::notify_close(std::uint16_t code, std::string_view reason) {
+void Connection<Handler, NextLayer>::notify_close(std::uint16_t code, std::string_view reason,
+                                                  bool later) {
     if (notified_) return;
     notified_ = true;
-    handler_.on_close(*this, code, reason);
+    if (!later) return handler_.on_close(*this, code, reason);
+    asio::post(get_executor(), [self = this->shared_from_this(), code, r = std::string(reason)] {
+        self->handler_.on_close(*self, code, r);
+    });
 }
 
 template <class Handler, class NextLayer>

@@ -286,7 +286,7 @@ void Connection<Handler, NextLayer>::overflow(Priority lane) {
     for (std::size_t i = inflight_pos_; i < inflight_.size(); ++i)
         inflight += inflight_[i]->size();
     queued_bytes_ = kept + inflight - (inflight_.empty() ? 0 : inflight_offset_);
-    fail(to_int(close_code::policy_violation), "send queue overflow");
+    fail(to_int(close_code::policy_violation), "send queue overflow", true);
 }
 
 template <class Handler, class NextLayer>

@@ -956,7 +956,7 @@ void print_usage() {
 }
 
 // One measurement; its main figures in `figures` when given.
-int run(const Config& config, Figures* figures = nullptr) {
+int run(const Config& config, RunFigures* figures = nullptr) {
     require_fd_limit(config.connections);
     const int sources = (config.connections + config.per_source - 1) / config.per_source;
     if (sources > 253)
@@ -1247,10 +1247,10 @@ int main(int argc, char** argv) {
         if (compare > 0)
             return compare_metrics(
                 "channel_fanout", compare,
-                [&](const std::vector<std::string>& extra) -> std::optional<Figures> {
+                [&](const std::vector<std::string>& extra) -> std::optional<RunFigures> {
                     Config c = config;
                     c.server_args.insert(c.server_args.end(), extra.begin(), extra.end());
-                    Figures f;
+                    RunFigures f;
                     if (run(c, &f) != 0) return std::nullopt;
                     return f;
                 });

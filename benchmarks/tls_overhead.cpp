@@ -309,11 +309,6 @@ FanoutFigures measure_fanout(const Config& config, const std::vector<std::string
     return f;
 }
 
-double median(std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    return v.empty() ? 0 : v[v.size() / 2];
-}
-
 std::string make_certificate() {
     auto dir =
         std::filesystem::temp_directory_path() / ("plume-tls-overhead-" + std::to_string(getpid()));

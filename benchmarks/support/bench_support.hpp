@@ -459,13 +459,13 @@ class LatencyHistogram {
 
 /// One figure of a run, for compare_metrics(): its name, value, unit, and
 /// whether more is better (throughput) or worse (CPU per operation, latency).
-struct Figure {
+struct RunFigure {
     std::string name;
     double value = 0;
     std::string unit;
     bool higher_is_better = true;
 };
-using Figures = std::vector<Figure>;
+using RunFigures = std::vector<RunFigure>;
 
 inline double median(std::vector<double> v) {
     if (v.empty()) return 0;
@@ -482,11 +482,10 @@ inline double median(std::vector<double> v) {
 /// metrics). `measure(extra_server_args)` runs once and returns its figures,
 /// or nothing when the run failed (the comparison goes on without it).
 /// Returns 0 when every run succeeded.
-inline int compare_metrics(
-    const char* program, int runs,
-    const std::function<std::optional<Figures>(const std::vector<std::string>& extra_server_args)>&
-        measure) {
-    std::vector<Figures> on, off;
+inline int compare_metrics(const char* program, int runs,
+                           const std::function<std::optional<RunFigures>(
+                               const std::vector<std::string>& extra_server_args)>& measure) {
+    std::vector<RunFigures> on, off;
     int failed = 0;
     for (int i = 0; i < runs; ++i) {
         for (const bool metrics : {true, false}) {
@@ -505,7 +504,7 @@ inline int compare_metrics(
         std::printf("%s --compare-metrics: not measured (%d failed runs)\n", program, failed);
         return 1;
     }
-    const auto column = [](const std::vector<Figures>& all, std::size_t i) {
+    const auto column = [](const std::vector<RunFigures>& all, std::size_t i) {
         std::vector<double> v;
         for (const auto& f : all)
             v.push_back(f[i].value);

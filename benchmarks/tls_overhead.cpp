@@ -93,8 +93,8 @@ struct Handler {
     void on_close(auto&, std::uint16_t, std::string_view) {}
     void on_handshake_error(auto&, std::error_code ec, std::string_view detail) {
         if (counters->failed++ == 0)
-            std::fprintf(stderr, "tls_overhead: open failed: %s %.*s\n", ec.message().c_str(),
-                         static_cast<int>(detail.size()), detail.data());
+            std::fprintf(stderr, "tls_overhead: open failed: %s %s\n", ec.message().c_str(),
+                         std::string(detail).c_str());
     }
 };
 
@@ -133,8 +133,8 @@ struct FanoutHandler {
     void on_close(auto&, std::uint16_t, std::string_view) { ++counters->closed; }
     void on_handshake_error(auto&, std::error_code ec, std::string_view detail) {
         if (counters->failed++ == 0)
-            std::fprintf(stderr, "tls_overhead: open failed: %s %.*s\n", ec.message().c_str(),
-                         static_cast<int>(detail.size()), detail.data());
+            std::fprintf(stderr, "tls_overhead: open failed: %s %s\n", ec.message().c_str(),
+                         std::string(detail).c_str());
     }
 };
 

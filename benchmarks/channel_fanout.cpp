@@ -1244,16 +1244,7 @@ int main(int argc, char** argv) {
         if (config.driver != "plume" && config.driver != "epoll")
             throw std::runtime_error("--driver is plume or epoll");
         if (compare < 0) throw std::runtime_error("--compare-metrics wants a count of runs");
-        if (compare > 0)
-            return compare_metrics(
-                "channel_fanout", compare,
-                [&](const std::vector<std::string>& extra) -> std::optional<RunFigures> {
-                    Config c = config;
-                    c.server_args.insert(c.server_args.end(), extra.begin(), extra.end());
-                    RunFigures f;
-                    if (run(c, &f) != 0) return std::nullopt;
-                    return f;
-                });
+        if (compare > 0) return compare_metrics("channel_fanout", compare, config, run);
         return run(config);
     } catch (const std::exception& e) {
         std::fprintf(stderr, "channel_fanout: %s\n", e.what());

@@ -468,16 +468,7 @@ int main(int argc, char** argv) {
         if (config.connections < 1 || config.seconds <= 0 || config.warmup < 0 ||
             config.server_threads < 1 || compare < 0)
             throw std::runtime_error("counts must be positive");
-        if (compare > 0)
-            return compare_metrics(
-                "ping_rpc", compare,
-                [&](const std::vector<std::string>& extra) -> std::optional<RunFigures> {
-                    Config c = config;
-                    c.server_args.insert(c.server_args.end(), extra.begin(), extra.end());
-                    RunFigures f;
-                    if (run(c, &f) != 0) return std::nullopt;
-                    return f;
-                });
+        if (compare > 0) return compare_metrics("ping_rpc", compare, config, run);
         return run(config);
     } catch (const std::exception& e) {
         std::fprintf(stderr, "ping_rpc: %s\n", e.what());

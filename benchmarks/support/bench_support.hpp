@@ -539,4 +539,19 @@ inline int compare_metrics(const char* program, int runs,
     return failed ? 1 : 0;
 }
 
+/// compare_metrics for a benchmark whose `run(config, &figures)` starts the
+/// server with `config.server_args`: each run gets a copy of `config` with
+/// the extra arguments appended.
+template <class Config, class Run>
+int compare_metrics(const char* program, int runs, const Config& config, Run run) {
+    return compare_metrics(
+        program, runs, [&](const std::vector<std::string>& extra) -> std::optional<RunFigures> {
+            Config c = config;
+            c.server_args.insert(c.server_args.end(), extra.begin(), extra.end());
+            RunFigures f;
+            if (run(c, &f) != 0) return std::nullopt;
+            return f;
+        });
+}
+
 }  // namespace plume_bench

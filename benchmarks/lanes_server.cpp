@@ -92,6 +92,7 @@ namespace {
               << "usage: lanes_server [--host H] [--port N] [--threads N] [--low-keys K]\n"
                  "                    [--max-send-queue BYTES] [--low-lane-limit BYTES]\n"
                  "                    [--low-window-ms N] [--notsent-lowat BYTES]\n"
+                 "                    [--behind-write-bytes BYTES]\n"
                  "                    [--idle-timeout-ms N] [--all-normal] [--no-metrics]\n";
     std::exit(2);
 }
@@ -133,6 +134,8 @@ int main(int argc, char** argv) {
             config.websocket.low_lane_window = std::chrono::milliseconds(number(i));
         else if (a == "--notsent-lowat")
             config.websocket.tcp_notsent_lowat = number(i);
+        else if (a == "--behind-write-bytes")
+            config.websocket.behind_write_bytes = number(i);
         else if (a == "--idle-timeout-ms")
             config.websocket.idle_timeout = std::chrono::milliseconds(number(i));
         else if (a == "--all-normal")
@@ -168,7 +171,8 @@ int main(int argc, char** argv) {
     std::cout << "lanes_server listening on ws://" << ep.address().to_string() << ":" << ep.port()
               << "/socket/websocket (low keys " << settings.low_keys << ", max send queue "
               << config.websocket.max_send_queue << ", notsent lowat "
-              << config.websocket.tcp_notsent_lowat << (settings.all_normal ? ", all normal" : "")
+              << config.websocket.tcp_notsent_lowat << ", behind write bytes "
+              << config.websocket.behind_write_bytes << (settings.all_normal ? ", all normal" : "")
               << ")" << std::endl;
 
     std::vector<std::thread> pool;

@@ -9,6 +9,9 @@
 #include <netinet/tcp.h>
 #include <plume/transport.hpp>
 
+#include <algorithm>
+#include <chrono>
+#include <iterator>
 #include <memory>
 #include <string>
 #include <vector>
@@ -308,3 +311,87 @@ TEST_CASE("tcp_notsent_lowat keeps a stalled reader's backlog in the send queue"
     CHECK(got == std::vector<std::string>{"crit", "low"});
 }
 #endif
+
+// A slow reader's backlog, and what is ahead of a critical frame: once a
+// connection that uses the lanes is behind, a write takes at most
+// behind_write_bytes, so a critical frame queued while the backlog waits
+// goes with the next write, not after all of it.
+TEST_CASE("a connection that is behind writes its backlog a bounded batch at a time",
+          "[transport][lanes]") {
+    Fixture f;
+    f.conn->send_text("hello", Priority::high);  // the connection uses the lanes
+    REQUIRE(f.read(1).front() == "hello");
+    CHECK_FALSE(f.conn->is_behind());
+    const auto fill = f.block();
+    CHECK(f.conn->is_behind());
+    const std::string kib(1024, '.');
+    for (int i = 0; i < 200; ++i)
+        f.conn->send_text("back" + std::to_string(i) + kib);
+    // The reader takes what is there: the server writes on, a batch at a time.
+    const auto waiting = f.conn->queued_bytes();
+    REQUIRE(run_until(f.io, [&] {
+        f.reader->read_frames();
+        return f.conn->queued_bytes() < waiting;
+    }));
+    f.conn->send_text("crit", Priority::critical);
+    const auto got = f.read(1 + fill.size() + 200 + 1);
+    const auto crit = std::find(got.begin(), got.end(), "crit");
+    REQUIRE(crit != got.end());
+    const auto back_before = std::count_if(
+        got.begin(), crit, [](const std::string& m) { return m.starts_with("back"); });
+    // Ahead of it: the batch in flight, the few KiB the kernels hold (a
+    // 4 KiB send buffer, the reader's 4 KiB receive buffer), what was read.
+    // Taking the whole queue at once put all 200 ahead of it.
+    CHECK(back_before < 40);
+    // Order within the lane held.
+    std::vector<std::string> backs;
+    std::copy_if(got.begin(), got.end(), std::back_inserter(backs),
+                 [](const std::string& m) { return m.starts_with("back"); });
+    REQUIRE(backs.size() == 200);
+    for (std::size_t i = 0; i < backs.size(); ++i)
+        CHECK(backs[i].starts_with("back" + std::to_string(i) + "."));
+    // Everything written, nothing waiting: it caught up.
+    CHECK(f.conn->queued_bytes() == 0);
+    CHECK_FALSE(f.conn->is_behind());
+}
+
+TEST_CASE("a connection that is behind gets its low frames paced by what its reader drains",
+          "[transport][lanes]") {
+    ws::Options opt;
+    opt.low_lane_window = std::chrono::milliseconds(10);
+    Fixture f(opt);
+    f.conn->send_text("hello", Priority::high);
+    REQUIRE(f.read(1).front() == "hello");
+    const auto fill = f.block();
+    REQUIRE(f.conn->is_behind());
+    // 30 low frames, 6 KiB: more than one bounded write (2 KiB).
+    const std::string pad(200, '.');
+    for (int i = 0; i < 30; ++i)
+        f.conn->send_text("low" + std::to_string(i) + pad, Priority::low);
+
+    // While the reader reads nothing, windows end and no low frame goes: the
+    // kernel still holds unsent bytes.
+    f.io.run_for(std::chrono::milliseconds(100));
+    CHECK(f.conn->lane_stats().low_sent == 0);
+
+    // The reader drains: the first clear window sends one low frame, a
+    // window's quota grows by one each clear window, and a quarter of it
+    // leaves at the window's end (no other lane writes here).
+    REQUIRE(run_until(f.io, [&] {
+        f.reader->read_frames();
+        return f.conn->lane_stats().low_sent > 0;
+    }));
+    CHECK(f.conn->lane_stats().low_sent == 1);
+    CHECK(f.conn->is_behind());
+    const auto got = without_fill(f.read(1 + fill.size() + 30));
+    REQUIRE(got.size() == 31);
+    for (int i = 0; i < 30; ++i)
+        CHECK(got[static_cast<std::size_t>(i) + 1] == "low" + std::to_string(i) + pad);
+    CHECK(f.conn->lane_stats().low_batches >= 5);  // paced, not in one write
+    CHECK(f.conn->lane_stats().low_dropped == 0);
+    // Once what waits fits one write at a clear window's end, it caught up.
+    CHECK_FALSE(f.conn->is_behind());
+    f.conn->send_text("after", Priority::low);
+    REQUIRE(run_until(f.io, [&] { return f.reader->read_frames().back() == "after"; }));
+    CHECK_FALSE(f.conn->is_behind());
+}

@@ -46,9 +46,31 @@ struct Options {
     /// maximum, 4 MiB by default) and the send queue, where the lanes apply,
     /// sees it only then — until that buffer is full, critical frames wait
     /// behind it and no low frame is dropped. A few KiB to a few tens of KiB
-    /// (16384 in benchmarks/lanes) keep the backlog in the send queue, at
-    /// the price of more, smaller writes to a connection that is behind.
+    /// keep the backlog in the send queue, at the price of more, smaller
+    /// writes to a connection that is behind. Connections that use the lanes
+    /// get behind_write_bytes without asking.
     std::size_t tcp_notsent_lowat = 0;
+    /// Slow readers and the lanes. Once a connection uses the lanes (queues
+    /// a critical, high or low frame), the kernel may hold at most this many
+    /// bytes of it unsent (TCP_NOTSENT_LOWAT, unless tcp_notsent_lowat is
+    /// smaller), so a backlog waits in the send queue, where the lanes order
+    /// it. When a write then finds its socket full, the connection is
+    /// "behind": each write takes at most this many bytes, highest lane
+    /// first, so a critical frame goes with the next write; and its low
+    /// frames are paced. At the end of each low_lane_window they may go only
+    /// if the kernel has sent everything and the peer's receive window is
+    /// (nearly) as open as it gets: then the window's allowance is one frame
+    /// more than the last clear window's (at most 64), else none and half as
+    /// many next time. A quarter of the allowance leaves at once, the rest
+    /// one frame per write of the other lanes (the frames that do not go
+    /// coalesce, or are dropped at low_lane_limit). So the low lane fills
+    /// the capacity the reader has to spare instead of a backlog in front of
+    /// the next critical frame. At a clear window's end with no more than
+    /// this many bytes queued, the connection has caught up: not behind.
+    /// 0, or a low_lane_window of 0: a connection is never behind (a write
+    /// takes everything queued). Linux's TCP_INFO tells whether the peer
+    /// drained; elsewhere each window is taken as clear.
+    std::size_t behind_write_bytes = 2048;
     /// Fairness: the most messages (control frames included) one connection
     /// handles per turn of its io thread. A turn that reaches it keeps the
     /// unparsed bytes (the only time a connection copies its input) and goes

@@ -49,6 +49,7 @@
 #include "plume/transport/deflate.hpp"
 #include "plume/transport/detail/io_buffers.hpp"
 #include "plume/transport/detail/registry.hpp"
+#include "plume/transport/detail/tcp_queue.hpp"
 #include "plume/transport/drain_turns.hpp"
 #include "plume/transport/error.hpp"
 #include "plume/transport/frame.hpp"
@@ -188,6 +189,10 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
 
     /// What the priority lanes did so far (on the connection's executor).
     LaneStats lane_stats() const noexcept { return lanes_ ? lanes_->stats : LaneStats{}; }
+    /// Whether the connection is behind: its reader took less than it was
+    /// sent, so its writes are bounded and its low frames paced
+    /// (Options::behind_write_bytes).
+    bool is_behind() const noexcept { return lanes_ && lanes_->behind; }
 
     void ping(std::string_view payload = {}) {
         if (state_ == state::open)
@@ -669,6 +674,8 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
 
     // Low frames leave with the next write, or when the window ends.
     void schedule_low();
+    // Asks LaneTicker for a call to low_window_ended (false: it is shutting down).
+    bool start_low_tick();
 
     void low_window_ended();
 
@@ -676,11 +683,30 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
     // lane order, so nothing is written after the close.
     void fold_lanes();
 
-    // Something to write: a lane's frames, or low ones whose time has come.
+    // Something to write: a lane's frames, or low ones whose time has come
+    // (for a connection that is behind: as many as its allowance).
     bool write_ready() const noexcept;
 
-    // Moves what waits to inflight_ (empty), in lane order.
+    // Moves what waits to inflight_ (empty), in lane order: all of it, or,
+    // for a connection that is behind, at most Options::behind_write_bytes
+    // (and at least one frame), so a critical frame queued meanwhile goes
+    // with the next write instead of after the whole backlog.
     void take_queue();
+    void take_bounded(std::size_t cap);
+
+    // A write found the socket full on a connection that uses the lanes: it
+    // is behind (Options::behind_write_bytes). Its writes are bounded
+    // (take_bounded), and at the end of each window pace_low() asks the
+    // kernel whether everything written has been sent and the peer's
+    // receive window is (nearly) as open as it gets: then `quota` low frames
+    // may go this window (one more than last time), else none (and the
+    // quota halves); or the connection has caught up.
+    void fell_behind();
+    bool pace_low();
+    // When a connection first uses the lanes: the kernel may hold at most
+    // behind_write_bytes of it unsent (TCP_NOTSENT_LOWAT), so a backlog waits
+    // in the send queue, where the lanes order it.
+    void limit_kernel_backlog();
 
     // Frames posted by other threads join the queue, in one gathered write.
     // `admitted`: DrainTurns already gave this drain its turn.
@@ -765,9 +791,14 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
     struct Lanes {
         std::vector<SharedFrame> high;
         std::vector<Held> low;
-        std::size_t low_bytes = 0;  // counted in queued_bytes_ too
-        bool low_due = false;       // the low frames go with the next write
-        bool tick_pending = false;  // LaneTicker will call low_window_ended
+        std::size_t low_bytes = 0;        // counted in queued_bytes_ too
+        bool low_due = false;             // the low frames go with the next write
+        bool tick_pending = false;        // LaneTicker will call low_window_ended
+        bool behind = false;              // writes take at most behind_write_bytes
+        std::uint32_t widest_window = 0;  // the peer's widest receive window of late
+        std::uint32_t quota = 0;          // behind: low frames per window
+        std::uint32_t allowance = 0;      // behind: low frames this window may still send
+        static constexpr std::uint32_t max_quota = 64;
         LaneStats stats;
     };
     std::unique_ptr<Lanes> lanes_;

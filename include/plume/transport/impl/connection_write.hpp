@@ -91,7 +91,10 @@ bool Connection<Handler, NextLayer>::make_room(std::size_t size, std::size_t lim
 
 template <class Handler, class NextLayer>
 typename Connection<Handler, NextLayer>::Lanes& Connection<Handler, NextLayer>::lanes() {
-    if (!lanes_) lanes_ = std::make_unique<Lanes>();
+    if (!lanes_) {
+        lanes_ = std::make_unique<Lanes>();
+        limit_kernel_backlog();
+    }
     return *lanes_;
 }
 
@@ -142,16 +145,34 @@ template <class Handler, class NextLayer>
 void Connection<Handler, NextLayer>::schedule_low() {
     auto& l = *lanes_;
     if (l.tick_pending) return;
-    const auto window = options_->low_lane_window;
-    if (!l.low_due && window.count() > 0 &&
+    if (!l.low_due && options_->low_lane_window.count() > 0 && start_low_tick()) return;
+    l.low_due = true;
+    if (!in_read_) flush();
+}
+
+template <class Handler, class NextLayer>
+bool Connection<Handler, NextLayer>::start_low_tick() {
+    auto& l = *lanes_;
+    if (l.tick_pending) return true;
+    l.tick_pending =
         detail::LaneTicker::of(get_executor())
-            .schedule(window, get_executor(), this->shared_from_this(),
+            .schedule(options_->low_lane_window, get_executor(), this->shared_from_this(),
                       [](const std::shared_ptr<void>& owner) {
                           auto self = std::static_pointer_cast<Connection>(owner);
                           asio::dispatch(self->get_executor(),
                                          [self] { self->low_window_ended(); });
-                      })) {
-        l.tick_pending = true;
+                      });
+    return l.tick_pending;
+}
+
+template <class Handler, class NextLayer>
+void Connection<Handler, NextLayer>::low_window_ended() {
+    if (!lanes_) return;
+    auto& l = *lanes_;
+    l.tick_pending = false;
+    if (l.low.empty() || state_ == state::closed) return;
+    if (l.behind && !pace_low()) {
+        start_low_tick();  // the next window tries again
         return;
     }
     l.low_due = true;
@@ -159,12 +180,27 @@ void Connection<Handler, NextLayer>::schedule_low() {
 }
 
 template <class Handler, class NextLayer>
-void Connection<Handler, NextLayer>::low_window_ended() {
-    if (!lanes_) return;
-    lanes_->tick_pending = false;
-    if (lanes_->low.empty() || state_ == state::closed) return;
-    lanes_->low_due = true;
-    if (!in_read_) flush();
+bool Connection<Handler, NextLayer>::pace_low() {
+    auto& l = *lanes_;
+    const auto b = detail::tcp_backlog(layer_.lowest_layer());
+    // The widest window of late: it decays, so one wide advertisement (or a
+    // buffer the peer shrank since) cannot close the gate for good.
+    l.widest_window = std::max(b.peer_window, l.widest_window - l.widest_window / 16);
+    // Everything sent, and the peer's receive buffer (nearly) drained.
+    const bool clear =
+        !b.known || (b.unsent == 0 && b.peer_window >= l.widest_window - l.widest_window / 8);
+    if (clear && queued_bytes_ <= options_->behind_write_bytes) {
+        l.behind = false;  // caught up: everything queued fits one write
+        return true;
+    }
+    if (clear) {
+        l.quota = std::min<std::uint32_t>(l.quota + 1, Lanes::max_quota);
+        l.allowance = l.quota;
+    } else {
+        l.quota = std::max<std::uint32_t>(1, l.quota / 2);
+        l.allowance = 0;
+    }
+    return clear;
 }
 
 template <class Handler, class NextLayer>
@@ -183,11 +219,14 @@ void Connection<Handler, NextLayer>::fold_lanes() {
 template <class Handler, class NextLayer>
 bool Connection<Handler, NextLayer>::write_ready() const noexcept {
     if (!queue_.empty()) return true;
-    return lanes_ && (!lanes_->high.empty() || (lanes_->low_due && !lanes_->low.empty()));
+    if (!lanes_) return false;
+    const auto& l = *lanes_;
+    return !l.high.empty() || (l.low_due && !l.low.empty() && (!l.behind || l.allowance > 0));
 }
 
 template <class Handler, class NextLayer>
 void Connection<Handler, NextLayer>::take_queue() {
+    if (lanes_ && lanes_->behind) return take_bounded(options_->behind_write_bytes);
     if (!lanes_ || (lanes_->high.empty() && lanes_->low.empty())) {
         std::swap(queue_, inflight_);
     } else {
@@ -211,6 +250,82 @@ void Connection<Handler, NextLayer>::take_queue() {
     }
     control_front_ = 0;
     pong_slot_ = no_pong;
+}
+
+template <class Handler, class NextLayer>
+void Connection<Handler, NextLayer>::take_bounded(std::size_t cap) {
+    auto& l = *lanes_;
+    std::size_t taken = 0;
+    // Moves frames from the front of [first, last) while under the cap (one
+    // at least); returns how many.
+    auto take = [&](auto first, auto last) {
+        std::size_t n = 0;
+        for (auto it = first; it != last && (inflight_.empty() || taken < cap); ++it, ++n) {
+            taken += (*it)->size();
+            inflight_.push_back(std::move(*it));
+        }
+        return n;
+    };
+    const auto front = static_cast<std::ptrdiff_t>(control_front_);
+    const std::size_t control = take(queue_.begin(), queue_.begin() + front);
+    std::size_t high = 0, normal = 0;
+    if (control == control_front_) high = take(l.high.begin(), l.high.end());
+    if (high == l.high.size()) normal = take(queue_.begin() + front, queue_.end());
+    // Low frames within the window's allowance: a quarter of it (one at
+    // least) on their own when the window has just ended, then one with
+    // each write of the other lanes, so they spread over the window instead
+    // of leaving in one burst that a critical frame would wait behind.
+    std::size_t low = 0;
+    if (control_front_ + normal == queue_.size() && l.allowance > 0 &&
+        (l.low_due || !inflight_.empty())) {
+        const std::size_t most = std::min<std::size_t>(
+            {l.low_due ? std::max<std::uint32_t>(1, l.quota / 4) : 1, l.allowance, l.low.size()});
+        for (; low < most && (inflight_.empty() || taken < cap); ++low) {
+            taken += l.low[low].frame->size();
+            l.low_bytes -= l.low[low].frame->size();
+            inflight_.push_back(std::move(l.low[low].frame));
+        }
+    }
+
+    queue_.erase(queue_.begin() + front,
+                 queue_.begin() + front + static_cast<std::ptrdiff_t>(normal));
+    queue_.erase(queue_.begin(), queue_.begin() + static_cast<std::ptrdiff_t>(control));
+    control_front_ -= control;
+    if (pong_slot_ != no_pong) pong_slot_ = pong_slot_ < control ? no_pong : pong_slot_ - control;
+    l.high.erase(l.high.begin(), l.high.begin() + static_cast<std::ptrdiff_t>(high));
+    if (low == 0) return;
+    l.low.erase(l.low.begin(), l.low.begin() + static_cast<std::ptrdiff_t>(low));
+    l.stats.low_sent += low;
+    ++l.stats.low_batches;
+    l.allowance -= static_cast<std::uint32_t>(low);
+    l.low_due = false;
+    if (!l.low.empty()) start_low_tick();
+}
+
+template <class Handler, class NextLayer>
+void Connection<Handler, NextLayer>::limit_kernel_backlog() {
+#ifdef TCP_NOTSENT_LOWAT
+    const std::size_t bound = options_->behind_write_bytes;
+    const std::size_t configured = options_->tcp_notsent_lowat;
+    if (bound == 0 || (configured > 0 && configured <= bound)) return;
+    using notsent_lowat = asio::detail::socket_option::integer<IPPROTO_TCP, TCP_NOTSENT_LOWAT>;
+    std::error_code ec;
+    layer_.lowest_layer().set_option(
+        notsent_lowat(static_cast<int>(std::min<std::size_t>(bound, INT_MAX))), ec);
+#endif
+}
+
+template <class Handler, class NextLayer>
+void Connection<Handler, NextLayer>::fell_behind() {
+    if (!lanes_ || options_->behind_write_bytes == 0 || options_->low_lane_window.count() == 0)
+        return;
+    auto& l = *lanes_;
+    if (l.behind) return;
+    l.behind = true;
+    l.quota = 1;
+    l.allowance = 0;
+    l.low_due = false;  // low frames wait for the next window, and go a few at a time
+    if (!l.low.empty()) start_low_tick();
 }
 
 template <class Handler, class NextLayer>
@@ -309,6 +424,7 @@ void Connection<Handler, NextLayer>::flush() {
                 write_done();
                 continue;
             }
+            fell_behind();
         }
         writing_ = true;
         asio::async_write(layer_, detail::FrameBuffers{&inflight_, inflight_pos_, inflight_offset_},
@@ -316,6 +432,8 @@ void Connection<Handler, NextLayer>::flush() {
                               self->on_written(ec, n);
                           });
     }
+    // Everything written, nothing waiting: it caught up (even without low frames to pace).
+    if (lanes_ && lanes_->behind && !writing_ && queued_bytes_ == 0) lanes_->behind = false;
     maybe_shutdown();
 }
 

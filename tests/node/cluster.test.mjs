@@ -359,7 +359,29 @@ async function startCluster(names, extra = []) {
   const nodes = [];
   for (const name of names) nodes.push(await startNode(redis.url, name, extra));
   await waitForMesh(nodes);
+  const h = extra.indexOf('--history');
+  if (h < 0 || extra[h + 1] !== '0') for (const node of nodes) await waitForHistory(node);
   return { redis, nodes };
+}
+
+/**
+ * Until `node` reads its rooms' history from Redis: a join's reply carries the
+ * room's position (epoch, offset) only then. A node serves clients before its
+ * Redis connection is up, and a first join would get no position.
+ */
+async function waitForHistory(node) {
+  await pollUntil(
+    async () => {
+      const socket = await phxConnect(node.socketUrl, { params: { user_id: `history-probe-${node.name}` } });
+      try {
+        return await joinOk(socket.channel(`room:history-ready-${Math.random().toString(36).slice(2, 10)}`, {}));
+      } finally {
+        socket.disconnect();
+      }
+    },
+    (reply) => typeof reply.epoch === 'string',
+    { timeoutMs: CONVERGE_MS, what: `${node.name} to read history from Redis\n${node.output()}` }
+  );
 }
 
 // ----------------------------------------------------------------- clients

@@ -44,6 +44,7 @@
 #include "plume/transport/close_code.hpp"
 #include "plume/transport/frame.hpp"
 #include "plume/transport/http_exchange.hpp"
+#include "plume/transport/priority.hpp"
 
 namespace plume::server {
 
@@ -56,6 +57,11 @@ struct LongPollOptions {
     /// Lines one POST may carry (phoenix.js ≥ 1.8.6 sends at most 100;
     /// older clients send a whole batch). More → {"status":413}.
     std::size_t max_batch_messages = 1000;
+    /// Fairness: the most messages of a session handled per turn of its io
+    /// thread; the rest of a batch goes on in a fresh handler, posted behind
+    /// the other sessions' and connections' work (a POST is answered once
+    /// all its messages are handled). 0: no limit.
+    std::size_t max_messages_per_turn = 128;
     /// Messages (and bytes) a session holds for its next poll; beyond
     /// either, the client is too slow to poll and the session is closed.
     std::size_t max_held_messages = 10'000;
@@ -228,7 +234,7 @@ class LongPollSession : public std::enable_shared_from_this<LongPollSession<Hand
     void resume_reading() {
         if (!paused_) return;
         paused_ = false;
-        asio::post(strand_, [self = this->shared_from_this()] { self->handle_inbound(); });
+        post_inbound();
     }
 
   private:
@@ -325,10 +331,16 @@ class LongPollSession : public std::enable_shared_from_this<LongPollSession<Hand
         handle_inbound();
     }
 
-    // Messages in order, one at a time, until a join pauses the session; a
+    // Messages in order, one at a time, until a join pauses the session or
+    // the turn's budget is spent (the rest goes on in a posted handler); a
     // POST is acknowledged once its last message was handled.
     void handle_inbound() {
-        while (!paused_ && state_ == state::open && !inbound_.empty()) {
+        const std::size_t budget = options_.max_messages_per_turn;
+        for (std::size_t n = 0; !paused_ && state_ == state::open && !inbound_.empty(); ++n) {
+            if (budget != 0 && n == budget) {
+                post_inbound();
+                break;
+            }
             auto m = std::move(inbound_.front());
             inbound_.pop_front();
             ++handled_;
@@ -339,6 +351,16 @@ class LongPollSession : public std::enable_shared_from_this<LongPollSession<Hand
             acks_.front().second.send(longpoll_response(longpoll_body(200)));
             acks_.pop_front();
         }
+    }
+
+    // handle_inbound() in a fresh handler, behind the work already queued.
+    void post_inbound() {
+        if (inbound_posted_) return;
+        inbound_posted_ = true;
+        asio::post(strand_, [self = this->shared_from_this()] {
+            self->inbound_posted_ = false;
+            self->handle_inbound();
+        });
     }
 
     // Not polled for 1.5 × window: the client is gone.
@@ -380,6 +402,7 @@ class LongPollSession : public std::enable_shared_from_this<LongPollSession<Hand
     std::uint64_t received_ = 0;  // messages posted so far
     std::uint64_t handled_ = 0;   // of which handled
     bool paused_ = false;
+    bool inbound_posted_ = false;  // a handle_inbound() is posted
     std::uint64_t dropped_binary_ = 0;
 };
 

@@ -380,24 +380,26 @@ class Session final : public detail::ChannelHost {
         if (!message_bucket_.take(lim.messages, now) ||
             (is_join && !join_bucket_.take(lim.joins, now))) {
             endpoint_->instruments().rate_limited(detail::Scope::socket, msg.topic, msg.event);
-            return refuse(msg, wire::reason::rate_limited, now);
+            return refuse(msg, detail::Refusal::rate_limited, wire::reason::rate_limited, now);
         }
         if (msg.topic.size() > lim.max_topic_bytes)
-            return refuse(msg, wire::reason::topic_too_long, now);
+            return refuse(msg, detail::Refusal::topic_too_long, wire::reason::topic_too_long, now);
         if (msg.event.size() > lim.max_event_bytes)
-            return refuse(msg, wire::reason::event_too_long, now);
+            return refuse(msg, detail::Refusal::event_too_long, wire::reason::event_too_long, now);
         if (is_join && frame_size > lim.max_join_bytes)
-            return refuse(msg, wire::reason::join_too_large, now);
+            return refuse(msg, detail::Refusal::join_too_large, wire::reason::join_too_large, now);
         return true;
     }
 
     // Answers a refused message (a push without a ref gets nothing) and
     // closes the socket once it has been refused too often: the abuser pays
-    // for its abuse, not the other members of its rooms.
-    bool refuse(const wire::Message& msg, std::string_view why,
+    // for its abuse, not the other members of its rooms. A refused phx_join
+    // is counted under `cause`.
+    bool refuse(const wire::Message& msg, detail::Refusal cause, std::string_view why,
                 std::chrono::steady_clock::time_point now) {
         const auto& lim = endpoint_->config().limits;
-        if (msg.event == wire::event::join) refused_join(msg, why);
+        if (msg.event == wire::event::join)
+            endpoint_->instruments().channel_refused(msg.topic, transport_kind, cause, why);
         if (lim.close_after_refused != 0) {
             if (refused_ == 0 || now - refused_since_ > lim.refused_window) {
                 refused_since_ = now;
@@ -414,14 +416,6 @@ class Session final : public detail::ChannelHost {
         }
         if (msg.ref) send(wire::reply_error(msg, wire::reason_payload(why)));
         return false;
-    }
-
-    // A phx_join refused by the socket's limits.
-    void refused_join(const wire::Message& msg, std::string_view why) {
-        const auto cause = why == wire::reason::topic_too_long   ? detail::Refusal::topic_too_long
-                           : why == wire::reason::join_too_large ? detail::Refusal::join_too_large
-                                                                 : detail::Refusal::rate_limited;
-        endpoint_->instruments().channel_refused(msg.topic, transport_kind, cause, why);
     }
 
     void handle(wire::Message& msg) {
@@ -442,7 +436,7 @@ class Session final : public detail::ChannelHost {
         auto& ch = *it->second.channel;
         if (auto now = std::chrono::steady_clock::now(); !ch.admit_event(msg.event, now)) {
             endpoint_->instruments().rate_limited(detail::Scope::channel, msg.topic, msg.event);
-            refuse(msg, wire::reason::rate_limited, now);
+            refuse(msg, detail::Refusal::rate_limited, wire::reason::rate_limited, now);
             return;
         }
         ch.current_ref_ = msg.ref;

@@ -210,12 +210,13 @@ enum class Refusal : std::size_t {
     too_many_channels,
     rate_limited,
     topic_too_long,
+    event_too_long,
     join_too_large,
     count
 };
-inline constexpr std::array<std::string_view, 7> refusal_names = {
+inline constexpr std::array<std::string_view, 8> refusal_names = {
     "join",         "join_crashed",   "unmatched_topic", "too_many_channels",
-    "rate_limited", "topic_too_long", "join_too_large"};
+    "rate_limited", "topic_too_long", "event_too_long",  "join_too_large"};
 
 inline InClass in_class(const wire::Message& m) noexcept {
     if (m.event == wire::event::join) return InClass::join;
@@ -256,7 +257,7 @@ struct EndpointMetrics {
         auto joins = r.counter("plume_joins_total", "Channel joins by result.", {"result"});
         joins_ok = joins.series({"ok"});
         joins_refused = joins.series({"refused"});
-        refusals = by<7, metrics::Counter>(
+        refusals = by<refusal_names.size(), metrics::Counter>(
             r.counter("plume_join_refusals_total",
                       "Joins refused, by cause (join: the channel's join() returned an error).",
                       {"cause"}),
@@ -331,7 +332,7 @@ struct EndpointMetrics {
     std::array<metrics::Gauge, 2> open;
     std::array<metrics::Counter, 2> connections, refused;
     metrics::Counter joins_ok, joins_refused, crashes;
-    std::array<metrics::Counter, 7> refusals;
+    std::array<metrics::Counter, refusal_names.size()> refusals;
     metrics::Gauge channels;
     std::array<metrics::Counter, 4> in_messages, in_bytes, out_messages, out_bytes;
     metrics::Counter broadcasts;

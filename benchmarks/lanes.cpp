@@ -947,6 +947,7 @@ std::optional<Figures> run_pass(const Config& config, const Plan& plan) {
     put("low_dropped",
         metric(samples, "plume_dropped_total", {{"lane", "low"}, {"reason", "pressure"}}));
     put("low_coalesced", metric(samples, "plume_coalesced_total", {{"lane", "low"}}));
+    put("fell_behind", metric(samples, "plume_fell_behind_total", {}));
     put("overflow_closes", metric(samples, "plume_dropped_total", {{"reason", "overflow"}}));
     put("broadcast_frames", metric(samples, "plume_broadcast_deliveries_total", {}));
     if (!server_end.starts_with("exited with status 0"))
@@ -1020,8 +1021,11 @@ void print_pass(const Figures& f, const Plan& plan) {
             std::printf(" (%.1f low frames per write: %s fewer writes than one per frame)",
                         f.at("low_frames") / f.at("low_batches"),
                         with_commas(f.at("low_frames") - f.at("low_batches")).c_str());
-        std::printf("\n  server: low dropped under pressure %s, low coalesced %s\n",
-                    metric_text(f, "low_dropped").c_str(), metric_text(f, "low_coalesced").c_str());
+        std::printf(
+            "\n  server: low dropped under pressure %s, low coalesced %s, "
+            "connections fell behind %s\n",
+            metric_text(f, "low_dropped").c_str(), metric_text(f, "low_coalesced").c_str(),
+            metric_text(f, "fell_behind").c_str());
     }
     std::printf("  server: broadcast frames queued %s, 1008 overflow closes %s\n",
                 metric_text(f, "broadcast_frames").c_str(),

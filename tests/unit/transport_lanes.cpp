@@ -324,6 +324,7 @@ TEST_CASE("a connection that is behind writes its backlog a bounded batch at a t
     CHECK_FALSE(f.conn->is_behind());
     const auto fill = f.block();
     CHECK(f.conn->is_behind());
+    CHECK(f.conn->lane_stats().fell_behind == 1);
     const std::string kib(1024, '.');
     for (int i = 0; i < 200; ++i)
         f.conn->send_text("back" + std::to_string(i) + kib);

@@ -740,7 +740,8 @@ class Session final : public detail::ChannelHost {
             endpoint_->instruments().lanes({since(now.low_dropped, lanes_seen_.low_dropped),
                                             since(now.low_coalesced, lanes_seen_.low_coalesced),
                                             since(now.low_sent, lanes_seen_.low_sent),
-                                            since(now.low_batches, lanes_seen_.low_batches)});
+                                            since(now.low_batches, lanes_seen_.low_batches),
+                                            since(now.fell_behind, lanes_seen_.fell_behind)});
             lanes_seen_ = now;
         }
     }

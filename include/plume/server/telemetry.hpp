@@ -313,6 +313,10 @@ struct EndpointMetrics {
         low_batches =
             r.counter("plume_lane_batches_total", "Writes that carried frames of a lane.", {"lane"})
                 .series({"low"});
+        fell_behind = r.counter("plume_fell_behind_total",
+                                "Times a connection that uses the lanes fell behind its reader: "
+                                "its writes bounded to behind_write_bytes, its low frames paced.")
+                          .series({});
         handle_in = by<4, metrics::Histogram>(
             r.histogram("plume_handle_in_duration_seconds",
                         "Time in a channel's handle_in, by how it ended.", {"result"},
@@ -338,7 +342,7 @@ struct EndpointMetrics {
     metrics::Counter broadcasts;
     metrics::Histogram queue_depth;
     std::array<metrics::Counter, 3> overflow;  // critical, high, normal
-    metrics::Counter low_dropped, low_coalesced, low_frames, low_batches;
+    metrics::Counter low_dropped, low_coalesced, low_frames, low_batches, fell_behind;
     std::array<metrics::Histogram, 4> handle_in;
     std::array<metrics::Counter, 3> rate_limited;
     metrics::Counter presence_diffs;
@@ -400,6 +404,7 @@ class Instruments {
         if (d.low_coalesced) m_->low_coalesced.inc(d.low_coalesced);
         if (d.low_sent) m_->low_frames.inc(d.low_sent);
         if (d.low_batches) m_->low_batches.inc(d.low_batches);
+        if (d.fell_behind) m_->fell_behind.inc(d.fell_behind);
     }
 
     // Each records its counters with one look-up of the thread's shard,

@@ -57,6 +57,7 @@ struct LaneStats {
     std::uint64_t low_coalesced = 0;  // low frames replaced by a newer one of the same key
     std::uint64_t low_sent = 0;       // low frames written
     std::uint64_t low_batches = 0;    // writes that carried low frames
+    std::uint64_t fell_behind = 0;    // times the reader fell behind (Options::behind_write_bytes)
     // After the queue overflowed (closed with 1008): the lane of the frame
     // that did not fit (critical, high or normal; low frames are dropped).
     Priority overflow_lane = Priority::normal;

@@ -322,6 +322,7 @@ void Connection<Handler, NextLayer>::fell_behind() {
     auto& l = *lanes_;
     if (l.behind) return;
     l.behind = true;
+    ++l.stats.fell_behind;
     l.quota = 1;
     l.allowance = 0;
     l.low_due = false;  // low frames wait for the next window, and go a few at a time

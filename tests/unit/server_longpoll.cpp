@@ -7,7 +7,6 @@
 #include <plume/server/longpoll.hpp>
 
 #include <memory>
-#include <optional>
 #include <string>
 #include <vector>
 
@@ -35,57 +34,60 @@ std::vector<srv::LongPollMessage> batch(int n) {
     return m;
 }
 
+// One open session on an idle strand; POSTs `n` messages, and queues a probe
+// behind the POST that records how many were handled when it ran.
+struct Run {
+    asio::io_context io{1};
+    srv::LongPollOptions options;
+    std::shared_ptr<Session> session;
+    std::shared_ptr<std::vector<std::string>> seen;
+    int answered = 0;
+    std::string answer;
+    std::vector<std::size_t> seen_by_others;
+
+    explicit Run(std::size_t per_turn) {
+        options.max_messages_per_turn = per_turn;
+        session = std::make_shared<Session>(io, options, Recorder{});
+        seen = session->handler().seen;
+        session->start();
+        io.poll();  // on_open ran: the strand is idle
+        io.restart();
+    }
+    ~Run() {
+        session->close();
+        io.run_for(std::chrono::milliseconds(1));
+    }
+    // Work queued behind the push runs after the push's first turn.
+    void post(int n, int probes) {
+        session->push(batch(n), plume::transport::http::Responder([this](auto response) {
+                          ++answered;
+                          answer = response.body;
+                      }));
+        for (int i = 0; i < probes; ++i)
+            asio::post(io, [this] { seen_by_others.push_back(seen->size()); });
+        REQUIRE(run_until(io, [&] {
+            return answered == 1 && seen_by_others.size() == static_cast<std::size_t>(probes);
+        }));
+        CHECK(answer == R"({"status":200})");
+    }
+};
+
 }  // namespace
 
 TEST_CASE("long-poll: a big POST is handled a turn's budget at a time, in order",
           "[server][longpoll]") {
-    asio::io_context io{1};
-    srv::LongPollOptions options;
-    options.max_messages_per_turn = 100;
-    auto session = std::make_shared<Session>(io, options, Recorder{});
-    auto seen = session->handler().seen;
-    session->start();
-    io.poll();  // on_open ran: the strand is idle
-    io.restart();
-
-    int answered = 0;
-    std::string answer;
-    session->push(batch(250), plume::transport::http::Responder([&](auto response) {
-                      ++answered;
-                      answer = response.body;
-                  }));
-    // Work queued behind the push: it runs after the first 100 messages,
-    // before the rest.
-    std::vector<std::size_t> seen_by_others;
-    for (int i = 0; i < 2; ++i)
-        asio::post(io, [&] { seen_by_others.push_back(seen->size()); });
-
-    REQUIRE(run_until(io, [&] { return answered == 1 && seen_by_others.size() == 2; }));
-    CHECK(answer == R"({"status":200})");
-    REQUIRE(seen->size() == 250);
+    Run r(100);
+    r.post(250, 2);
+    REQUIRE(r.seen->size() == 250);
     for (int i = 0; i < 250; ++i)
-        CHECK((*seen)[static_cast<std::size_t>(i)] == "m" + std::to_string(i));
-    CHECK(seen_by_others[0] == 100);
-    CHECK(seen_by_others[1] <= 200);
-    session->close();
-    io.run_for(std::chrono::milliseconds(1));
+        CHECK((*r.seen)[static_cast<std::size_t>(i)] == "m" + std::to_string(i));
+    // The work queued behind the POST ran after its first 100 messages.
+    CHECK(r.seen_by_others[0] == 100);
+    CHECK(r.seen_by_others[1] <= 200);
 }
 
 TEST_CASE("long-poll: max_messages_per_turn 0 handles a batch in one turn", "[server][longpoll]") {
-    asio::io_context io{1};
-    srv::LongPollOptions options;
-    options.max_messages_per_turn = 0;
-    auto session = std::make_shared<Session>(io, options, Recorder{});
-    auto seen = session->handler().seen;
-    session->start();
-    io.poll();  // on_open ran: the strand is idle
-    io.restart();
-    int answered = 0;
-    session->push(batch(300), plume::transport::http::Responder([&](auto) { ++answered; }));
-    std::optional<std::size_t> seen_by_other;
-    asio::post(io, [&] { seen_by_other = seen->size(); });
-    REQUIRE(run_until(io, [&] { return answered == 1 && seen_by_other; }));
-    CHECK(*seen_by_other == 300);
-    session->close();
-    io.run_for(std::chrono::milliseconds(1));
+    Run r(0);
+    r.post(300, 1);
+    CHECK(r.seen_by_others[0] == 300);
 }

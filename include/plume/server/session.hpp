@@ -16,6 +16,7 @@
 // on_close(carrier, code, reason), on the carrier's executor.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <exception>
@@ -285,20 +286,34 @@ class Session final : public detail::ChannelHost {
                 std::lock_guard lock(held_mutex_);
                 if (holding_.load(std::memory_order_relaxed)) return held_.push_back(m);
             }
+            if (auto floor = floor_.load(std::memory_order_acquire); floor != 0 && m->offset != 0) {
+                if (m->offset <= floor) return;  // a straggler the recovery had
+                floor_.compare_exchange_strong(floor, 0, std::memory_order_acq_rel);
+            }
             route(*conn, m);
         }
 
         // While the join reads its history, broadcasts wait here; release()
         // (on the connection's strand, after the reply and the missed ones)
         // sends them, but those at or below the recovery's position: the
-        // recovery had them, or they are from before the join.
+        // recovery had them, or they are from before the join. So are the
+        // ones at or below it that come after the release: with Redis the
+        // recovery's answer and the live broadcasts travel on two
+        // connections, and a broadcast published before the recovery read
+        // may be delivered after its answer. They are dropped until the
+        // first broadcast past the position arrives (offsets then only grow;
+        // a new epoch whose first offsets are at or below it before any
+        // broadcast past it would lose those, a flush of Redis in between).
         void hold() { holding_.store(true, std::memory_order_release); }
         void release(connection_type& conn, std::uint64_t position) {
             std::lock_guard lock(held_mutex_);
             for (auto& m : held_)
                 if (m->offset == 0 || m->offset > position) route(conn, m);
+            const bool passed = std::any_of(held_.begin(), held_.end(),
+                                            [&](const auto& m) { return m->offset > position; });
             held_.clear();
             held_.shrink_to_fit();
+            floor_.store(passed ? 0 : position, std::memory_order_release);
             holding_.store(false, std::memory_order_release);
         }
 
@@ -325,6 +340,7 @@ class Session final : public detail::ChannelHost {
         wire::Vsn vsn_;
         std::vector<std::string> intercepted_;
         std::atomic<bool> holding_{false};
+        std::atomic<std::uint64_t> floor_{0};  // after release: stragglers at or below it
         std::mutex held_mutex_;
         std::vector<pubsub::MessagePtr> held_;  // while holding (bounded by the join's wait)
     };

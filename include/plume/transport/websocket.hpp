@@ -352,16 +352,10 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
         std::error_code ec;
         layer_.lowest_layer().non_blocking(true, ec);
         layer_.lowest_layer().set_option(asio::ip::tcp::no_delay(true), ec);
-#ifdef TCP_NOTSENT_LOWAT
         // Keeps a slow reader's backlog in the send queue, where the lanes
         // apply, instead of in the kernel's (autotuned, megabytes) buffer.
-        if (const std::size_t lowat = options_->tcp_notsent_lowat; lowat > 0) {
-            using notsent_lowat =
-                asio::detail::socket_option::integer<IPPROTO_TCP, TCP_NOTSENT_LOWAT>;
-            layer_.lowest_layer().set_option(
-                notsent_lowat(static_cast<int>(std::min<std::size_t>(lowat, INT_MAX))), ec);
-        }
-#endif
+        if (const std::size_t lowat = options_->tcp_notsent_lowat; lowat > 0)
+            detail::limit_unsent(layer_.lowest_layer(), lowat);
     }
 
     // A plain socket waits until it is readable, holding no buffer, then
@@ -593,9 +587,7 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
 
   public:
     /// The subprotocol the server chose (client role).
-    const std::string& subprotocol() const noexcept {
-        return subprotocol_;
-    }
+    const std::string& subprotocol() const noexcept { return subprotocol_; }
 
   private:
     // ------------------------------------------------------------ close --

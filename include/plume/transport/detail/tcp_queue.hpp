@@ -1,12 +1,16 @@
 // plume/transport/detail/tcp_queue.hpp — what the kernel knows about a TCP
 // connection's backlog: the bytes written but not yet sent, and the window
-// the peer last advertised (the room left in its receive buffer).
+// the peer last advertised (the room left in its receive buffer); and how
+// much unsent data it may hold (TCP_NOTSENT_LOWAT).
 #pragma once
 
 #include <asio.hpp>
 
+#include <algorithm>
+#include <climits>
 #include <cstdint>
 #include <cstring>
+#include <system_error>
 
 #if defined(__linux__)
 #include <netinet/in.h>
@@ -42,6 +46,21 @@ TcpBacklog tcp_backlog(Socket& socket) noexcept {
     (void)socket;
 #endif
     return b;
+}
+
+/// Lets the kernel hold at most `bytes` written but unsent on the socket
+/// (TCP_NOTSENT_LOWAT): the rest of a backlog waits in plume's send queue,
+/// where the lanes order it. Ignored where the platform lacks the option.
+template <class Socket>
+void limit_unsent(Socket& socket, std::size_t bytes) noexcept {
+#ifdef TCP_NOTSENT_LOWAT
+    using notsent_lowat = asio::detail::socket_option::integer<IPPROTO_TCP, TCP_NOTSENT_LOWAT>;
+    std::error_code ec;
+    socket.set_option(notsent_lowat(static_cast<int>(std::min<std::size_t>(bytes, INT_MAX))), ec);
+#else
+    (void)socket;
+    (void)bytes;
+#endif
 }
 
 }  // namespace plume::transport::detail

@@ -304,15 +304,10 @@ void Connection<Handler, NextLayer>::take_bounded(std::size_t cap) {
 
 template <class Handler, class NextLayer>
 void Connection<Handler, NextLayer>::limit_kernel_backlog() {
-#ifdef TCP_NOTSENT_LOWAT
     const std::size_t bound = options_->behind_write_bytes;
     const std::size_t configured = options_->tcp_notsent_lowat;
     if (bound == 0 || (configured > 0 && configured <= bound)) return;
-    using notsent_lowat = asio::detail::socket_option::integer<IPPROTO_TCP, TCP_NOTSENT_LOWAT>;
-    std::error_code ec;
-    layer_.lowest_layer().set_option(
-        notsent_lowat(static_cast<int>(std::min<std::size_t>(bound, INT_MAX))), ec);
-#endif
+    detail::limit_unsent(layer_.lowest_layer(), bound);
 }
 
 template <class Handler, class NextLayer>

@@ -3,7 +3,8 @@
 // what is dropped first when a reader is slow. A real server connection on
 // 127.0.0.1 with small socket buffers, and a raw client that reads only when
 // the test says so: while it does not read, what the server sends waits in
-// its queue, where the lanes apply.
+// its queue, where the lanes apply. And how the queue is written: a burst
+// of small frames leaves through one per-thread buffer, in one system call.
 #include <catch2/catch.hpp>
 
 #include <netinet/tcp.h>
@@ -11,6 +12,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <iterator>
 #include <memory>
 #include <string>
@@ -126,6 +128,20 @@ struct Fixture {
         return reader->sink.messages;
     }
 };
+
+// Data segments the connection's socket has sent (TCP_INFO's
+// tcpi_data_segs_out, Linux 4.6; read at its fixed offset, as tcp_queue.hpp
+// does). With TCP_NODELAY on loopback, each write that fits the window is one.
+std::uint32_t data_segments_sent(Conn& c) {
+    constexpr std::size_t data_segs_out_at = 156;
+    unsigned char info[256] = {};
+    socklen_t len = sizeof info;
+    REQUIRE(::getsockopt(c.next_layer().native_handle(), IPPROTO_TCP, TCP_INFO, info, &len) == 0);
+    REQUIRE(len >= data_segs_out_at + 4);
+    std::uint32_t n;
+    std::memcpy(&n, info + data_segs_out_at, 4);
+    return n;
+}
 
 std::vector<std::string> without_fill(std::vector<std::string> all) {
     std::erase_if(all, [](const std::string& s) { return s.starts_with("fill"); });
@@ -395,4 +411,46 @@ TEST_CASE("a connection that is behind gets its low frames paced by what its rea
     f.conn->send_text("after", Priority::low);
     REQUIRE(run_until(f.io, [&] { return f.reader->read_frames().back() == "after"; }));
     CHECK_FALSE(f.conn->is_behind());
+}
+
+TEST_CASE("a burst of small frames is written in one call, not 64 frames at a time",
+          "[transport][write]") {
+    Keep::small_send_buffer = false;
+    Fixture f;
+    Keep::small_send_buffer = true;
+    // 200 frames of ~30 bytes: Asio writes at most 64 buffers per call, so
+    // written from the frames' own buffers the drain would leave most of them
+    // to an asynchronous write. Copied into one buffer, they fit the socket.
+    const std::uint32_t segments_before = data_segments_sent(*f.conn);
+    std::vector<std::string> sent;
+    for (int i = 0; i < 200; ++i) {
+        sent.push_back("burst" + std::to_string(i));
+        f.conn->post_send(ws::make_shared_frame(ws::opcode::text, sent.back()));
+    }
+    REQUIRE(run_until(f.io, [&] { return f.conn->mailbox_bytes() == 0; }));
+    CHECK(f.conn->queued_bytes() == 0);  // all in the socket when the drain returned
+    CHECK(data_segments_sent(*f.conn) - segments_before == 1);  // in one write
+    CHECK(f.read(200) == sent);
+}
+
+TEST_CASE("a burst of frames the socket takes in parts arrives whole and in order",
+          "[transport][write]") {
+    Fixture f;  // 4 KiB buffers at both ends: every write is partial
+    // Sizes from 1 byte to 3 KiB, so writes end inside frames, inside the
+    // copied run and inside frames too large to copy (over 1 KiB).
+    std::vector<std::string> sent;
+    for (int i = 0; i < 600; ++i) {
+        const std::size_t size = (static_cast<std::size_t>(i) * 37) % 3000 + 1;
+        std::string m = std::to_string(i) + ":";
+        m.resize(std::max(size, m.size()), static_cast<char>('a' + i % 26));
+        sent.push_back(std::move(m));
+        f.conn->post_send(ws::make_shared_frame(ws::opcode::text, sent.back()));
+    }
+    REQUIRE(run_until(f.io, [&] { return f.conn->mailbox_bytes() == 0; }));
+    CHECK(f.conn->queued_bytes() > 0);  // the socket took only part of it
+    const auto got = f.read(sent.size());
+    REQUIRE(got.size() == sent.size());
+    for (std::size_t i = 0; i < sent.size(); ++i)
+        REQUIRE(got[i] == sent[i]);
+    REQUIRE(run_until(f.io, [&] { return f.conn->queued_bytes() == 0; }));
 }

@@ -713,6 +713,11 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
 
     void flush();
 
+    // One non-blocking write of the in-flight frames from inflight_pos_. On a
+    // plain stream, a run of small frames is first copied into one per-thread
+    // buffer (see the definition). Returns the bytes written.
+    std::size_t write_some_inflight(std::error_code& ec);
+
     // Moves past `n` written bytes of the in-flight frames.
     void advance_written(std::size_t n);
 

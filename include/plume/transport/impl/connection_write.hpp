@@ -410,12 +410,13 @@ void Connection<Handler, NextLayer>::flush() {
             // Usually everything fits in the socket's buffer: then no
             // asynchronous operation (and no completion handler) is needed.
             std::error_code ec;
-            std::size_t n = layer_.write_some(
-                detail::FrameBuffers{&inflight_, inflight_pos_, inflight_offset_}, ec);
-            if (ec && ec != asio::error::would_block && ec != asio::error::try_again)
-                return transport_failed();
-            if (ec) n = 0;
-            advance_written(n);
+            std::size_t n;
+            do {
+                n = write_some_inflight(ec);
+                if (ec && ec != asio::error::would_block && ec != asio::error::try_again)
+                    return transport_failed();
+                advance_written(n);
+            } while (!ec && n > 0 && inflight_pos_ < inflight_.size());
             if (inflight_pos_ == inflight_.size()) {
                 write_done();
                 continue;
@@ -431,6 +432,40 @@ void Connection<Handler, NextLayer>::flush() {
     // Everything written, nothing waiting: it caught up (even without low frames to pace).
     if (lanes_ && lanes_->behind && !writing_ && queued_bytes_ == 0) lanes_->behind = false;
     maybe_shutdown();
+}
+
+// Asio hands the kernel at most 64 buffers per system call, and a burst of
+// broadcasts gives a subscriber hundreds of frames of ~100 bytes: written
+// from their own buffers, that is a sendmsg per 64 frames, and the kernel
+// walks one segment per frame. On a plain stream, a run of small frames is
+// copied into one per-thread buffer (up to cork_bytes) and leaves with one
+// system call, as uWebSockets' cork buffer does. The copy lives only for the
+// call: what the socket does not take stays in inflight_, as before. A TLS
+// stream gathers its writes into one record itself.
+template <class Handler, class NextLayer>
+std::size_t Connection<Handler, NextLayer>::write_some_inflight(std::error_code& ec) {
+    constexpr std::size_t cork_bytes = 64 * 1024;  // what one call copies at most
+    constexpr std::size_t small_frame = 1024;      // larger ones are not copied
+    const std::size_t pending = inflight_.size() - inflight_pos_;
+    if constexpr (!traits::is_tls) {
+        if (pending > 1 && inflight_[inflight_pos_]->size() - inflight_offset_ <= small_frame) {
+            thread_local std::string cork;
+            cork.clear();
+            std::size_t i = inflight_pos_;
+            std::string_view first(*inflight_[i++]);
+            cork.append(first.substr(inflight_offset_));
+            while (i < inflight_.size() && inflight_[i]->size() <= small_frame &&
+                   cork.size() + inflight_[i]->size() <= cork_bytes)
+                cork.append(*inflight_[i++]);
+            if (i > inflight_pos_ + 1) {
+                std::size_t n = layer_.write_some(asio::buffer(cork), ec);
+                return ec ? 0 : n;
+            }
+        }
+    }
+    std::size_t n =
+        layer_.write_some(detail::FrameBuffers{&inflight_, inflight_pos_, inflight_offset_}, ec);
+    return ec ? 0 : n;
 }
 
 template <class Handler, class NextLayer>

@@ -33,6 +33,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
+#include <memory>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -242,6 +243,25 @@ int serve(asio::io_context& io, Endpoint& endpoint, const ps::EndpointConfig& co
             return plume::metrics::prometheus_response(endpoint.metrics().snapshot());
         });
 
+    // --threads N: N io_contexts, each run by a thread of its own, and the
+    // WebSocket connections spread over them (no strands, no handler queue
+    // shared between threads). The first is `io`, which also runs the
+    // listener, long-poll, presence and the PubSub adapter. Each keeps
+    // running until every connection is closed.
+    std::vector<std::unique_ptr<asio::io_context>> workers;
+    std::vector<asio::io_context*> contexts{&io};
+    for (unsigned i = 1; i < threads; ++i) {
+        workers.push_back(std::make_unique<asio::io_context>(1));
+        contexts.push_back(workers.back().get());
+    }
+    using WorkGuard = asio::executor_work_guard<asio::io_context::executor_type>;
+    std::vector<WorkGuard> guards;
+    if (threads > 1) {
+        endpoint.spread_over(contexts);
+        for (auto* c : contexts)
+            guards.push_back(asio::make_work_guard(*c));
+    }
+
     try {
         endpoint.start();
     } catch (const std::exception& e) {
@@ -253,7 +273,9 @@ int serve(asio::io_context& io, Endpoint& endpoint, const ps::EndpointConfig& co
     // handshakes finish (bounded by close_timeout), then return from run().
     asio::signal_set signals(io, SIGINT, SIGTERM);
     signals.async_wait([&](std::error_code ec, int) {
-        if (!ec) endpoint.stop();
+        if (!ec)
+            endpoint.stop(plume::transport::to_int(plume::transport::close_code::going_away),
+                          [&guards] { guards.clear(); });
     });
     // The handler is installed before the URL is printed: whoever waits for
     // that line may signal at once.
@@ -265,8 +287,8 @@ int serve(asio::io_context& io, Endpoint& endpoint, const ps::EndpointConfig& co
               << "/socket/websocket)" << std::endl;
 
     std::vector<std::thread> pool;
-    for (unsigned i = 1; i < threads; ++i)
-        pool.emplace_back([&] { io.run(); });
+    for (auto& w : workers)
+        pool.emplace_back([&w] { w->run(); });
     io.run();
     for (auto& t : pool)
         t.join();
@@ -389,8 +411,9 @@ int main(int argc, char** argv) {
     config.history.events = {"new_msg"};  // not typing indicators
 
     // Concurrency hint 1 tells Asio (and plume) that one thread runs it:
-    // connections then need no strand of their own.
-    asio::io_context io{threads == 1 ? 1 : static_cast<int>(threads)};
+    // connections then need no strand of their own. More threads get an
+    // io_context each (serve()).
+    asio::io_context io{1};
     try {
         if (config.tls.empty())
             return run<asio::ip::tcp::socket>(io, config, redis, phoenix_js, threads);

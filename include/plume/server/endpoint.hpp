@@ -186,6 +186,13 @@ class Endpoint {
         if (config_.metrics) collect_metrics();
     }
 
+    /// Spreads the WebSocket connections over these io_contexts, one thread
+    /// each (see transport::Server::spread_over); long-poll sessions, presence
+    /// and stop() stay on the Endpoint's io_context. Call before start().
+    void spread_over(std::vector<asio::io_context*> contexts) {
+        server_.spread_over(std::move(contexts));
+    }
+
     /// Listens on config().host:port (port 0 picks one). Throws on failure.
     void start() {
         server_.listen(config_.host, config_.port);

@@ -11,7 +11,13 @@
 //   server.stop(1012, "restart", [] { /* listener and every connection closed */ });
 //
 // The io_context may be run by any number of threads: each connection's
-// handlers run serially on its own strand.
+// handlers run serially on its own strand. Or each thread runs an io_context
+// of its own, made for one thread, and the server spreads its connections
+// over them (spread_over): no strands then, and no handler queue shared
+// between threads.
+//
+//   asio::io_context main{1}, second{1};
+//   server.spread_over({&main, &second});  // before listen(); run each in a thread
 #pragma once
 
 #include <sys/socket.h>
@@ -21,6 +27,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "plume/transport/executor.hpp"
 #include "plume/transport/websocket.hpp"
@@ -61,6 +68,15 @@ class Server {
         acceptor_.non_blocking(true);  // accept() below must not block
         asio::dispatch(acceptor_.get_executor(), [this] { accept(); });
     }
+
+    /// Places the connections accepted from now on over these io_contexts,
+    /// one after another, instead of on the server's own. Each should be made
+    /// for one thread (`asio::io_context{1}`) and run by its own thread: then a
+    /// connection needs no strand. The listener, stop() and its callback stay
+    /// on the server's io_context, which may be one of them. The contexts must
+    /// outlive the connections; keep each running (a work guard) until stop()
+    /// has finished. Call before listen().
+    void spread_over(std::vector<asio::io_context*> contexts) { contexts_ = std::move(contexts); }
 
     asio::ip::tcp::endpoint local_endpoint() const { return acceptor_.local_endpoint(); }
     const Options& options() const noexcept { return *options_; }
@@ -123,7 +139,7 @@ class Server {
             if (ec == asio::error::operation_aborted || !acceptor_.is_open()) return;
             for (int i = 0; i < 64 && !ec; ++i) {
                 asio::ip::tcp::socket socket =
-                    acceptor_.accept(detail::connection_executor(io_), ec);
+                    acceptor_.accept(detail::connection_executor(next_context()), ec);
                 if (ec == asio::error::would_block || ec == asio::error::try_again) return accept();
                 if (!ec) start_connection(std::move(socket));
             }
@@ -137,6 +153,12 @@ class Server {
             }
             accept();
         });
+    }
+
+    // Round robin over spread_over's contexts (acceptor strand only).
+    asio::io_context& next_context() {
+        if (contexts_.empty()) return io_;
+        return *contexts_[next_context_++ % contexts_.size()];
     }
 
     void close_acceptor() {
@@ -165,8 +187,10 @@ class Server {
     StreamContext stream_;
     asio::ip::tcp::acceptor acceptor_;  // on its own strand
     asio::steady_timer retry_timer_;
-    bool accepting_ = false;  // an async_wait is pending (acceptor strand only)
-    bool stopping_ = false;   // stop() ran (acceptor strand only)
+    bool accepting_ = false;                   // an async_wait is pending (acceptor strand only)
+    bool stopping_ = false;                    // stop() ran (acceptor strand only)
+    std::vector<asio::io_context*> contexts_;  // spread_over's; empty: io_
+    std::size_t next_context_ = 0;             // acceptor strand only
     std::shared_ptr<const Options> options_;
     Factory factory_;
     std::shared_ptr<typename connection_type::registry_type> registry_;

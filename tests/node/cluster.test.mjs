@@ -662,11 +662,7 @@ describe('chat cluster over Redis', () => {
     t.diagnostic(`"${back.payload.body}" crossed from B ${Date.now() - backAt} ms after Redis was back`);
   });
 
-  // Known failure on the io_uring build (experimental backend): the publishing
-  // node's own client does not get all 5,000 messages within 20 s there; not
-  // investigated yet (issue 12 note). Passes on the epoll dev and ASan builds.
-  const uring = /uring/.test(process.env.PLUME_BUILD_DIR || '');
-  it('a stalled node (SIGSTOP) is cut off by Redis at its pub/sub output buffer limit; A goes on, and B gets live messages again after SIGCONT', { ...T, skip: uring && 'fails on the io_uring backend: under investigation' }, async (t) => {
+  it('a stalled node (SIGSTOP) is cut off by Redis at its pub/sub output buffer limit; A goes on, and B gets live messages again after SIGCONT', T, async (t) => {
     const { redis, nodes: [A, B] } = await startCluster(['A', 'B'], ['--history', '0', '--no-rate-limits']);
     // A small limit, so a few MB show it (the default is 32 MB).
     assert.equal(await redisCommand(redis.port, ['CONFIG', 'SET', 'client-output-buffer-limit', 'pubsub 1mb 256kb 60']), 'OK');
@@ -683,12 +679,22 @@ describe('chat cluster over Redis', () => {
     const n = 5000;
     try {
       const pad = 'x'.repeat(3900);
-      for (let i = 0; i < n; i++) ann.channel.push('new_msg', { body: `big ${i} ${pad}` });
       const isBig = (e) => e.payload.body.startsWith('big ');
-      await amy.inbox.waitFor(() => amy.inbox.items.filter(isBig).length === n, {
-        timeoutMs: 20000,
-        what: `all ${n} big messages at amy (A) while B is stopped`,
-      });
+      // In batches of 100, each once amy has the one before: this process
+      // then reads the broadcasts about as fast as it writes the pushes. All
+      // 5,000 at once, a release build of A (the io_uring one in CI) queued
+      // 2 x 20 MB for ann and amy faster than this one process read them,
+      // and closed both with 1008 at max_send_queue (4 MiB): the slow-reader
+      // policy, not what this test is about.
+      const batch = 100;
+      for (let i = 0; i < n; i += batch) {
+        for (let j = i; j < i + batch; j++) ann.channel.push('new_msg', { body: `big ${j} ${pad}` });
+        await amy.inbox.waitFor(() => amy.inbox.items.filter(isBig).length >= i + batch, {
+          timeoutMs: 20000,
+          what: `big messages ${i}..${i + batch - 1} at amy (A) while B is stopped`,
+        });
+      }
+      assert.equal(amy.inbox.items.filter(isBig).length, n, 'each big message once at amy');
       await pollUntil(async () => redis.output(), (out) => out.includes('overcoming of output buffer limits'), {
         timeoutMs: CONVERGE_MS,
         what: `Redis to close B's subscriber connection for its output buffer\n${redis.output()}`,

@@ -48,6 +48,7 @@
 #include "plume/transport/close_code.hpp"
 #include "plume/transport/deflate.hpp"
 #include "plume/transport/detail/io_buffers.hpp"
+#include "plume/transport/detail/readiness.hpp"
 #include "plume/transport/detail/registry.hpp"
 #include "plume/transport/detail/tcp_queue.hpp"
 #include "plume/transport/drain_turns.hpp"
@@ -84,9 +85,13 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
         static_assert(ConnectionHandler<Handler, Connection>,
                       "a Handler needs on_message(conn, opcode, data) and "
                       "on_close(conn, code, reason)");
+        if constexpr (traits::waits_readable &&
+                      std::is_convertible_v<executor_type, asio::any_io_executor>)
+            readiness_ = detail::ReadinessSet::of(layer_.get_executor());
     }
 
     ~Connection() {
+        leave_readiness_set();
         if (registry_) {
             std::lock_guard lock(registry_->mutex);
             registry_->live.erase(registry_pos_);
@@ -372,6 +377,7 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
             if (role_ == role::server && state_ == state::draining) return maybe_shutdown();
         reading_ = true;
         if constexpr (traits::waits_readable) {
+            if (readiness_ && wait_in_readiness_set()) return;
             layer_.async_wait(
                 asio::socket_base::wait_read,
                 [self = this->shared_from_this()](std::error_code ec) { self->on_readable(ec); });
@@ -380,6 +386,33 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
                 read_buffer(), [self = this->shared_from_this()](
                                    std::error_code ec, std::size_t n) { self->on_read(ec, n); });
         }
+    }
+
+    // The connection's io_context has a readiness set (one thread runs it):
+    // wait there, without a system call. Bytes left in the socket, or an
+    // edge that came while the connection was busy, make it read again now.
+    // False if the set refused the socket (async_wait then).
+    bool wait_in_readiness_set() {
+        if (read_slot_ == detail::ReadinessSet::none) {
+            read_slot_ = readiness_->add(layer_.lowest_layer().native_handle(), this, [](void* c) {
+                static_cast<Connection*>(c)->on_readable({});
+            });
+            if (read_slot_ == detail::ReadinessSet::none) {
+                readiness_ = nullptr;
+                return false;
+            }
+        }
+        if (drained_ && readiness_->wait(read_slot_, this->shared_from_this())) return true;
+        asio::post(get_executor(),
+                   [self = this->shared_from_this()] { self->on_readable(std::error_code{}); });
+        return true;
+    }
+
+    // Before the socket closes (a closed descriptor's number is reused).
+    void leave_readiness_set() noexcept {
+        if (read_slot_ == detail::ReadinessSet::none) return;
+        readiness_->release(std::exchange(read_slot_, detail::ReadinessSet::none),
+                            layer_.lowest_layer().native_handle());
     }
 
     void on_readable(std::error_code ec) {
@@ -522,16 +555,22 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
     // Reads what is waiting into the per-thread buffer, a few buffers' worth
     // at most, then yields to others: all of a plain socket's reads, the rest
     // of a burst for a stream that filled its inline buffer.
+    // drained_ says whether the last read found the socket empty.
     void drain_socket() {
         char* buf = detail::thread_read_buffer();
+        drained_ = false;
         for (int round = 0; round < 4 && state_ != state::closed && !backlog_ && turn_budget_ > 0;
              ++round) {
             std::error_code ec;
             std::size_t n = layer_.read_some(asio::buffer(buf, detail::read_buffer_size), ec);
-            if (ec == asio::error::would_block || ec == asio::error::try_again) return;
+            if (ec == asio::error::would_block || ec == asio::error::try_again) {
+                drained_ = true;
+                return;
+            }
             if (ec) return transport_failed();
+            drained_ = n < detail::read_buffer_size;
             on_bytes(buf, n);
-            if (n < detail::read_buffer_size) return;
+            if (drained_) return;
         }
     }
 
@@ -823,6 +862,11 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
     role role_;
     state state_ = state::handshake;
     bool reading_ = false;
+    bool drained_ = true;  // the last read emptied the socket (drain_socket)
+    // The io_context's readiness set, when one thread runs it, and this
+    // socket's slot there (added at the first wait).
+    detail::ReadinessSet* readiness_ = nullptr;
+    std::uint32_t read_slot_ = detail::ReadinessSet::none;
     bool writing_ = false;
     bool connecting_ = false;  // client role: a TCP connect is pending on layer_
     bool starting_ = false;    // the stream's start (TLS handshake) is pending

@@ -106,10 +106,12 @@ void Connection<Handler, NextLayer>::finish() {
     std::error_code ec;
     // Pending operations end with EOF/EPIPE (a connect with ECONNRESET),
     // then the socket closes.
-    if (pending())
+    if (pending()) {
         layer_.lowest_layer().shutdown(asio::socket_base::shutdown_both, ec);
-    else
+    } else {
+        leave_readiness_set();
         layer_.lowest_layer().close(ec);
+    }
 }
 
 template <class Handler, class NextLayer>
@@ -120,6 +122,7 @@ bool Connection<Handler, NextLayer>::pending() const noexcept {
 template <class Handler, class NextLayer>
 void Connection<Handler, NextLayer>::close_if_idle() {
     if (pending()) return;
+    leave_readiness_set();
     std::error_code ec;
     layer_.lowest_layer().close(ec);
 }

@@ -447,24 +447,25 @@ std::size_t Connection<Handler, NextLayer>::write_some_inflight(std::error_code&
     constexpr std::size_t cork_bytes = 64 * 1024;  // what one call copies at most
     constexpr std::size_t small_frame = 1024;      // larger ones are not copied
     const std::size_t pending = inflight_.size() - inflight_pos_;
+    std::string_view first = std::string_view(*inflight_[inflight_pos_]).substr(inflight_offset_);
+    std::size_t n;
+    if (pending == 1) {  // one buffer: send(), not sendmsg() with an iovec
+        n = layer_.write_some(asio::buffer(first), ec);
+        return ec ? 0 : n;
+    }
     if constexpr (!traits::is_tls) {
-        if (pending > 1 && inflight_[inflight_pos_]->size() - inflight_offset_ <= small_frame) {
+        if (first.size() <= small_frame && inflight_[inflight_pos_ + 1]->size() <= small_frame) {
             thread_local std::string cork;
-            cork.clear();
-            std::size_t i = inflight_pos_;
-            std::string_view first(*inflight_[i++]);
-            cork.append(first.substr(inflight_offset_));
+            cork.assign(first);
+            std::size_t i = inflight_pos_ + 1;
             while (i < inflight_.size() && inflight_[i]->size() <= small_frame &&
                    cork.size() + inflight_[i]->size() <= cork_bytes)
                 cork.append(*inflight_[i++]);
-            if (i > inflight_pos_ + 1) {
-                std::size_t n = layer_.write_some(asio::buffer(cork), ec);
-                return ec ? 0 : n;
-            }
+            n = layer_.write_some(asio::buffer(cork), ec);
+            return ec ? 0 : n;
         }
     }
-    std::size_t n =
-        layer_.write_some(detail::FrameBuffers{&inflight_, inflight_pos_, inflight_offset_}, ec);
+    n = layer_.write_some(detail::FrameBuffers{&inflight_, inflight_pos_, inflight_offset_}, ec);
     return ec ? 0 : n;
 }
 

@@ -1,0 +1,229 @@
+// plume/transport/detail/readiness.hpp — readability of the plain sockets of
+// an io_context that one thread runs, without a system call per wait.
+//
+// A socket's async_wait makes Asio re-arm the descriptor in its epoll set
+// (epoll_ctl) on every call: in a request/response exchange that is a third
+// system call per message, beside the recv and the send. Here the sockets of
+// one io_context also sit in an epoll set of their own, edge-triggered and
+// added once. That set's descriptor is waited on through Asio, one wait per
+// batch of ready sockets. A socket that turns readable while its connection
+// is busy is remembered until the connection waits again, and a connection
+// waits only once it has read its socket dry (edges announce new bytes, not
+// bytes left behind).
+//
+// Single-threaded by contract: everything but release() runs on the
+// io_context's one thread (concurrency hint 1); the connections of an
+// io_context that several threads run use async_wait.
+#pragma once
+
+#include <asio.hpp>
+
+#if defined(__linux__) && !defined(ASIO_DISABLE_EPOLL) && !defined(PLUME_NO_READINESS_SET)
+#define PLUME_HAS_READINESS_SET 1
+#include <sys/epoll.h>
+#include <unistd.h>
+#endif
+
+#include <cstdint>
+#include <memory>
+#include <utility>
+#include <vector>
+
+namespace plume::transport::detail {
+
+#ifdef PLUME_HAS_READINESS_SET
+
+class ReadinessSet : public asio::execution_context::service {
+  public:
+    using key_type = ReadinessSet;
+    static inline asio::execution_context::id id;
+    static constexpr std::uint32_t none = ~std::uint32_t{0};
+    using Callback = void (*)(void* target);
+
+    explicit ReadinessSet(asio::io_context& io)
+        : asio::execution_context::service(io), io_(io), set_(io) {
+        int fd = ::epoll_create1(EPOLL_CLOEXEC);
+        if (fd < 0) return;
+        std::error_code ec;
+        set_.assign(fd, ec);
+        if (ec) ::close(fd);
+    }
+    ReadinessSet(const ReadinessSet&) = delete;
+    ReadinessSet& operator=(const ReadinessSet&) = delete;
+
+    /// The set of `io` when one thread runs it (else nullptr: use async_wait).
+    static ReadinessSet* of(const asio::any_io_executor& ex) {
+        auto* plain = ex.target<asio::io_context::executor_type>();
+        if (!plain) return nullptr;
+        auto& io = plain->context();
+        if (asio::use_service<asio::detail::scheduler>(io).concurrency_hint() != 1) return nullptr;
+        auto& set = asio::use_service<ReadinessSet>(io);
+        return set.set_.is_open() ? &set : nullptr;
+    }
+
+    /// Adds a socket; `on_ready(target)` runs when it turns readable while
+    /// waited for. Returns the slot, or `none` if the kernel refused it.
+    std::uint32_t add(int fd, void* target, Callback on_ready) {
+        std::uint32_t slot;
+        if (!free_.empty()) {
+            slot = free_.back();
+            free_.pop_back();
+        } else {
+            slot = static_cast<std::uint32_t>(slots_.size());
+            slots_.emplace_back();
+        }
+        Slot& s = slots_[slot];
+        s.target = target;
+        s.on_ready = on_ready;
+        s.ready = false;
+        s.waiting = false;
+        epoll_event ev{};
+        ev.events = EPOLLIN | EPOLLRDHUP | EPOLLET;
+        ev.data.u64 = (std::uint64_t{s.generation} << 32) | slot;
+        if (::epoll_ctl(set_.native_handle(), EPOLL_CTL_ADD, fd, &ev) != 0) {
+            free_slot(slot);
+            return none;
+        }
+        ++added_;
+        return slot;
+    }
+
+    /// Waits for the socket of `slot`, holding `owner` until it is ready.
+    /// False when it turned readable since its connection last read it: read now.
+    bool wait(std::uint32_t slot, std::shared_ptr<void> owner) {
+        Slot& s = slots_[slot];
+        if (s.ready) {
+            s.ready = false;
+            return false;
+        }
+        s.waiting = true;
+        s.owner = std::move(owner);
+        ++waiting_;
+        arm();
+        return true;
+    }
+
+    /// Takes the socket of `slot` out of the set, before it closes; from any
+    /// thread (a connection may end where its last owner lets go of it).
+    void release(std::uint32_t slot, int fd) {
+        if (shut_down_) return;
+        epoll_event ev{};
+        ::epoll_ctl(set_.native_handle(), EPOLL_CTL_DEL, fd, &ev);
+        if (io_.get_executor().running_in_this_thread()) return free_slot(slot);
+        asio::post(io_, [this, slot] { free_slot(slot); });
+    }
+
+    /// Sockets in the set (for tests).
+    std::size_t size() const noexcept { return slots_.size() - free_.size(); }
+    /// Sockets ever added (for tests).
+    std::uint64_t added() const noexcept { return added_; }
+    /// Sockets that turned readable while nobody waited (for tests).
+    std::size_t marked_ready() const noexcept {
+        std::size_t n = 0;
+        for (const auto& s : slots_)
+            n += s.ready;
+        return n;
+    }
+
+  private:
+    struct Slot {
+        void* target = nullptr;
+        Callback on_ready = nullptr;
+        std::shared_ptr<void> owner;  // held while waiting, as a pending handler would
+        std::uint32_t generation = 0;
+        bool waiting = false;
+        bool ready = false;  // an edge came while nobody waited
+    };
+
+    void free_slot(std::uint32_t slot) {
+        if (shut_down_ || slot >= slots_.size()) return;
+        Slot& s = slots_[slot];
+        ++s.generation;
+        s.target = nullptr;
+        s.ready = false;
+        if (s.waiting) {  // not on the normal path: a waiting connection is owned here
+            s.waiting = false;
+            --waiting_;
+            asio::post(io_, [owner = std::move(s.owner)] {});
+            if (waiting_ == 0 && armed_) set_.cancel();
+        }
+        free_.push_back(slot);
+    }
+
+    // One Asio wait on the set's descriptor while any socket is waited for:
+    // a pending operation keeps run() going, as each socket's wait would.
+    void arm() {
+        if (armed_ || waiting_ == 0) return;
+        armed_ = true;
+        set_.async_wait(asio::posix::descriptor_base::wait_read,
+                        [this](std::error_code ec) { on_set_readable(ec); });
+    }
+
+    void on_set_readable(std::error_code ec) {
+        armed_ = false;
+        if (shut_down_) return;
+        if (ec) return arm();  // cancelled when nobody waited: maybe someone does now
+        constexpr int batch = 64;
+        epoll_event events[batch];
+        int n = ::epoll_wait(set_.native_handle(), events, batch, 0);
+        for (int i = 0; i < n; ++i) {
+            auto slot = static_cast<std::uint32_t>(events[i].data.u64);
+            auto generation = static_cast<std::uint32_t>(events[i].data.u64 >> 32);
+            if (slot >= slots_.size() || slots_[slot].generation != generation) continue;
+            Slot& s = slots_[slot];
+            if (!s.waiting) {
+                s.ready = true;
+                continue;
+            }
+            s.waiting = false;
+            --waiting_;
+            auto owner = std::move(s.owner);  // keeps the target alive through the call
+            s.on_ready(s.target);             // may add slots: `s` is not used after
+        }
+        // A full batch may have more behind it: the rest after the handlers
+        // already queued on this thread.
+        if (n == batch) {
+            armed_ = true;
+            asio::post(io_, [this] { on_set_readable({}); });
+            return;
+        }
+        arm();
+    }
+
+    void shutdown() override {
+        shut_down_ = true;
+        std::vector<std::shared_ptr<void>> owners;
+        for (auto& s : slots_)
+            if (s.owner) owners.push_back(std::move(s.owner));
+        waiting_ = 0;
+        owners.clear();  // connections end here, as the handlers of their waits would
+        std::error_code ec;
+        set_.close(ec);
+    }
+
+    asio::io_context& io_;
+    asio::posix::stream_descriptor set_;
+    std::vector<Slot> slots_;
+    std::vector<std::uint32_t> free_;
+    std::size_t waiting_ = 0;
+    std::uint64_t added_ = 0;
+    bool armed_ = false;
+    bool shut_down_ = false;
+};
+
+#else
+
+// Without epoll (io_uring backend, other systems): sockets use async_wait.
+class ReadinessSet {
+  public:
+    static constexpr std::uint32_t none = ~std::uint32_t{0};
+    using Callback = void (*)(void* target);
+    static ReadinessSet* of(const asio::any_io_executor&) { return nullptr; }
+    std::uint32_t add(int, void*, Callback) { return none; }
+    bool wait(std::uint32_t, std::shared_ptr<void>) { return true; }
+    void release(std::uint32_t, int) {}
+};
+
+#endif
+
+}  // namespace plume::transport::detail

@@ -6,7 +6,8 @@
 // joins a bystander to room:lobby that pushes "ping" every --ping-ms and times
 // each reply (on its own client thread), opens --users Phoenix V2 sockets
 // (?vsn=2.0.0&user_id=uNNNN, from 127.0.0.2, 127.0.0.3, ...), then sends every
-// one's phx_join for room:lobby in one go. Every client reads everything it
+// one's phx_join for room:lobby in one go (or spread evenly over --over
+// seconds, with each join's reply latency reported). Every client reads everything it
 // receives (join reply, presence_state, presence_diffs), so no one is a slow
 // reader. Every --check-every-th client (and the first, the last and the
 // bystander) also rebuilds its presence list from presence_state and
@@ -21,6 +22,7 @@
 //
 //   join_storm                                     # 5,000 users, presence on
 //   join_storm --users 2000 -- --no-presence       # the same without presence
+//   join_storm --users 10000 --over 10             # 1,000 joins a second for 10 s
 //   join_storm --server /tmp/chat_before           # another build of the chat
 #include <algorithm>
 #include <atomic>
@@ -60,6 +62,7 @@ struct Config {
     int check_every = 100;
     double ping_ms = 100;
     double quiet = 1.0;
+    double over = 0;  // seconds the joins are spread over (0: all at once)
     double timeout = 90;
     bool show_server_output = false;
 };
@@ -136,6 +139,7 @@ struct Client {
     std::shared_ptr<LoadConnection> conn;
     bool opened = false;
     bool replied = false;
+    Clock::time_point join_sent{};
     std::optional<PresenceView> view;
 };
 
@@ -145,6 +149,7 @@ struct Totals {
     std::uint64_t other_frames = 0;
     int joins_replied = 0, joins_refused = 0;
     Clock::time_point last_reply{}, last_message{};
+    LatencyHistogram join_latency;  // phx_join sent to its reply
     int closed = 0;
 };
 
@@ -294,7 +299,7 @@ void print_usage() {
     std::fputs(
         "usage: join_storm [--server build/release/examples/chat/chat] [--users 5000]\n"
         "         [--per-source 1000] [--concurrency 500] [--check-every 100]\n"
-        "         [--ping-ms 100] [--quiet 1] [--timeout 90] [--server-output]\n"
+        "         [--ping-ms 100] [--quiet 1] [--over 0] [--timeout 90] [--server-output]\n"
         "         [-- SERVER ARGS...]\n",
         stderr);
 }
@@ -367,6 +372,10 @@ int run(const Config& config) {
                         if (!cl.replied && text.starts_with(R"(["1","1",)")) {
                             cl.replied = true;
                             totals.last_reply = totals.last_message;
+                            totals.join_latency.record(static_cast<std::uint64_t>(
+                                std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                    totals.last_reply - cl.join_sent)
+                                    .count()));
                             if (text.find(R"("status":"ok")") != std::string_view::npos)
                                 ++totals.joins_replied;
                             else
@@ -430,25 +439,36 @@ int run(const Config& config) {
     }
     std::fprintf(stderr, "join_storm: %d sockets open; the storm begins\n", opened);
 
-    // The storm: every phx_join at once.
+    // The storm: every phx_join at once, or the i-th at i × --over / --users.
     const double cpu_before = proc_cpu_seconds(server.pid()).value_or(-1);
     const double self_before = self_cpu_seconds();
     const MachineCpu machine_before = machine_cpu();
     bystander.set_recording(true);
     const auto t0 = Clock::now();
     totals.last_message = t0;
-    for (auto& c : clients)
-        c.conn->send(Opcode::text, as_bytes(R"(["1","1","room:lobby","phx_join",{}])"));
+    int joins_sent = 0;
+    const auto send_joins_due = [&](Clock::time_point now) {
+        const double due = config.over > 0 ? std::chrono::duration<double>(now - t0).count() /
+                                                 config.over * config.users
+                                           : config.users;
+        for (; joins_sent < config.users && joins_sent <= due; ++joins_sent) {
+            auto& c = clients[static_cast<std::size_t>(joins_sent)];
+            c.join_sent = now;
+            c.conn->send(Opcode::text, as_bytes(R"(["1","1","room:lobby","phx_join",{}])"));
+        }
+    };
+    send_joins_due(t0);
 
     // Until every join is answered and the presence traffic has stopped for --quiet s.
     const auto quiet = std::chrono::milliseconds(static_cast<long>(config.quiet * 1000));
     auto last_heartbeat = t0;
     auto last_progress = t0;
     while (Clock::now() < hard_deadline) {
-        io.run_one_for(std::chrono::milliseconds(20));
+        io.run_one_for(std::chrono::milliseconds(joins_sent < config.users ? 2 : 20));
         for (int k = 0; k < 256 && io.poll_one(); ++k) {
         }
         const auto now = Clock::now();
+        send_joins_due(now);
         const bool all_answered =
             totals.joins_replied + totals.joins_refused + totals.closed >= config.users;
         if (all_answered && now - totals.last_message >= quiet) break;
@@ -497,14 +517,21 @@ int run(const Config& config) {
         return std::chrono::duration<double>(t - t0).count();
     };
     const auto h = bystander.histogram();
-    std::printf("join_storm: %d users join room:lobby at once (server %s%s)\n", config.users,
-                config.server.c_str(), config.server_args.empty() ? "" : ", with args");
+    const std::string when =
+        config.over > 0 ? "over " + std::to_string(config.over).substr(0, 4) + " s" : "at once";
+    std::printf("join_storm: %d users join room:lobby %s (server %s%s)\n", config.users,
+                when.c_str(), config.server.c_str(),
+                config.server_args.empty() ? "" : ", with args");
     for (const auto& a : config.server_args)
         std::printf("  server arg: %s\n", a.c_str());
     std::printf("  joins replied               %d ok, %d refused, %d closed%s\n",
                 totals.joins_replied, totals.joins_refused, totals.closed,
                 timed_out ? "  (TIMED OUT)" : "");
     std::printf("  last join reply after       %s\n", ms(secs(totals.last_reply)).c_str());
+    const auto& jl = totals.join_latency;
+    std::printf("  join reply latency          p50 %s, p99 %s, max %s\n",
+                ms_ns(jl.quantile(0.5)).c_str(), ms_ns(jl.quantile(0.99)).c_str(),
+                ms_ns(jl.max()).c_str());
     std::printf("  presence traffic ended after %s\n", ms(secs(t_end)).c_str());
     std::printf("  presence_state received     %llu frames, %.1f MB\n",
                 static_cast<unsigned long long>(totals.state_frames), totals.state_bytes / 1e6);
@@ -555,11 +582,12 @@ int main(int argc, char** argv) {
         config.check_every = static_cast<int>(args.number("check-every", config.check_every));
         config.ping_ms = args.number("ping-ms", config.ping_ms);
         config.quiet = args.number("quiet", config.quiet);
+        config.over = args.number("over", config.over);
         config.timeout = args.number("timeout", config.timeout);
         config.show_server_output = args.flag("server-output");
         args.finish();
         if (config.users < 1 || config.per_source < 1 || config.concurrency < 1 ||
-            config.check_every < 0 || config.ping_ms <= 0 || config.timeout <= 0)
+            config.check_every < 0 || config.ping_ms <= 0 || config.timeout <= 0 || config.over < 0)
             throw std::runtime_error("counts and times must be positive");
         return run(config);
     } catch (const std::exception& e) {

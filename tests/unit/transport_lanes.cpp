@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "support/raw_websocket.hpp"
 #include "support/run_until.hpp"
 
 namespace ws = plume::transport;
@@ -60,11 +61,7 @@ struct Reader {
         sock.open(asio::ip::tcp::v4());
         sock.set_option(asio::socket_base::receive_buffer_size(4096));
         sock.connect({asio::ip::make_address("127.0.0.1"), port});
-        asio::write(sock,
-                    asio::buffer(std::string(
-                        "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-                        "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                        "Sec-WebSocket-Version: 13\r\n\r\n")));
+        asio::write(sock, asio::buffer(plume::test::upgrade_request));
         sock.non_blocking(true);
     }
     void read_now() {

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "support/raw_websocket.hpp"
 #include "support/run_until.hpp"
 
 #ifdef PLUME_HAS_READINESS_SET
@@ -50,11 +51,7 @@ struct Client {
 
     Client(asio::io_context& io, std::uint16_t port) : sock(io) {
         sock.connect({asio::ip::make_address("127.0.0.1"), port});
-        asio::write(sock,
-                    asio::buffer(std::string(
-                        "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-                        "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                        "Sec-WebSocket-Version: 13\r\n\r\n")));
+        asio::write(sock, asio::buffer(plume::test::upgrade_request));
         sock.non_blocking(true);
     }
     static std::string frame(std::string_view payload) {
@@ -101,6 +98,12 @@ struct Client {
     }
 };
 
+bool all_open(const std::vector<std::unique_ptr<Client>>& clients) {
+    for (auto& c : clients)
+        if (!c->open()) return false;
+    return true;
+}
+
 }  // namespace
 
 TEST_CASE("a one-thread io_context's connections wait in its readiness set",
@@ -111,11 +114,7 @@ TEST_CASE("a one-thread io_context's connections wait in its readiness set",
     std::vector<std::unique_ptr<Client>> clients;
     for (int i = 0; i < 5; ++i)
         clients.push_back(std::make_unique<Client>(io, server.local_endpoint().port()));
-    REQUIRE(run_until(io, [&] {
-        for (auto& c : clients)
-            if (!c->open()) return false;
-        return true;
-    }));
+    REQUIRE(run_until(io, [&] { return all_open(clients); }));
     auto& set = asio::use_service<Readiness>(io);
     CHECK(set.size() == 5);
     CHECK(Readiness::of(io.get_executor()) == &set);
@@ -232,11 +231,7 @@ TEST_CASE("connections waiting in the set end with their io_context", "[transpor
         server.listen("127.0.0.1", 0);
         for (int i = 0; i < 3; ++i)
             clients.push_back(std::make_unique<Client>(io, server.local_endpoint().port()));
-        REQUIRE(run_until(io, [&] {
-            for (auto& c : clients)
-                if (!c->open()) return false;
-            return true;
-        }));
+        REQUIRE(run_until(io, [&] { return all_open(clients); }));
         CHECK(asio::use_service<Readiness>(io).size() == 3);
     }
 }

@@ -394,7 +394,7 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
     // False if the set refused the socket (async_wait then).
     bool wait_in_readiness_set() {
         if (read_slot_ == detail::ReadinessSet::none) {
-            read_slot_ = readiness_->add(layer_.lowest_layer().native_handle(), this, [](void* c) {
+            read_slot_ = readiness_->add(layer_.lowest_layer().native_handle(), [](void* c) {
                 static_cast<Connection*>(c)->on_readable({});
             });
             if (read_slot_ == detail::ReadinessSet::none) {

@@ -18,6 +18,8 @@
 
 #include <asio.hpp>
 
+#include "plume/transport/executor.hpp"
+
 #if defined(__linux__) && !defined(ASIO_DISABLE_EPOLL) && !defined(PLUME_NO_READINESS_SET)
 #define PLUME_HAS_READINESS_SET 1
 #include <sys/epoll.h>
@@ -38,7 +40,8 @@ class ReadinessSet : public asio::execution_context::service {
     using key_type = ReadinessSet;
     static inline asio::execution_context::id id;
     static constexpr std::uint32_t none = ~std::uint32_t{0};
-    using Callback = void (*)(void* target);
+    /// Called with the waiting owner (the connection) when its socket is ready.
+    using Callback = void (*)(void* owner);
 
     explicit ReadinessSet(asio::io_context& io)
         : asio::execution_context::service(io), io_(io), set_(io) {
@@ -56,14 +59,14 @@ class ReadinessSet : public asio::execution_context::service {
         auto* plain = ex.target<asio::io_context::executor_type>();
         if (!plain) return nullptr;
         auto& io = plain->context();
-        if (asio::use_service<asio::detail::scheduler>(io).concurrency_hint() != 1) return nullptr;
+        if (!runs_on_one_thread(io)) return nullptr;
         auto& set = asio::use_service<ReadinessSet>(io);
         return set.set_.is_open() ? &set : nullptr;
     }
 
-    /// Adds a socket; `on_ready(target)` runs when it turns readable while
-    /// waited for. Returns the slot, or `none` if the kernel refused it.
-    std::uint32_t add(int fd, void* target, Callback on_ready) {
+    /// Adds a socket; `on_ready(owner)` runs when it turns readable while
+    /// waited for (wait's owner). Returns the slot, or `none` if the kernel refused it.
+    std::uint32_t add(int fd, Callback on_ready) {
         std::uint32_t slot;
         if (!free_.empty()) {
             slot = free_.back();
@@ -73,7 +76,6 @@ class ReadinessSet : public asio::execution_context::service {
             slots_.emplace_back();
         }
         Slot& s = slots_[slot];
-        s.target = target;
         s.on_ready = on_ready;
         s.ready = false;
         s.waiting = false;
@@ -127,7 +129,6 @@ class ReadinessSet : public asio::execution_context::service {
 
   private:
     struct Slot {
-        void* target = nullptr;
         Callback on_ready = nullptr;
         std::shared_ptr<void> owner;  // held while waiting, as a pending handler would
         std::uint32_t generation = 0;
@@ -139,7 +140,6 @@ class ReadinessSet : public asio::execution_context::service {
         if (shut_down_ || slot >= slots_.size()) return;
         Slot& s = slots_[slot];
         ++s.generation;
-        s.target = nullptr;
         s.ready = false;
         if (s.waiting) {  // not on the normal path: a waiting connection is owned here
             s.waiting = false;
@@ -177,8 +177,8 @@ class ReadinessSet : public asio::execution_context::service {
             }
             s.waiting = false;
             --waiting_;
-            auto owner = std::move(s.owner);  // keeps the target alive through the call
-            s.on_ready(s.target);             // may add slots: `s` is not used after
+            auto owner = std::move(s.owner);  // kept alive through the call
+            s.on_ready(owner.get());          // may add slots: `s` is not used after
         }
         // A full batch may have more behind it: the rest after the handlers
         // already queued on this thread.
@@ -217,9 +217,9 @@ class ReadinessSet : public asio::execution_context::service {
 class ReadinessSet {
   public:
     static constexpr std::uint32_t none = ~std::uint32_t{0};
-    using Callback = void (*)(void* target);
+    using Callback = void (*)(void* owner);
     static ReadinessSet* of(const asio::any_io_executor&) { return nullptr; }
-    std::uint32_t add(int, void*, Callback) { return none; }
+    std::uint32_t add(int, Callback) { return none; }
     bool wait(std::uint32_t, std::shared_ptr<void>) { return true; }
     void release(std::uint32_t, int) {}
 };

@@ -236,4 +236,42 @@ TEST_CASE("connections waiting in the set end with their io_context", "[transpor
     }
 }
 
+TEST_CASE("more ready sockets than one batch: one wait on the set, and run() ends",
+          "[transport][readiness]") {
+    // 150 sockets turn readable at once, more than the 64 events one batch
+    // takes, and each connection waits again while the batch is handled.
+    // The set must keep exactly one wait of its own pending (stacked waits
+    // kept the chat's io_context running after its last connection closed).
+    asio::io_context io{1};
+    Server server(io, ws::Options{});
+    server.listen("127.0.0.1", 0);
+    std::vector<std::unique_ptr<Client>> clients;
+    for (int i = 0; i < 150; ++i)
+        clients.push_back(std::make_unique<Client>(io, server.local_endpoint().port()));
+    REQUIRE(run_until(io, [&] { return all_open(clients); }));
+    auto& set = asio::use_service<Readiness>(io);
+    std::string expected;
+    for (int round = 0; round < 20; ++round) {
+        std::string msg = "r" + std::to_string(round);
+        expected += msg;
+        for (auto& c : clients)
+            c->send(Client::frame(msg));
+        REQUIRE(run_until(io, [&] {
+            for (auto& c : clients) {
+                c->read();
+                if (c->echoed.size() < expected.size()) return false;
+            }
+            return true;
+        }));
+        CHECK(set.waits_pending() <= 1);
+    }
+    for (auto& c : clients)
+        CHECK(c->echoed == expected);
+    clients.clear();
+    REQUIRE(run_until(io, [&] { return set.size() == 0; }));
+    server.stop();
+    CHECK(runs_out_of_work(io));
+    CHECK(set.waits_pending() == 0);
+}
+
 #endif

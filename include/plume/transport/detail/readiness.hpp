@@ -120,6 +120,8 @@ class ReadinessSet : public asio::execution_context::service {
     /// Sockets ever added (for tests).
     std::uint64_t added() const noexcept { return added_; }
     /// Sockets that turned readable while nobody waited (for tests).
+    /// Asio waits pending on the set's descriptor: 0 or 1 (for tests).
+    std::size_t waits_pending() const noexcept { return wait_pending_; }
     std::size_t marked_ready() const noexcept {
         std::size_t n = 0;
         for (const auto& s : slots_)
@@ -145,24 +147,28 @@ class ReadinessSet : public asio::execution_context::service {
             s.waiting = false;
             --waiting_;
             asio::post(io_, [owner = std::move(s.owner)] {});
-            if (waiting_ == 0 && armed_) set_.cancel();
+            if (waiting_ == 0 && wait_pending_) set_.cancel();
         }
         free_.push_back(slot);
     }
 
     // One Asio wait on the set's descriptor while any socket is waited for:
     // a pending operation keeps run() going, as each socket's wait would.
+    // Never two: a wait is started only when none is pending and no drain is
+    // posted (which arms again when it ends), so the last socket's release
+    // can cancel the one wait and let run() run out of work.
     void arm() {
-        if (armed_ || waiting_ == 0) return;
-        armed_ = true;
-        set_.async_wait(asio::posix::descriptor_base::wait_read,
-                        [this](std::error_code ec) { on_set_readable(ec); });
+        if (wait_pending_ || drain_posted_ || waiting_ == 0) return;
+        wait_pending_ = true;
+        set_.async_wait(asio::posix::descriptor_base::wait_read, [this](std::error_code ec) {
+            wait_pending_ = false;
+            if (shut_down_) return;
+            if (ec) return arm();  // cancelled when nobody waited: maybe someone does now
+            drain();
+        });
     }
 
-    void on_set_readable(std::error_code ec) {
-        armed_ = false;
-        if (shut_down_) return;
-        if (ec) return arm();  // cancelled when nobody waited: maybe someone does now
+    void drain() {
         constexpr int batch = 64;
         epoll_event events[batch];
         int n = ::epoll_wait(set_.native_handle(), events, batch, 0);
@@ -178,13 +184,16 @@ class ReadinessSet : public asio::execution_context::service {
             s.waiting = false;
             --waiting_;
             auto owner = std::move(s.owner);  // kept alive through the call
-            s.on_ready(owner.get());          // may add slots: `s` is not used after
+            s.on_ready(owner.get());          // may add slots and wait: `s` is not used after
         }
         // A full batch may have more behind it: the rest after the handlers
         // already queued on this thread.
         if (n == batch) {
-            armed_ = true;
-            asio::post(io_, [this] { on_set_readable({}); });
+            drain_posted_ = true;
+            asio::post(io_, [this] {
+                drain_posted_ = false;
+                if (!shut_down_) drain();
+            });
             return;
         }
         arm();
@@ -207,7 +216,8 @@ class ReadinessSet : public asio::execution_context::service {
     std::vector<std::uint32_t> free_;
     std::size_t waiting_ = 0;
     std::uint64_t added_ = 0;
-    bool armed_ = false;
+    bool wait_pending_ = false;  // an async_wait on set_
+    bool drain_posted_ = false;  // a drain() posted after a full batch
     bool shut_down_ = false;
 };
 

@@ -5,9 +5,12 @@
 
 #include <plume/wire.hpp>
 
+#include <cstddef>
+#include <random>
 #include <string>
 #include <string_view>
 #include <variant>
+#include <vector>
 
 using namespace plume::wire;
 using nlohmann::json;
@@ -377,4 +380,80 @@ TEST_CASE("v2 json: a server decodes an undecodable frame without throwing", "[w
     };
     for (const auto& in : inputs)
         CHECK_NOTHROW((void)decode_text(in));
+}
+
+// The envelope read by hand (detail::v2::decode_envelope) must give what the
+// whole-tree parse gives, or leave the frame to it: compared on frames mutated
+// at random (fixed seed), errors included.
+TEST_CASE("V2 text: the hand-read envelope decodes as the JSON tree does", "[wire][v2]") {
+    namespace v2 = plume::wire::detail::v2;
+    const std::vector<std::string> bases = {
+        R"(["1","2","room:lobby","ping",{"seq":2}])",
+        R"([null,"5","phoenix","heartbeat",{}])",
+        R"(["1","1","room:lobby","phx_join",{"token":"abc","n":[1,2.5,-3e2,true,false,null]}])",
+        " [ \"1\" , \"2\" ,\t\"t\" ,\n\"e\" , { } ] \r\n",
+        "[\"1\",\"2\",\"r\xc3\xb6om\",\"ev\",{\"a\":\"\xc3\xbc\\u00fc\"}]",
+        R"(["1","2","t","e",{},5])",
+        R"([1,2.0,"t","e",{}])",
+        R"(["1","2","t\"x","e",{"k":"v\n"}])",
+        R"(["1","2","t","e","str"])",
+        R"(["1","2","t","e",42])",
+        R"(["","","t","e",[]])",
+    };
+    const std::string alphabet =
+        "[]{}\",:\\ \t0123456789.-+eEnultrfasx\x01\x7f\xc3\xbc\xed\xa0\xff";
+    std::mt19937 rng(20261207);
+    auto pick = [&](std::size_t n) {
+        return std::uniform_int_distribution<std::size_t>(0, n - 1)(rng);
+    };
+    std::size_t by_hand = 0, frames = 0;
+    auto compare = [&](const std::string& text) {
+        ++frames;
+        auto fast = v2::decode_envelope(text);
+        auto tree = v2::decode_tree(text);
+        if (fast) {
+            ++by_hand;
+            REQUIRE(tree);
+            CHECK(*fast == *tree);
+        }
+        auto decoded = V2Json::decode(FrameView::text(text));
+        REQUIRE(decoded.has_value() == tree.has_value());
+        if (tree)
+            CHECK(*decoded == *tree);
+        else
+            CHECK(decoded.error() == tree.error());
+    };
+    for (const auto& base : bases) {
+        compare(base);
+        for (int round = 0; round < 3000; ++round) {
+            std::string text = base;
+            for (std::size_t edits = 1 + pick(3); edits > 0 && !text.empty(); --edits) {
+                const std::size_t at = pick(text.size());
+                const char c = alphabet[pick(alphabet.size())];
+                switch (pick(3)) {
+                    case 0:
+                        text[at] = c;
+                        break;
+                    case 1:
+                        text.insert(text.begin() + static_cast<std::ptrdiff_t>(at), c);
+                        break;
+                    default:
+                        text.erase(at, 1);
+                }
+            }
+            compare(text);
+        }
+    }
+    INFO(by_hand << " of " << frames << " frames read by hand");
+    CHECK(by_hand > frames / 10);  // the comparison covers the hand-read path
+}
+
+TEST_CASE("V2 text: the depth bound counts the message's array", "[wire][v2]") {
+    auto nested = [](std::size_t depth) {
+        return std::string(depth, '[') + std::string(depth, ']');
+    };
+    // The payload at max_json_depth - 1 levels: the frame is max_json_depth deep.
+    auto ok = decode_text(R"(["1","2","t","e",)" + nested(max_json_depth - 1) + "]");
+    CHECK(ok.has_value());
+    CHECK(decode_error(R"(["1","2","t","e",)" + nested(max_json_depth) + "]") == error::too_deep);
 }

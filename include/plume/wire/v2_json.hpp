@@ -141,7 +141,78 @@ inline Result<Frame> write_message_array(const std::optional<Ref>& join_ref,
                        [&](std::string& out) { return append_json_value(out, payload); });
 }
 
-inline Result<Message> decode_text(std::string_view text) {
+inline bool is_json_space(char c) noexcept {
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+/// The envelope read by hand, the payload alone parsed into a tree: what
+/// every client sends, [join_ref, ref, "topic", "event", payload] with refs
+/// that are strings or null and header strings without escapes. nullopt for
+/// anything else (numbers, escapes, extra elements, errors), which the full
+/// parse below decodes and reports; on the frames it takes this gives the
+/// same Message (tests/unit/wire_v2_json.cpp compares the two on mutated
+/// frames).
+inline std::optional<Message> decode_envelope(std::string_view text) {
+    std::size_t i = 0;
+    const std::size_t n = text.size();
+    auto skip_space = [&] {
+        while (i < n && is_json_space(text[i]))
+            ++i;
+    };
+    // A string without escapes or control characters, or null (allowed for refs).
+    auto field = [&](bool nullable, std::optional<std::string_view>& out) {
+        skip_space();
+        if (nullable && text.substr(i, 4) == "null") {
+            i += 4;
+            out.reset();
+        } else {
+            if (i >= n || text[i] != '"') return false;
+            const std::size_t start = ++i;
+            while (i < n && text[i] != '"') {
+                if (text[i] == '\\' || static_cast<unsigned char>(text[i]) < 0x20) return false;
+                ++i;
+            }
+            if (i >= n) return false;
+            out = text.substr(start, i - start);
+            ++i;
+            if (!plume::detail::is_valid_utf8(*out)) return false;
+        }
+        skip_space();
+        if (i >= n || text[i] != ',') return false;
+        ++i;
+        return true;
+    };
+    skip_space();
+    if (i >= n || text[i] != '[') return std::nullopt;
+    ++i;
+    std::optional<std::string_view> join_ref, ref, topic, event;
+    if (!field(true, join_ref) || !field(true, ref) || !field(false, topic) || !field(false, event))
+        return std::nullopt;
+    std::size_t end = n;
+    while (end > i && is_json_space(text[end - 1]))
+        --end;
+    if (end == i || text[end - 1] != ']') return std::nullopt;
+    std::string_view payload_text = text.substr(i, end - 1 - i);
+    Message m{join_ref ? std::optional<Ref>(Ref(*join_ref)) : std::nullopt,
+              ref ? std::optional<Ref>(Ref(*ref)) : std::nullopt,
+              std::string(*topic),
+              std::string(*event),
+              {}};
+    std::size_t p0 = 0, p1 = payload_text.size();
+    while (p0 < p1 && is_json_space(payload_text[p0]))
+        ++p0;
+    while (p1 > p0 && is_json_space(payload_text[p1 - 1]))
+        --p1;
+    if (payload_text.substr(p0, p1 - p0) == "{}") return m;  // Payload() is {}
+    // One level less: the payload sits inside the message's array.
+    auto payload = parse_json(payload_text, max_json_depth - 1);
+    if (!payload) return std::nullopt;  // or extra elements after it
+    m.payload = std::move(*payload);
+    return m;
+}
+
+/// Decodes any text frame through one JSON tree of the whole array.
+inline Result<Message> decode_tree(std::string_view text) {
     auto parsed = parse_json(text);
     if (!parsed) return parsed.error();
     auto& j = *parsed;
@@ -149,6 +220,11 @@ inline Result<Message> decode_text(std::string_view text) {
     // Like Phoenix's [j, r, t, e, p | _]: extra elements are ignored.
     if (j.size() < 5) return error::too_few_elements;
     return message_from_fields(j[0], j[1], j[2], j[3], j[4]);
+}
+
+inline Result<Message> decode_text(std::string_view text) {
+    if (auto m = decode_envelope(text)) return std::move(*m);
+    return decode_tree(text);
 }
 
 }  // namespace detail::v2

@@ -49,9 +49,11 @@ inline bool exceeds_depth(std::string_view text, std::size_t limit) noexcept {
     return false;
 }
 
-/// Parses untrusted JSON text without throwing.
-inline Result<nlohmann::json> parse_json(std::string_view text) {
-    if (exceeds_depth(text, max_json_depth)) return error::too_deep;
+/// Parses untrusted JSON text without throwing; `depth_limit` for a value
+/// that sits inside another (a message's payload inside its array).
+inline Result<nlohmann::json> parse_json(std::string_view text,
+                                         std::size_t depth_limit = max_json_depth) {
+    if (exceeds_depth(text, depth_limit)) return error::too_deep;
     try {
         auto json = nlohmann::json::parse(text.begin(), text.end(), nullptr,
                                           /*allow_exceptions=*/false);

@@ -163,14 +163,8 @@ class Session final : public detail::ChannelHost {
         if constexpr (detail::HasId<SocketT>) {
             if (auto id = socket_.id()) {
                 id_topic_ = *id;
-                id_sub_ = endpoint_->pubsub().subscribe(
-                    id_topic_, conn.get_executor(), [weak = conn_](const pubsub::Message& m) {
-                        if (m.event != "disconnect") return;
-                        // 1001: phoenix.js < 1.8.16 would not reconnect after 1000.
-                        if (auto c = weak.lock())
-                            c->close(transport::to_int(transport::close_code::going_away),
-                                     "disconnected");
-                    });
+                id_sub_ = std::make_shared<Disconnector>(conn_);
+                endpoint_->pubsub().subscribe(id_topic_, id_sub_);
             }
         }
         endpoint_->connection_opened();
@@ -266,6 +260,28 @@ class Session final : public detail::ChannelHost {
 
   private:
     struct Joined;
+
+    // Listens on the socket id's topic for "disconnect" (Endpoint::broadcast
+    // to the id, as Phoenix's MyAppWeb.Endpoint.broadcast(id, "disconnect",
+    // %{})); every socket with an id has one, so it holds only the weak
+    // connection (40 bytes with its control block, where a CallbackSubscriber
+    // and its executor took 112).
+    class Disconnector final : public pubsub::Subscriber {
+      public:
+        explicit Disconnector(std::weak_ptr<connection_type> conn) : conn_(std::move(conn)) {}
+        void deliver(const pubsub::MessagePtr& m) override {
+            if (m->event != "disconnect") return;
+            auto c = conn_.lock();
+            if (!c) return;
+            // 1001: phoenix.js < 1.8.16 would not reconnect after 1000.
+            asio::post(c->get_executor(), [c] {
+                c->close(transport::to_int(transport::close_code::going_away), "disconnected");
+            });
+        }
+
+      private:
+        std::weak_ptr<connection_type> conn_;
+    };
 
     // The fast lane: broadcasts for a joined topic are encoded once per
     // serializer and the shared frame goes straight to the connection.

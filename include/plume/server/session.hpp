@@ -27,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "plume/detail/spin_lock.hpp"
 #include "plume/pubsub/pubsub.hpp"
 #include "plume/server/channel.hpp"
 #include "plume/server/log.hpp"
@@ -357,7 +358,7 @@ class Session final : public detail::ChannelHost {
         std::vector<std::string> intercepted_;
         std::atomic<bool> holding_{false};
         std::atomic<std::uint64_t> floor_{0};  // after release: stragglers at or below it
-        std::mutex held_mutex_;
+        plume::detail::SpinLock held_mutex_;
         std::vector<pubsub::MessagePtr> held_;  // while holding (bounded by the join's wait)
     };
 

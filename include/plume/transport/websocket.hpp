@@ -45,6 +45,7 @@
 #include <string_view>
 #include <vector>
 
+#include "plume/detail/spin_lock.hpp"
 #include "plume/transport/close_code.hpp"
 #include "plume/transport/deflate.hpp"
 #include "plume/transport/detail/io_buffers.hpp"
@@ -838,7 +839,8 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
         LaneStats stats;
     };
     std::unique_ptr<Lanes> lanes_;
-    mutable std::mutex mailbox_mutex_;  // guards the mailboxes: post_send runs on any thread
+    mutable plume::detail::SpinLock
+        mailbox_mutex_;  // guards the mailboxes: post_send runs on any thread
     std::vector<SharedFrame> mailbox_;
     std::size_t mailbox_bytes_ = 0;
     // post_send's frames of other lanes than normal, made on first use.

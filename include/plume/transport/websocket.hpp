@@ -839,8 +839,8 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
         LaneStats stats;
     };
     std::unique_ptr<Lanes> lanes_;
-    mutable plume::detail::SpinLock
-        mailbox_mutex_;  // guards the mailboxes: post_send runs on any thread
+    // Guards the mailboxes: post_send runs on any thread.
+    mutable plume::detail::SpinLock mailbox_mutex_;
     std::vector<SharedFrame> mailbox_;
     std::size_t mailbox_bytes_ = 0;
     // post_send's frames of other lanes than normal, made on first use.

@@ -119,9 +119,9 @@ class ReadinessSet : public asio::execution_context::service {
     std::size_t size() const noexcept { return slots_.size() - free_.size(); }
     /// Sockets ever added (for tests).
     std::uint64_t added() const noexcept { return added_; }
-    /// Sockets that turned readable while nobody waited (for tests).
     /// Asio waits pending on the set's descriptor: 0 or 1 (for tests).
     std::size_t waits_pending() const noexcept { return wait_pending_; }
+    /// Sockets that turned readable while nobody waited (for tests).
     std::size_t marked_ready() const noexcept {
         std::size_t n = 0;
         for (const auto& s : slots_)

@@ -250,6 +250,12 @@ TEST_CASE("handle_info after join, disconnect by socket id, refused connect", "[
         CHECK(rec->frames[0][3] == "phx_reply");  // the join reply comes first
         CHECK(rec->frames[1] == json{"1", nullptr, "room:lobby", "info", {{"hello", "zoe"}}});
     }
+    // Another event on the socket id's topic is not a disconnect: a round
+    // trip after it finds the socket open.
+    f.endpoint.broadcast("socket:zoe", "other", json::object());
+    send(c, {"1", "2", "room:lobby", "echo", {{"after", "other"}}});
+    REQUIRE(run_until(f.io, [&] { return rec->matching("phx_reply").size() == 2; }));
+    CHECK(rec->close_code == 0);
     f.endpoint.disconnect("socket:zoe");
     REQUIRE(run_until(f.io, [&] { return rec->close_code != 0; }));
     CHECK(rec->close_code == 1001);

@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "support/raw_websocket.hpp"
+#include "support/echo_client.hpp"
 #include "support/run_until.hpp"
 
 #ifdef PLUME_HAS_READINESS_SET
@@ -23,6 +23,9 @@ namespace ws = plume::transport;
 using plume::test::run_until;
 using plume::test::runs_out_of_work;
 using Readiness = ws::detail::ReadinessSet;
+using Client = plume::test::EchoClient;
+using plume::test::echo_round;
+using plume::test::open_clients;
 
 namespace {
 
@@ -41,69 +44,6 @@ struct Echo {
 using Server = ws::Server<Echo>;
 using Conn = Server::connection_type;
 
-// A client that handshakes by hand, writes masked frames and counts the
-// echoes' payload bytes.
-struct Client {
-    asio::ip::tcp::socket sock;
-    std::string in;
-    bool upgraded = false;
-    std::string echoed;  // payloads, concatenated
-
-    Client(asio::io_context& io, std::uint16_t port) : sock(io) {
-        sock.connect({asio::ip::make_address("127.0.0.1"), port});
-        asio::write(sock, asio::buffer(plume::test::upgrade_request));
-        sock.non_blocking(true);
-    }
-    static std::string frame(std::string_view payload) {
-        unsigned char header[ws::max_header_size];
-        const unsigned char mask[4] = {0, 0, 0, 0};  // XOR with zeros: the payload as is
-        std::size_t n =
-            ws::write_header(header, ws::opcode::binary, payload.size(), true, false, mask);
-        return std::string(reinterpret_cast<char*>(header), n) + std::string(payload);
-    }
-    void send(const std::string& bytes) {
-        sock.non_blocking(false);
-        asio::write(sock, asio::buffer(bytes));
-        sock.non_blocking(true);
-    }
-    // Reads what is there; unmasked server frames, payload lengths < 64 KiB.
-    void read() {
-        char buf[64 * 1024];
-        std::error_code ec;
-        for (std::size_t n; (n = sock.read_some(asio::buffer(buf), ec)), !ec;)
-            in.append(buf, n);
-        if (!upgraded) {
-            auto end = in.find("\r\n\r\n");
-            if (end == std::string::npos) return;
-            REQUIRE(in.starts_with("HTTP/1.1 101"));
-            in.erase(0, end + 4);
-            upgraded = true;
-        }
-        while (in.size() >= 2) {
-            std::size_t len = static_cast<unsigned char>(in[1]) & 0x7f, head = 2;
-            if (len == 126) {
-                if (in.size() < 4) return;
-                len = (std::size_t(static_cast<unsigned char>(in[2])) << 8) |
-                      static_cast<unsigned char>(in[3]);
-                head = 4;
-            }
-            if (in.size() < head + len) return;
-            echoed.append(in, head, len);
-            in.erase(0, head + len);
-        }
-    }
-    bool open() {
-        read();
-        return upgraded;
-    }
-};
-
-bool all_open(const std::vector<std::unique_ptr<Client>>& clients) {
-    for (auto& c : clients)
-        if (!c->open()) return false;
-    return true;
-}
-
 }  // namespace
 
 TEST_CASE("a one-thread io_context's connections wait in its readiness set",
@@ -111,10 +51,7 @@ TEST_CASE("a one-thread io_context's connections wait in its readiness set",
     asio::io_context io{1};
     Server server(io, ws::Options{});
     server.listen("127.0.0.1", 0);
-    std::vector<std::unique_ptr<Client>> clients;
-    for (int i = 0; i < 5; ++i)
-        clients.push_back(std::make_unique<Client>(io, server.local_endpoint().port()));
-    REQUIRE(run_until(io, [&] { return all_open(clients); }));
+    auto clients = open_clients(io, server.local_endpoint().port(), 5);
     auto& set = asio::use_service<Readiness>(io);
     CHECK(set.size() == 5);
     CHECK(Readiness::of(io.get_executor()) == &set);
@@ -124,15 +61,7 @@ TEST_CASE("a one-thread io_context's connections wait in its readiness set",
     for (int round = 0; round < 200; ++round) {
         std::string msg = "m" + std::to_string(round);
         expected += msg;
-        for (auto& c : clients)
-            c->send(Client::frame(msg));
-        REQUIRE(run_until(io, [&] {
-            for (auto& c : clients) {
-                c->read();
-                if (c->echoed.size() < expected.size()) return false;
-            }
-            return true;
-        }));
+        REQUIRE(echo_round(io, clients, msg, expected.size()));
     }
     for (auto& c : clients)
         CHECK(c->echoed == expected);
@@ -226,12 +155,10 @@ TEST_CASE("connections waiting in the set end with their io_context", "[transpor
     // pending handlers; ASan reports what would leak.
     {
         asio::io_context io{1};
-        std::vector<std::unique_ptr<Client>> clients;  // ends before `io`, after `server`
+        plume::test::EchoClients clients;  // ends before `io`, after `server`
         Server server(io, ws::Options{});
         server.listen("127.0.0.1", 0);
-        for (int i = 0; i < 3; ++i)
-            clients.push_back(std::make_unique<Client>(io, server.local_endpoint().port()));
-        REQUIRE(run_until(io, [&] { return all_open(clients); }));
+        clients = open_clients(io, server.local_endpoint().port(), 3);
         CHECK(asio::use_service<Readiness>(io).size() == 3);
     }
 }
@@ -245,24 +172,13 @@ TEST_CASE("more ready sockets than one batch: one wait on the set, and run() end
     asio::io_context io{1};
     Server server(io, ws::Options{});
     server.listen("127.0.0.1", 0);
-    std::vector<std::unique_ptr<Client>> clients;
-    for (int i = 0; i < 150; ++i)
-        clients.push_back(std::make_unique<Client>(io, server.local_endpoint().port()));
-    REQUIRE(run_until(io, [&] { return all_open(clients); }));
+    auto clients = open_clients(io, server.local_endpoint().port(), 150);
     auto& set = asio::use_service<Readiness>(io);
     std::string expected;
     for (int round = 0; round < 20; ++round) {
         std::string msg = "r" + std::to_string(round);
         expected += msg;
-        for (auto& c : clients)
-            c->send(Client::frame(msg));
-        REQUIRE(run_until(io, [&] {
-            for (auto& c : clients) {
-                c->read();
-                if (c->echoed.size() < expected.size()) return false;
-            }
-            return true;
-        }));
+        REQUIRE(echo_round(io, clients, msg, expected.size()));
         CHECK(set.waits_pending() <= 1);
     }
     for (auto& c : clients)

@@ -48,6 +48,7 @@
 #include "plume/detail/spin_lock.hpp"
 #include "plume/transport/close_code.hpp"
 #include "plume/transport/deflate.hpp"
+#include "plume/transport/detail/deadlines.hpp"
 #include "plume/transport/detail/io_buffers.hpp"
 #include "plume/transport/detail/readiness.hpp"
 #include "plume/transport/detail/registry.hpp"
@@ -79,7 +80,6 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
                Handler handler = Handler{})
         : handler_(std::move(handler)),
           layer_(std::move(layer)),
-          timer_(layer_.get_executor()),
           options_(std::move(options)),
           parser_(r, options_->max_message_size),
           role_(r) {
@@ -89,6 +89,8 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
         if constexpr (traits::waits_readable &&
                       std::is_convertible_v<executor_type, asio::any_io_executor>)
             readiness_ = detail::ReadinessSet::of(layer_.get_executor());
+        if constexpr (std::is_convertible_v<executor_type, asio::any_io_executor>)
+            deadlines_ = detail::Deadlines::of(layer_.get_executor());
     }
 
     ~Connection() {
@@ -666,7 +668,10 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
 
     // ----------------------------------------------------------- timers --
 
+    // Sets the one timeout to `d` from now; 0 or less: none.
     void arm_timer(std::chrono::milliseconds d);
+
+    void cancel_timer();
 
     void on_timer();
 
@@ -767,7 +772,10 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
 
     Handler handler_;
     NextLayer layer_;
-    asio::steady_timer timer_;
+    // The timeout (handshake, idle, close): a slot in the io_context's
+    // Deadlines when one thread runs it, else a timer of its own.
+    detail::Deadlines* deadlines_ = nullptr;
+    std::unique_ptr<asio::steady_timer> timer_;
     std::shared_ptr<const Options> options_;
     Parser parser_;
     Sink sink_{*this};
@@ -869,6 +877,7 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
     // socket's slot there (added at the first wait).
     detail::ReadinessSet* readiness_ = nullptr;
     std::uint32_t read_slot_ = detail::ReadinessSet::none;
+    std::uint32_t deadline_slot_ = detail::Deadlines::none;
     bool writing_ = false;
     bool connecting_ = false;  // client role: a TCP connect is pending on layer_
     bool starting_ = false;    // the stream's start (TLS handshake) is pending

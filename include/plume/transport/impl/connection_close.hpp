@@ -91,7 +91,7 @@ template <class Handler, class NextLayer>
 void Connection<Handler, NextLayer>::finish() {
     if (state_ == state::closed) return;
     state_ = state::closed;
-    timer_.cancel();
+    cancel_timer();
     if (handshake_) {
         // A request still unanswered: its handler learns the peer is gone.
         auto responder = std::move(handshake_->responder);
@@ -129,14 +129,33 @@ void Connection<Handler, NextLayer>::close_if_idle() {
 
 template <class Handler, class NextLayer>
 void Connection<Handler, NextLayer>::arm_timer(std::chrono::milliseconds d) {
-    if (d.count() <= 0) {
-        timer_.cancel();
+    if (d.count() <= 0) return cancel_timer();
+    if (deadlines_) {
+        auto at = detail::Deadlines::clock::now() + d;
+        if (deadline_slot_ != detail::Deadlines::none) return deadlines_->move(deadline_slot_, at);
+        deadline_slot_ = deadlines_->add(
+            at,
+            [](void* c) {
+                auto& self = *static_cast<Connection*>(c);
+                self.deadline_slot_ = detail::Deadlines::none;
+                self.on_timer();
+            },
+            this->shared_from_this());
         return;
     }
-    timer_.expires_after(d);
-    timer_.async_wait([self = this->shared_from_this()](std::error_code ec) {
+    if (!timer_) timer_ = std::make_unique<asio::steady_timer>(layer_.get_executor());
+    timer_->expires_after(d);
+    timer_->async_wait([self = this->shared_from_this()](std::error_code ec) {
         if (!ec) self->on_timer();
     });
+}
+
+template <class Handler, class NextLayer>
+void Connection<Handler, NextLayer>::cancel_timer() {
+    if (deadline_slot_ != detail::Deadlines::none)
+        deadlines_->cancel(std::exchange(deadline_slot_, detail::Deadlines::none));
+    else if (timer_)
+        timer_->cancel();
 }
 
 template <class Handler, class NextLayer>

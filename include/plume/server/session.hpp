@@ -767,15 +767,23 @@ class Session final : public detail::ChannelHost {
         if constexpr (requires { conn.lane_stats(); }) {
             if (!endpoint_->instruments().recording()) return;
             const auto now = conn.lane_stats();
+            if (!lanes_seen_) {
+                // Most connections never use a lane other than normal.
+                if ((now.low_dropped | now.low_coalesced | now.low_sent | now.low_batches |
+                     now.fell_behind) == 0)
+                    return;
+                lanes_seen_ = std::make_unique<transport::LaneStats>();
+            }
+            auto& seen = *lanes_seen_;
             auto since = [](std::uint64_t n, std::uint64_t before) {
                 return n >= before ? n - before : 0;
             };
-            endpoint_->instruments().lanes({since(now.low_dropped, lanes_seen_.low_dropped),
-                                            since(now.low_coalesced, lanes_seen_.low_coalesced),
-                                            since(now.low_sent, lanes_seen_.low_sent),
-                                            since(now.low_batches, lanes_seen_.low_batches),
-                                            since(now.fell_behind, lanes_seen_.fell_behind)});
-            lanes_seen_ = now;
+            endpoint_->instruments().lanes({since(now.low_dropped, seen.low_dropped),
+                                            since(now.low_coalesced, seen.low_coalesced),
+                                            since(now.low_sent, seen.low_sent),
+                                            since(now.low_batches, seen.low_batches),
+                                            since(now.fell_behind, seen.fell_behind)});
+            seen = now;
         }
     }
 
@@ -835,7 +843,8 @@ class Session final : public detail::ChannelHost {
     TokenBucket join_bucket_;
     std::uint32_t refused_ = 0;  // within the window that began at refused_since_
     std::chrono::steady_clock::time_point refused_since_{};
-    transport::LaneStats lanes_seen_{};  // as record_lanes() last added them
+    // As record_lanes() last added them; made when a lane was first used.
+    std::unique_ptr<transport::LaneStats> lanes_seen_;
 };
 
 }  // namespace plume::server

@@ -22,6 +22,7 @@
 
 #include <cstdint>
 #include <limits>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -66,7 +67,10 @@ class Parser {
     bool mid_message() const noexcept { return hdr_len_ != 0 || in_frame_ || in_message_; }
 
     /// Bytes this parser holds for an unfinished message (for accounting).
-    std::size_t buffered() const noexcept { return message_.capacity() + control_.capacity(); }
+    std::size_t buffered() const noexcept {
+        return pieces_ ? sizeof(Pieces) + pieces_->message.capacity() + pieces_->control.capacity()
+                       : 0;
+    }
 
     /// Consumes `size` bytes at `data` (modified: payloads are unmasked in
     /// place). Stops at the first failure or after a close frame.
@@ -188,17 +192,17 @@ class Parser {
         std::string_view piece(data, n);
         auto op = static_cast<opcode>(frame_.opcode);
         if (is_control(op)) {
-            control_.append(piece);
+            pieces().control.append(piece);
         } else {
             if (message_op_ == opcode::text && !compressed_ && !utf8_.feed(piece))
                 return fail(close_code::invalid_payload, "invalid UTF-8 in text message");
             // Zero-copy: a whole single-frame message inside this read.
-            if (remaining_ == 0 && frame_.fin && message_.empty() && !compressed_ &&
+            if (remaining_ == 0 && frame_.fin && message().empty() && !compressed_ &&
                 n == frame_.payload_length) {
                 in_frame_ = false;
                 return deliver(piece, events);
             }
-            message_.append(piece);
+            pieces().message.append(piece);
         }
         if (remaining_ == 0) return finish_frame(events);
         return {};
@@ -210,14 +214,14 @@ class Parser {
         auto op = static_cast<opcode>(frame_.opcode);
         if (is_control(op)) {
             auto f = control_frame(op, events);
-            release(control_);
+            if (pieces_) release(pieces_->control);
             return f;
         }
         if (!frame_.fin) return {};
         if (compressed_) {
             thread_local std::string inflated;
-            auto r = deflate_->decompress(message_, inflated, max_message_);
-            release(message_);
+            auto r = deflate_->decompress(message(), inflated, max_message_);
+            if (pieces_) release(pieces_->message);
             if (r == Inflater::result::too_big)
                 return fail(close_code::message_too_big, "message too big");
             if (r == Inflater::result::corrupt)
@@ -228,8 +232,8 @@ class Parser {
             if (inflated.capacity() > (1u << 20)) std::string().swap(inflated);
             return f;
         }
-        auto f = deliver(message_, events);
-        release(message_);
+        auto f = deliver(message(), events);
+        if (pieces_) release(pieces_->message);
         return f;
     }
 
@@ -246,20 +250,22 @@ class Parser {
     template <class Events>
     ParseFailure control_frame(opcode op, Events& events) {
         --budget_;
+        std::string_view control =
+            pieces_ ? std::string_view(pieces_->control) : std::string_view();
         if (op == opcode::ping) {
-            events.on_ping(control_);
+            events.on_ping(control);
         } else if (op == opcode::pong) {
-            events.on_pong(control_);
+            events.on_pong(control);
         } else {
             close_received_ = true;
-            if (control_.size() == 1) return fail(close_code::protocol_error, "bad close payload");
-            if (control_.empty()) {
+            if (control.size() == 1) return fail(close_code::protocol_error, "bad close payload");
+            if (control.empty()) {
                 events.on_close(to_int(close_code::no_status), {});
                 return {};
             }
-            auto code = static_cast<std::uint16_t>((static_cast<unsigned char>(control_[0]) << 8) |
-                                                   static_cast<unsigned char>(control_[1]));
-            auto reason = std::string_view(control_).substr(2);
+            auto code = static_cast<std::uint16_t>((static_cast<unsigned char>(control[0]) << 8) |
+                                                   static_cast<unsigned char>(control[1]));
+            auto reason = control.substr(2);
             if (!is_valid_received_close_code(code))
                 return fail(close_code::protocol_error, "invalid close code");
             if (!is_valid_utf8(reason))
@@ -293,8 +299,21 @@ class Parser {
     std::size_t budget_ = 0;  // events consume() may still deliver
     FrameHeader frame_;
     Utf8Validator utf8_;
-    std::string message_;
-    std::string control_;
+    // A message's frames gathered (unless it came whole in one read) and a
+    // control frame's payload: made at the first such frame, so a connection
+    // that never needed them holds 8 bytes, not 64.
+    struct Pieces {
+        std::string message;
+        std::string control;
+    };
+    std::unique_ptr<Pieces> pieces_;
+    Pieces& pieces() {
+        if (!pieces_) pieces_ = std::make_unique<Pieces>();
+        return *pieces_;
+    }
+    std::string_view message() const noexcept {
+        return pieces_ ? std::string_view(pieces_->message) : std::string_view();
+    }
     DeflateSession* deflate_ = nullptr;
 };
 

@@ -628,8 +628,11 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
     void client_failed(std::error_code ec, std::string_view detail = {});
 
   public:
-    /// The subprotocol the server chose (client role).
-    const std::string& subprotocol() const noexcept { return subprotocol_; }
+    /// The subprotocol the server chose (empty if none).
+    const std::string& subprotocol() const noexcept {
+        static const std::string none;
+        return subprotocol_ ? *subprotocol_ : none;
+    }
 
   private:
     // ------------------------------------------------------------ close --
@@ -826,7 +829,11 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
         return *handshake_;
     }
     std::unique_ptr<HandshakeState> handshake_;
-    std::string subprotocol_;
+    // Made only when one was agreed (most connections have none).
+    std::unique_ptr<const std::string> subprotocol_;
+    void set_subprotocol(std::string_view name) {
+        if (!name.empty()) subprotocol_ = std::make_unique<const std::string>(name);
+    }
     // The high and low lanes (the critical one is queue_'s head), made for the
     // first frame of another priority than normal; on the connection's executor.
     struct Held {

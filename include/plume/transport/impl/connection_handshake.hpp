@@ -183,7 +183,7 @@ void Connection<Handler, NextLayer>::server_handshake(const http::Request& req) 
         deflate_ = std::make_unique<DeflateSession>(*agreed, options_->deflate, true);
         parser_.set_deflate(deflate_.get());
     }
-    subprotocol_ = answer.subprotocol;
+    set_subprotocol(answer.subprotocol);
     auto res = switching_protocols(req, answer.subprotocol, extensions);
     for (auto& h : answer.headers)
         res.headers.push_back(h);
@@ -208,7 +208,7 @@ void Connection<Handler, NextLayer>::client_handshake() {
         deflate_ = std::make_unique<DeflateSession>(*agreed, options_->deflate, false);
         parser_.set_deflate(deflate_.get());
     }
-    subprotocol_ = std::string(res.header("sec-websocket-protocol"));
+    set_subprotocol(res.header("sec-websocket-protocol"));
     open();
 }
 

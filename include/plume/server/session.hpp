@@ -373,11 +373,17 @@ class Session final : public detail::ChannelHost {
         // for posted infos and intercepted broadcasts that arrive late.
         std::uint64_t incarnation = 0;
         std::shared_ptr<Lane> sub;
-        Payload reply;  // the join's ok response, until it is sent
-        // While the join reads its history: the reply is not sent yet, and
-        // infos posted to the channel wait here.
-        bool recovering = false;
-        std::vector<nlohmann::json> deferred;
+        // Only while the join reads its history (most joins never do).
+        struct Recovery {
+            Payload reply;                         // the join's ok response, not sent yet
+            std::vector<nlohmann::json> deferred;  // infos posted to the channel meanwhile
+        };
+        std::unique_ptr<Recovery> recovery;
+    };
+    // A channel whose join() said ok, and the reply to send.
+    struct Started {
+        Joined joined;
+        Payload reply;
     };
     // Ordered: a socket joins a few topics, and a tree of a few nodes costs
     // less than a hash table's bucket array (~100 bytes per socket).
@@ -572,20 +578,19 @@ class Session final : public detail::ChannelHost {
             end_channel(old, "duplicate_join", false);
         }
         const auto t0 = endpoint_->instruments().start_join();
-        auto joined = start_channel(factory, msg, t0);
-        if (joined) endpoint_->instruments().channel_joined(msg.topic, transport_kind, t0);
-        if (!joined) {
+        auto started = start_channel(factory, msg, t0);
+        if (started) endpoint_->instruments().channel_joined(msg.topic, transport_kind, t0);
+        if (!started) {
             if (replaced) send(wire::phx_close(msg.topic, replaced_join_ref));
             return true;
         }
         if (!endpoint_->config().history.enabled(msg.topic) || !msg.payload.is_json()) {
             // Reply before subscribing, as Phoenix does: the client sees its
             // join ok before any broadcast of the topic.
-            send(wire::reply_ok(msg, std::move(joined->reply)));
+            send(wire::reply_ok(msg, std::move(started->reply)));
             if (replaced) send(wire::phx_close(msg.topic, replaced_join_ref));
-            endpoint_->pubsub().subscribe(msg.topic, joined->sub);
-            joined->reply = Payload{};
-            channels_.emplace(msg.topic, std::move(*joined));
+            endpoint_->pubsub().subscribe(msg.topic, started->joined.sub);
+            channels_.emplace(msg.topic, std::move(started->joined));
             return true;
         }
         // Recovery: subscribed now, but broadcasts are held back while the
@@ -596,11 +601,13 @@ class Session final : public detail::ChannelHost {
         // meanwhile.
         auto conn = conn_.lock();
         if (!conn) return true;
-        joined->sub->hold();
-        joined->recovering = true;
-        endpoint_->pubsub().subscribe(msg.topic, joined->sub);
-        const auto incarnation = joined->incarnation;
-        channels_.emplace(msg.topic, std::move(*joined));
+        auto& joined = started->joined;
+        joined.sub->hold();
+        joined.recovery = std::make_unique<typename Joined::Recovery>();
+        joined.recovery->reply = std::move(started->reply);
+        endpoint_->pubsub().subscribe(msg.topic, joined.sub);
+        const auto incarnation = joined.incarnation;
+        channels_.emplace(msg.topic, std::move(joined));
         conn->pause_reading();
         wire::Message head{msg.join_ref, msg.ref, msg.topic, msg.event, Payload{}};
         const bool asked = pubsub::HistoryRequest::from(msg.payload.json()).asked;
@@ -628,14 +635,14 @@ class Session final : public detail::ChannelHost {
                          const std::optional<wire::Ref>& replaced_join_ref,
                          const pubsub::HistoryRecovery& r) {
         auto it = channels_.find(head.topic);
-        if (it != channels_.end() && it->second.incarnation == incarnation) {
+        if (it != channels_.end() && it->second.incarnation == incarnation && it->second.recovery) {
             if (r.error) {
                 endpoint_->log()(LogLevel::warning, "history not read",
                                  {{"topic", head.topic}, {"error", r.error.message()}});
                 endpoint_->instruments().adapter_error("history", head.topic, r.error);
             }
-            Payload response = std::move(it->second.reply);
-            it->second.reply = Payload{};
+            auto recovery = std::move(it->second.recovery);
+            Payload response = std::move(recovery->reply);
             if (response.is_json() && (response.json().is_object() || response.json().is_null())) {
                 auto& j = response.json();
                 if (j.is_null()) j = nlohmann::json::object();
@@ -654,9 +661,7 @@ class Session final : public detail::ChannelHost {
             if (replaced) send(wire::phx_close(head.topic, replaced_join_ref));
             // Without a position (history not read) nothing held is dropped.
             it->second.sub->release(conn, r.position.epoch.empty() ? 0 : r.position.offset);
-            it->second.recovering = false;
-            auto deferred = std::move(it->second.deferred);
-            for (const auto& m : deferred)
+            for (const auto& m : recovery->deferred)
                 deliver_info(head.topic, incarnation, m);  // each finds the channel again
         }
         conn.resume_reading();
@@ -668,9 +673,9 @@ class Session final : public detail::ChannelHost {
     // The reply echoes the phx_join's join_ref as it came, null included,
     // while the channel's pushes and replies carry join_ref || ref, as
     // Phoenix's Channel.Server sets socket.join_ref.
-    std::optional<Joined> start_channel(typename Router<SocketT>::Factory factory,
-                                        const wire::Message& msg,
-                                        detail::Instruments::clock::time_point t0) {
+    std::optional<Started> start_channel(typename Router<SocketT>::Factory factory,
+                                         const wire::Message& msg,
+                                         detail::Instruments::clock::time_point t0) {
         auto refused = [&](detail::Refusal cause, std::string_view reason, bool ran) {
             endpoint_->instruments().channel_refused(
                 msg.topic, transport_kind, cause, reason,
@@ -719,9 +724,8 @@ class Session final : public detail::ChannelHost {
         auto lane = std::make_shared<Lane>(conn_, msg.topic, channel->incarnation_, vsn_,
                                            channel->intercepted());
         auto incarnation = channel->incarnation_;
-        return Joined{
-            std::move(channel),         msg.join_ref,         incarnation, std::move(lane),
-            std::move(result.response), /*recovering=*/false, {}};
+        return Started{Joined{std::move(channel), msg.join_ref, incarnation, std::move(lane), {}},
+                       std::move(result.response)};
     }
 
     // Ends a channel: unsubscribe, terminate, and tell the client (phx_close
@@ -805,7 +809,7 @@ class Session final : public detail::ChannelHost {
         if (it == channels_.end() || it->second.incarnation != incarnation) return;
         // Its join reply is not out yet (history being read): the info waits,
         // as a Phoenix channel handles its mailbox only after join/3 returned.
-        if (it->second.recovering) return it->second.deferred.push_back(m);
+        if (it->second.recovery) return it->second.recovery->deferred.push_back(m);
         try {
             it->second.channel->handle_info(m);
         } catch (const std::exception& e) {

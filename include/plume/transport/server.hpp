@@ -84,7 +84,7 @@ class Server {
     /// Number of connections alive (handshaking, open or closing).
     std::size_t connection_count() const {
         std::lock_guard lock(registry_->mutex);
-        return registry_->live.size();
+        return registry_->live;
     }
 
     /// Calls f(shared_ptr<connection_type>) on each live connection's own
@@ -92,8 +92,10 @@ class Server {
     template <class F>
     void for_each_connection(F f) const {
         std::lock_guard lock(registry_->mutex);
-        for (auto& weak : registry_->live)
-            if (auto c = weak.lock()) asio::post(c->get_executor(), [c, f] { f(c); });
+        registry_->for_each([&](connection_type& conn) {
+            if (auto c = conn.weak_from_this().lock())
+                asio::post(c->get_executor(), [c, f] { f(c); });
+        });
     }
 
     /// Stops accepting and closes every connection with `code` (1001 going

@@ -97,7 +97,7 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
         leave_readiness_set();
         if (registry_) {
             std::lock_guard lock(registry_->mutex);
-            registry_->live.erase(registry_pos_);
+            registry_->erase(*this);
             registry_->notify_if_stopped();
         }
     }
@@ -324,7 +324,7 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
 
     /// Joins `registry`, whose mutex the caller holds.
     void attach(std::shared_ptr<registry_type> registry) {
-        registry_pos_ = registry->live.insert(registry->live.end(), this->weak_from_this());
+        registry->insert(*this);
         registry_ = std::move(registry);
     }
 
@@ -875,7 +875,8 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
     bool mailbox_overflow_ = false;
     Priority mailbox_overflow_lane_ = Priority::normal;  // with mailbox_overflow_
     std::shared_ptr<registry_type> registry_;
-    typename std::list<std::weak_ptr<Connection>>::iterator registry_pos_{};
+    detail::RegistryHook<Connection> registry_hook_;
+    friend registry_type;
     role role_;
     state state_ = state::handshake;
     bool reading_ = false;

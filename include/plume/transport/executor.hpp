@@ -16,6 +16,15 @@ inline bool runs_on_one_thread(asio::io_context& io) {
     return asio::use_service<asio::detail::scheduler>(io).concurrency_hint() == 1;
 }
 
+/// The io_context behind `ex` if `ex` is that context's own executor and
+/// the context was made for one thread; else nullptr.
+inline asio::io_context* one_thread_context(const asio::any_io_executor& ex) {
+    auto* plain = ex.target<asio::io_context::executor_type>();
+    if (!plain) return nullptr;
+    auto& io = plain->context();
+    return runs_on_one_thread(io) ? &io : nullptr;
+}
+
 /// The executor for a new connection on `io`: the io_context's own when one
 /// thread runs it, else a strand of its own.
 inline asio::any_io_executor connection_executor(asio::io_context& io) {

@@ -145,6 +145,16 @@ inline bool is_json_space(char c) noexcept {
     return c == ' ' || c == '\t' || c == '\n' || c == '\r';
 }
 
+/// `text` without the JSON whitespace at its ends.
+inline std::string_view trim_json_space(std::string_view text) noexcept {
+    std::size_t b = 0, e = text.size();
+    while (b < e && is_json_space(text[b]))
+        ++b;
+    while (e > b && is_json_space(text[e - 1]))
+        --e;
+    return text.substr(b, e - b);
+}
+
 /// The envelope read by hand, the payload alone parsed into a tree: what
 /// every client sends, [join_ref, ref, "topic", "event", payload] with refs
 /// that are strings or null and header strings without escapes. nullopt for
@@ -153,6 +163,7 @@ inline bool is_json_space(char c) noexcept {
 /// same Message (tests/unit/wire_v2_json.cpp compares the two on mutated
 /// frames).
 inline std::optional<Message> decode_envelope(std::string_view text) {
+    text = trim_json_space(text);
     std::size_t i = 0;
     const std::size_t n = text.size();
     auto skip_space = [&] {
@@ -182,28 +193,19 @@ inline std::optional<Message> decode_envelope(std::string_view text) {
         ++i;
         return true;
     };
-    skip_space();
     if (i >= n || text[i] != '[') return std::nullopt;
     ++i;
     std::optional<std::string_view> join_ref, ref, topic, event;
     if (!field(true, join_ref) || !field(true, ref) || !field(false, topic) || !field(false, event))
         return std::nullopt;
-    std::size_t end = n;
-    while (end > i && is_json_space(text[end - 1]))
-        --end;
-    if (end == i || text[end - 1] != ']') return std::nullopt;
-    std::string_view payload_text = text.substr(i, end - 1 - i);
+    if (n == i || text[n - 1] != ']') return std::nullopt;
+    std::string_view payload_text = text.substr(i, n - 1 - i);
     Message m{join_ref ? std::optional<Ref>(Ref(*join_ref)) : std::nullopt,
               ref ? std::optional<Ref>(Ref(*ref)) : std::nullopt,
               std::string(*topic),
               std::string(*event),
               {}};
-    std::size_t p0 = 0, p1 = payload_text.size();
-    while (p0 < p1 && is_json_space(payload_text[p0]))
-        ++p0;
-    while (p1 > p0 && is_json_space(payload_text[p1 - 1]))
-        --p1;
-    if (payload_text.substr(p0, p1 - p0) == "{}") return m;  // Payload() is {}
+    if (trim_json_space(payload_text) == "{}") return m;  // Payload() is {}
     // One level less: the payload sits inside the message's array.
     auto payload = parse_json(payload_text, max_json_depth - 1);
     if (!payload) return std::nullopt;  // or extra elements after it

@@ -15,6 +15,7 @@
 
 #include <asio.hpp>
 
+#include "plume/transport/detail/slots.hpp"
 #include "plume/transport/executor.hpp"
 
 #include <chrono>
@@ -41,11 +42,8 @@ class Deadlines : public asio::execution_context::service {
 
     /// The deadlines of `ex`'s io_context when one thread runs it, else nullptr.
     static Deadlines* of(const asio::any_io_executor& ex) {
-        auto* plain = ex.target<asio::io_context::executor_type>();
-        if (!plain) return nullptr;
-        auto& io = plain->context();
-        if (!runs_on_one_thread(io)) return nullptr;
-        return &asio::use_service<Deadlines>(io);
+        auto* io = one_thread_context(ex);
+        return io ? &asio::use_service<Deadlines>(*io) : nullptr;
     }
 
     /// A new deadline: `on_expiry(owner)` runs once `at` has passed, unless
@@ -53,14 +51,7 @@ class Deadlines : public asio::execution_context::service {
     /// handler would hold it. Returns the slot.
     std::uint32_t add(clock::time_point at, Callback on_expiry, std::shared_ptr<void> owner) {
         if (shut_down_) return none;  // the io_context is going: nothing will run
-        std::uint32_t slot;
-        if (!free_.empty()) {
-            slot = free_.back();
-            free_.pop_back();
-        } else {
-            slot = static_cast<std::uint32_t>(slots_.size());
-            slots_.emplace_back();
-        }
+        auto slot = slots_.take();
         Slot& s = slots_[slot];
         s.on_expiry = on_expiry;
         s.owner = std::move(owner);
@@ -112,7 +103,7 @@ class Deadlines : public asio::execution_context::service {
     };
 
     std::shared_ptr<void> free_slot(std::uint32_t slot) {
-        free_.push_back(slot);
+        slots_.give(slot);
         return std::move(slots_[slot].owner);
     }
 
@@ -202,7 +193,7 @@ class Deadlines : public asio::execution_context::service {
     void shutdown() override {
         shut_down_ = true;
         std::vector<std::shared_ptr<void>> owners;
-        for (auto& s : slots_)
+        for (auto& s : slots_.all())
             if (s.owner) owners.push_back(std::move(s.owner));
         heap_.clear();
         owners.clear();  // connections end here, as the handlers of their waits would
@@ -211,8 +202,7 @@ class Deadlines : public asio::execution_context::service {
 
     asio::io_context& io_;
     asio::steady_timer timer_;
-    std::vector<Slot> slots_;
-    std::vector<std::uint32_t> free_;
+    Slots<Slot> slots_;
     std::vector<Entry> heap_;  // a binary min-heap on `at`
     clock::time_point timer_at_{};
     std::uint64_t generation_ = 0;  // of the wait that counts

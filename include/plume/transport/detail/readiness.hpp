@@ -18,6 +18,7 @@
 
 #include <asio.hpp>
 
+#include "plume/transport/detail/slots.hpp"
 #include "plume/transport/executor.hpp"
 
 #if defined(__linux__) && !defined(ASIO_DISABLE_EPOLL) && !defined(PLUME_NO_READINESS_SET)
@@ -56,25 +57,16 @@ class ReadinessSet : public asio::execution_context::service {
 
     /// The set of `io` when one thread runs it (else nullptr: use async_wait).
     static ReadinessSet* of(const asio::any_io_executor& ex) {
-        auto* plain = ex.target<asio::io_context::executor_type>();
-        if (!plain) return nullptr;
-        auto& io = plain->context();
-        if (!runs_on_one_thread(io)) return nullptr;
-        auto& set = asio::use_service<ReadinessSet>(io);
+        auto* io = one_thread_context(ex);
+        if (!io) return nullptr;
+        auto& set = asio::use_service<ReadinessSet>(*io);
         return set.set_.is_open() ? &set : nullptr;
     }
 
     /// Adds a socket; `on_ready(owner)` runs when it turns readable while
     /// waited for (wait's owner). Returns the slot, or `none` if the kernel refused it.
     std::uint32_t add(int fd, Callback on_ready) {
-        std::uint32_t slot;
-        if (!free_.empty()) {
-            slot = free_.back();
-            free_.pop_back();
-        } else {
-            slot = static_cast<std::uint32_t>(slots_.size());
-            slots_.emplace_back();
-        }
+        auto slot = slots_.take();
         Slot& s = slots_[slot];
         s.on_ready = on_ready;
         s.ready = false;
@@ -116,7 +108,7 @@ class ReadinessSet : public asio::execution_context::service {
     }
 
     /// Sockets in the set (for tests).
-    std::size_t size() const noexcept { return slots_.size() - free_.size(); }
+    std::size_t size() const noexcept { return slots_.taken(); }
     /// Sockets ever added (for tests).
     std::uint64_t added() const noexcept { return added_; }
     /// Asio waits pending on the set's descriptor: 0 or 1 (for tests).
@@ -124,7 +116,7 @@ class ReadinessSet : public asio::execution_context::service {
     /// Sockets that turned readable while nobody waited (for tests).
     std::size_t marked_ready() const noexcept {
         std::size_t n = 0;
-        for (const auto& s : slots_)
+        for (const auto& s : slots_.all())
             n += s.ready;
         return n;
     }
@@ -139,7 +131,7 @@ class ReadinessSet : public asio::execution_context::service {
     };
 
     void free_slot(std::uint32_t slot) {
-        if (shut_down_ || slot >= slots_.size()) return;
+        if (shut_down_ || slot >= slots_.all().size()) return;
         Slot& s = slots_[slot];
         ++s.generation;
         s.ready = false;
@@ -149,7 +141,7 @@ class ReadinessSet : public asio::execution_context::service {
             asio::post(io_, [owner = std::move(s.owner)] {});
             if (waiting_ == 0 && wait_pending_) set_.cancel();
         }
-        free_.push_back(slot);
+        slots_.give(slot);
     }
 
     // One Asio wait on the set's descriptor while any socket is waited for:
@@ -175,7 +167,7 @@ class ReadinessSet : public asio::execution_context::service {
         for (int i = 0; i < n; ++i) {
             auto slot = static_cast<std::uint32_t>(events[i].data.u64);
             auto generation = static_cast<std::uint32_t>(events[i].data.u64 >> 32);
-            if (slot >= slots_.size() || slots_[slot].generation != generation) continue;
+            if (slot >= slots_.all().size() || slots_[slot].generation != generation) continue;
             Slot& s = slots_[slot];
             if (!s.waiting) {
                 s.ready = true;
@@ -202,7 +194,7 @@ class ReadinessSet : public asio::execution_context::service {
     void shutdown() override {
         shut_down_ = true;
         std::vector<std::shared_ptr<void>> owners;
-        for (auto& s : slots_)
+        for (auto& s : slots_.all())
             if (s.owner) owners.push_back(std::move(s.owner));
         waiting_ = 0;
         owners.clear();  // connections end here, as the handlers of their waits would
@@ -212,8 +204,7 @@ class ReadinessSet : public asio::execution_context::service {
 
     asio::io_context& io_;
     asio::posix::stream_descriptor set_;
-    std::vector<Slot> slots_;
-    std::vector<std::uint32_t> free_;
+    Slots<Slot> slots_;
     std::size_t waiting_ = 0;
     std::uint64_t added_ = 0;
     bool wait_pending_ = false;  // an async_wait on set_

@@ -192,9 +192,7 @@ class Deadlines : public asio::execution_context::service {
 
     void shutdown() override {
         shut_down_ = true;
-        std::vector<std::shared_ptr<void>> owners;
-        for (auto& s : slots_.all())
-            if (s.owner) owners.push_back(std::move(s.owner));
+        auto owners = slots_.take_owners();
         heap_.clear();
         owners.clear();  // connections end here, as the handlers of their waits would
         timer_.cancel();

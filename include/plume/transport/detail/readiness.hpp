@@ -193,9 +193,7 @@ class ReadinessSet : public asio::execution_context::service {
 
     void shutdown() override {
         shut_down_ = true;
-        std::vector<std::shared_ptr<void>> owners;
-        for (auto& s : slots_.all())
-            if (s.owner) owners.push_back(std::move(s.owner));
+        auto owners = slots_.take_owners();
         waiting_ = 0;
         owners.clear();  // connections end here, as the handlers of their waits would
         std::error_code ec;

@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 namespace plume::transport::detail {
@@ -31,6 +32,15 @@ class Slots {
     std::vector<Slot>& all() noexcept { return all_; }
     const std::vector<Slot>& all() const noexcept { return all_; }
     std::size_t taken() const noexcept { return all_.size() - free_.size(); }
+
+    /// Moves every record's `owner` out, for a service's shutdown: the
+    /// owners (connections) end once the service has let go of its state.
+    std::vector<std::shared_ptr<void>> take_owners() {
+        std::vector<std::shared_ptr<void>> owners;
+        for (auto& s : all_)
+            if (s.owner) owners.push_back(std::move(s.owner));
+        return owners;
+    }
 
   private:
     std::vector<Slot> all_;

@@ -143,7 +143,9 @@ class Server {
                 asio::ip::tcp::socket socket =
                     acceptor_.accept(detail::connection_executor(next_context()), ec);
                 if (ec == asio::error::would_block || ec == asio::error::try_again) return accept();
-                if (!ec) start_connection(std::move(socket));
+                if (ec) break;
+                ++next_context_;  // only a socket taken moves the round on
+                start_connection(std::move(socket));
             }
             if (ec && ec != asio::error::connection_aborted) {
                 // Out of descriptors or memory: back off instead of spinning.
@@ -157,10 +159,13 @@ class Server {
         });
     }
 
-    // Round robin over spread_over's contexts (acceptor strand only).
+    // Round robin over spread_over's contexts (acceptor strand only): the
+    // context of the next socket accepted. An accept that finds nothing
+    // (would_block, the end of every burst) does not count, or with one
+    // connection per wake-up every other context would get none.
     asio::io_context& next_context() {
         if (contexts_.empty()) return io_;
-        return *contexts_[next_context_++ % contexts_.size()];
+        return *contexts_[next_context_ % contexts_.size()];
     }
 
     void close_acceptor() {

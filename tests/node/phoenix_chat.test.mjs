@@ -472,14 +472,18 @@ describe('chat: the default limits, seen from phoenix.js', () => {
 
     // 300 pushes at once: the burst (200, the join took one) gets answers,
     // the rest are refused, each with a reason phoenix.js hands to receive("error").
+    // The bucket refills at 100/s while the pushes arrive, so a slow machine
+    // (a busy CI runner) sees a few more answered: at most one per 10 ms.
+    const started = performance.now();
     const results = await Promise.all(
       Array.from({ length: 300 }, (_, i) => pushResult(ch.push('ping', { i }), 10000))
     );
+    const refilled = Math.ceil((performance.now() - started) / 10);
     const ok = results.filter((r) => r.status === 'ok').length;
     const limited = results.filter((r) => r.status === 'error' && r.response.reason === 'rate_limited').length;
     assert.equal(ok + limited, 300, JSON.stringify(results.filter((r) => r.status === 'timeout').length) + ' timed out');
-    assert.ok(ok >= 199 && ok <= 210, `ok replies: ${ok}`);
-    assert.ok(limited >= 90, `rate_limited replies: ${limited}`);
+    assert.ok(ok >= 199 && ok <= 200 + refilled, `ok replies: ${ok} (refill allows ${refilled} in the burst's time)`);
+    assert.ok(limited >= 99 - refilled, `rate_limited replies: ${limited}`);
     assert.ok(results.slice(0, 199).every((r) => r.status === 'ok'), 'the first pushes of a burst are never refused');
 
     // Neither socket was closed, and the room still works for both.

@@ -56,6 +56,8 @@ class Server {
           factory_(std::move(factory)),
           registry_(std::make_shared<typename connection_type::registry_type>()) {
         registry_->executor = io.get_executor();
+        if constexpr (requires { StreamTraits<NextLayer>::prepare_server(stream_); })
+            StreamTraits<NextLayer>::prepare_server(stream_);
     }
 
     /// Binds and listens; port 0 picks a free port (see local_endpoint()).

@@ -13,6 +13,13 @@
 // be tried speculatively (read_some/write_some report would_block), as on a
 // plain socket.
 //
+// A server stream on a context prepared with use_own_record_layer() goes
+// further: once a TLS 1.3 handshake is done (AES-GCM or ChaCha20-Poly1305),
+// it takes the traffic secrets, frees the SSL object (~15 KB even while
+// idle) and runs the record layer itself (detail/tls13_records.hpp): an idle
+// connection then holds ~200 bytes of keys. Such streams send no session
+// tickets (no resumption); TLS 1.2 and other suites stay with OpenSSL.
+//
 // Like asio::ssl::stream, one read and one write may be pending at a time,
 // and all operations run on the socket's executor (a strand when the
 // io_context has several threads). Configuration (certificates, verify mode,
@@ -39,6 +46,9 @@
 #include <system_error>
 #include <type_traits>
 #include <utility>
+#include <vector>
+
+#include "plume/transport/detail/tls13_records.hpp"
 
 namespace plume::transport {
 
@@ -118,6 +128,19 @@ enum class tls_want { done, read, write };
 
 }  // namespace detail
 
+/// Lets the server streams on `ctx` run the TLS 1.3 record layer themselves
+/// once their handshake is done (see above): installs plume's keylog
+/// callback, which keeps the traffic secrets of those streams only and logs
+/// nothing. A context with a keylog callback of the host's keeps it, and its
+/// streams stay with OpenSSL; returns whether the context is plume's. Call
+/// it before the context serves (Server's constructor does, unless
+/// StreamTraits<TlsStream>::Context::own_record_layer is false).
+inline bool use_own_record_layer(asio::ssl::context& ctx) {
+    SSL_CTX* c = ctx.native_handle();
+    if (!SSL_CTX_get_keylog_callback(c)) SSL_CTX_set_keylog_callback(c, detail::tls_keylog);
+    return SSL_CTX_get_keylog_callback(c) == &detail::tls_keylog;
+}
+
 class TlsStream {
   public:
     using next_layer_type = asio::ip::tcp::socket;
@@ -144,7 +167,11 @@ class TlsStream {
     executor_type get_executor() noexcept { return socket_.get_executor(); }
     next_layer_type& next_layer() noexcept { return socket_; }
     lowest_layer_type& lowest_layer() noexcept { return socket_; }
+    /// OpenSSL's connection; null once the stream runs the records itself.
     SSL* native_handle() noexcept { return ssl_.get(); }
+    /// Whether the stream runs the TLS 1.3 record layer itself (a server
+    /// stream after its handshake, on a context of use_own_record_layer()).
+    bool own_record_layer() const noexcept { return records_ != nullptr; }
 
     /// Client side: `host` is sent as SNI (unless it is an address) and the
     /// server's certificate must name it (when the context verifies peers).
@@ -191,12 +218,41 @@ class TlsStream {
     template <class MutableBuffers, class Handler>
     auto async_read_some(const MutableBuffers& buffers, Handler&& handler) {
         auto b = first_buffer(buffers);
-        const bool wait_first = !deferred_ && SSL_is_init_finished(ssl_.get()) &&
-                                !SSL_has_pending(ssl_.get()) &&
-                                detail::tls_drained(SSL_get_rbio(ssl_.get()));
         return run<void(std::error_code, std::size_t)>(
             [this, b](std::error_code& ec) { return try_read(b.data(), b.size(), ec); },
-            std::forward<Handler>(handler), wait_first);
+            std::forward<Handler>(handler), drained());
+    }
+
+    /// Whether a read would find nothing but the socket, and the socket
+    /// empty: the stream holds no bytes of the peer's (records or content)
+    /// and its last receive emptied the socket. A reader may then wait until
+    /// the socket is readable (edge-triggered readiness) with no buffer.
+    bool drained() const noexcept {
+        if (deferred_) return false;
+        if (records_) return drained_ && !peer_closed_ && !broken_ && !held_readable();
+        return SSL_is_init_finished(ssl_.get()) && !SSL_has_pending(ssl_.get()) &&
+               detail::tls_drained(SSL_get_rbio(ssl_.get()));
+    }
+
+    /// Completes when a read_some would not block (bytes, or an error to
+    /// report), without a buffer: waits for the socket when drained(), and
+    /// for whatever OpenSSL needs first (a write, while it sends something
+    /// of its own) otherwise.
+    template <class Handler>
+    auto async_wait_readable(Handler&& handler) {
+        return run<void(std::error_code)>(
+            [this](std::error_code&) -> Try {
+                if (records_ || deferred_) return {detail::tls_want::done, 0};
+                detail::clear_tls_errors();
+                char c;
+                int r = SSL_peek(ssl_.get(), &c, 1);
+                if (r > 0) return {detail::tls_want::done, 0};
+                std::error_code later;  // read_some reports it
+                auto t = failed(r, later);
+                if (t.want == detail::tls_want::done) deferred_ = later;
+                return t;
+            },
+            std::forward<Handler>(handler), drained());
     }
 
     template <class ConstBuffers, class Handler>
@@ -213,8 +269,9 @@ class TlsStream {
             [this](std::error_code& ec) {
                 detail::clear_tls_errors();
                 int r = SSL_do_handshake(ssl_.get());
-                if (r == 1) return Try{detail::tls_want::done, 0};
-                return failed(r, ec);
+                if (r != 1) return failed(r, ec);
+                take_records();
+                return Try{detail::tls_want::done, 0};
             },
             std::forward<Handler>(handler));
     }
@@ -229,7 +286,11 @@ class TlsStream {
                     ec = asio::error::shut_down;
                     return {detail::tls_want::done, 0};
                 }
-                if (!sent) {  // until our close_notify is out
+                if (records_) {
+                    if (!std::exchange(sent, true)) queue_alert(1, 0);  // close_notify
+                    if (!flush(ec))
+                        return {ec ? detail::tls_want::done : detail::tls_want::write, 0};
+                } else if (!sent) {  // until our close_notify is out
                     detail::clear_tls_errors();
                     int r = SSL_shutdown(ssl_.get());
                     if (r == 1) return {detail::tls_want::done, 0};
@@ -264,6 +325,39 @@ class TlsStream {
             SSL_set_accept_state(ssl_.get());
         else
             SSL_set_connect_state(ssl_.get());
+        if (type == asio::ssl::stream_base::server &&
+            SSL_CTX_get_keylog_callback(SSL_get_SSL_CTX(ssl_.get())) == &detail::tls_keylog) {
+            // Made now, not after the handshake, so it does not land among
+            // the handshake's freed memory (which it would keep resident).
+            pending_ = std::make_unique<detail::Tls13Records>();
+            SSL_set_ex_data(ssl_.get(), detail::tls_secrets_index(), pending_.get());
+            // The handshake's last record is the end of what OpenSSL reads
+            // (what follows is the records' own), and no ticket follows it.
+            SSL_set_num_tickets(ssl_.get(), 0);
+            SSL_set_read_ahead(ssl_.get(), 0);
+        }
+    }
+
+    // After a server handshake: takes the traffic secrets and frees the SSL
+    // object when plume can run the records (TLS 1.3, a suite it knows,
+    // nothing read past the handshake); otherwise OpenSSL goes on.
+    void take_records() {
+        auto records = std::move(pending_);
+        if (!records) return;
+        SSL* ssl = ssl_.get();
+        SSL_set_ex_data(ssl, detail::tls_secrets_index(), nullptr);
+        const bool can = SSL_version(ssl) == TLS1_3_VERSION &&
+                         detail::tls_aead_of(SSL_get_current_cipher(ssl), records->aead) &&
+                         !SSL_has_pending(ssl) &&
+                         records->read.secret_size == detail::tls_hash_size(records->aead) &&
+                         records->write.secret_size == records->read.secret_size;
+        if (!can || !records->read.derive(records->aead) || !records->write.derive(records->aead)) {
+            SSL_set_read_ahead(ssl, 1);
+            return;
+        }
+        drained_ = detail::tls_drained(SSL_get_rbio(ssl));
+        records_ = std::move(records);
+        ssl_.reset();
     }
 
     template <class Buffers>
@@ -285,6 +379,7 @@ class TlsStream {
             ec = std::exchange(deferred_, {});
             return {detail::tls_want::done, 0};
         }
+        if (records_) return own_read(static_cast<unsigned char*>(data), size, ec);
         char* out = static_cast<char*>(data);
         std::size_t got = 0;
         while (got < size) {
@@ -304,9 +399,24 @@ class TlsStream {
         return {detail::tls_want::done, got};
     }
 
+    // Copies up to max_record bytes of `buffers` to `out`.
+    template <class Buffers>
+    static std::size_t gather(const Buffers& buffers, void* out) {
+        std::size_t size = 0;
+        for (auto it = asio::buffer_sequence_begin(buffers);
+             it != asio::buffer_sequence_end(buffers) && size < max_record; ++it) {
+            asio::const_buffer b(*it);
+            std::size_t take = std::min(b.size(), max_record - size);
+            if (take > 0) std::memcpy(static_cast<char*>(out) + size, b.data(), take);
+            size += take;
+        }
+        return size;
+    }
+
     template <class Buffers>
     Try try_write(const Buffers& buffers, std::error_code& ec) {
         ec = {};
+        if (records_) return own_write(buffers, ec);
         // One record's worth: the first buffer when it is one already or
         // is alone, otherwise the buffers gathered into a per-thread block.
         // A retry gathers the same bytes again (the caller's buffers do not
@@ -324,20 +434,279 @@ class TlsStream {
         while (rest != end && asio::const_buffer(*rest).size() == 0)
             ++rest;
         if (size < max_record && rest != end) {
-            std::memcpy(block.data(), data, size);
             data = block.data();
-            for (; rest != end && size < max_record; ++rest) {
-                asio::const_buffer b(*rest);
-                std::size_t take = std::min(b.size(), max_record - size);
-                std::memcpy(block.data() + size, b.data(), take);
-                size += take;
-            }
+            size = gather(buffers, block.data());
         }
         if (size == 0) return {detail::tls_want::done, 0};
         detail::clear_tls_errors();
         int r = SSL_write(ssl_.get(), data, static_cast<int>(size));
         if (r > 0) return {detail::tls_want::done, static_cast<std::size_t>(r)};
         return failed(r, ec);
+    }
+
+    // ------------------------------------ the records, once plume runs them --
+
+    // What a stream holds between calls, made only while it holds something:
+    // record bytes read but not yet opened, content opened but not yet read
+    // (the reader's buffer was full), and record bytes not yet sent.
+    struct Held {
+        std::vector<unsigned char> in;
+        std::vector<unsigned char> plain;
+        std::size_t plain_at = 0;
+        std::vector<unsigned char> out;
+        std::size_t owed = 0;  // content bytes of a record in `out`, reported once it is sent
+        bool empty() const noexcept { return in.empty() && plain.empty() && out.empty() && !owed; }
+    };
+
+    Held& held() {
+        if (!held_) held_ = std::make_unique<Held>();
+        return *held_;
+    }
+    void release_held() {
+        if (held_ && held_->empty()) held_.reset();
+    }
+    // Whether a read has something without the socket: content, or a whole record.
+    bool held_readable() const noexcept {
+        if (!held_) return false;
+        if (!held_->plain.empty()) return true;
+        const auto& in = held_->in;
+        return in.size() >= detail::tls_header &&
+               in.size() >= detail::tls_header + (std::size_t{in[3]} << 8 | in[4]);
+    }
+
+    // A fatal error of the peer's making: the read fails with `reason`
+    // (as OpenSSL would report it), and the peer is told with `alert`
+    // unless a record of ours is half sent.
+    void fatal(std::uint8_t alert, int reason, std::error_code& fail) {
+        fail = std::error_code(detail::tls_error(reason), asio::error::get_ssl_category());
+        if (!held_ || held_->out.empty()) {
+            const unsigned char content[2] = {2, alert};
+            unsigned char record[detail::Tls13Records::sealed_size(2)];
+            if (std::size_t n = records_->seal(detail::tls_alert, content, 2, record))
+                (void)::send(socket_.native_handle(), record, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+        }
+        broken_ = true;
+    }
+
+    // Seals a record for `out` after whatever is there.
+    bool queue(std::uint8_t type, const unsigned char* content, std::size_t size) {
+        auto& out = held().out;
+        const std::size_t at = out.size();
+        out.resize(at + detail::Tls13Records::sealed_size(size));
+        out.resize(at + records_->seal(type, content, size, out.data() + at));
+        return out.size() > at;
+    }
+    void queue_alert(std::uint8_t level, std::uint8_t description) {
+        const unsigned char content[2] = {level, description};
+        queue(detail::tls_alert, content, 2);
+    }
+    // Our KeyUpdate (§4.6.3), then new write keys.
+    bool queue_key_update() {
+        const unsigned char message[5] = {24, 0, 0, 1, 0};  // update_not_requested
+        return queue(detail::tls_handshake, message, sizeof message) &&
+               records_->write.update(records_->aead);
+    }
+
+    // Sends what `out` holds; true once it is all sent.
+    bool flush(std::error_code& ec) {
+        if (!held_) return true;
+        auto& out = held_->out;
+        std::size_t sent = 0;
+        while (sent < out.size()) {
+            ssize_t n =
+                ::send(socket_.native_handle(), out.data() + sent, out.size() - sent, MSG_NOSIGNAL);
+            if (n > 0) {
+                sent += static_cast<std::size_t>(n);
+                continue;
+            }
+            if (n < 0 && errno == EINTR) continue;
+            if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+                ec = std::error_code(errno, std::system_category());
+                broken_ = true;
+            }
+            break;
+        }
+        out.erase(out.begin(), out.begin() + static_cast<std::ptrdiff_t>(sent));
+        return out.empty();
+    }
+
+    // A post-handshake handshake message of the client's: only KeyUpdate
+    // (one message, alone in its record) is expected.
+    bool key_update(const unsigned char* m, std::size_t size) {
+        if (size != 5 || m[0] != 24 || m[1] != 0 || m[2] != 0 || m[3] != 1 || m[4] > 1)
+            return false;
+        if (!records_->read.update(records_->aead)) return false;
+        if (m[4] == 1) {  // update_requested: ours goes out before our next data
+            if (!queue_key_update()) return false;
+            std::error_code ignored;  // a write reports it
+            flush(ignored);
+            release_held();
+        }
+        return true;
+    }
+
+    // Opens records into `out`: what is held first, then what the socket
+    // has, until something was read (as try_read with OpenSSL).
+    Try own_read(unsigned char* out, std::size_t size, std::error_code& ec) {
+        if (peer_closed_ || broken_) {
+            ec = peer_closed_ ? std::error_code(asio::error::eof)
+                              : std::error_code(asio::error::shut_down);
+            return {detail::tls_want::done, 0};
+        }
+        std::size_t got = 0;
+        if (held_ && !held_->plain.empty()) {
+            auto& plain = held_->plain;
+            got = std::min(size, plain.size() - held_->plain_at);
+            if (got > 0) std::memcpy(out, plain.data() + held_->plain_at, got);
+            held_->plain_at += got;
+            if (held_->plain_at == plain.size()) plain.clear(), held_->plain_at = 0;
+        }
+        // Room for what is held (less than this) and one more whole record.
+        constexpr std::size_t room = 4 * (detail::tls_header + detail::tls_max_body);
+        thread_local std::unique_ptr<unsigned char[]> scratch(new unsigned char[room]);
+        unsigned char* buf = scratch.get();
+        std::size_t have = 0, at = 0;
+        if (held_ && !held_->in.empty()) {
+            have = held_->in.size();
+            std::memcpy(buf, held_->in.data(), have);
+            held_->in.clear();
+        }
+        std::error_code fail;
+        bool full = got == size;  // the reader's buffer is full
+        const int fd = socket_.native_handle();
+        while (!full && !fail && !peer_closed_) {
+            while (!full && !fail && !peer_closed_ && have - at >= detail::tls_header) {
+                unsigned char* record = buf + at;
+                const std::size_t body = std::size_t{record[3]} << 8 | record[4];
+                if (record[0] != detail::tls_application_data || record[1] != 3 || record[2] != 3) {
+                    fatal(10, SSL_R_UNEXPECTED_RECORD, fail);  // unexpected_message
+                    break;
+                }
+                if (body > detail::tls_max_body) {
+                    fatal(22, SSL_R_ENCRYPTED_LENGTH_TOO_LONG, fail);  // record_overflow
+                    break;
+                }
+                if (have - at < detail::tls_header + body) break;
+                std::uint8_t type = 0;
+                const long n = records_->open(record, body, type);
+                if (n < 0) {
+                    fatal(20, SSL_R_DECRYPTION_FAILED_OR_BAD_RECORD_MAC, fail);  // bad_record_mac
+                    break;
+                }
+                at += detail::tls_header + body;
+                const unsigned char* content = record + detail::tls_header;
+                const auto length = static_cast<std::size_t>(n);
+                if (type == detail::tls_application_data) {
+                    const std::size_t take = std::min(length, size - got);
+                    if (take > 0) std::memcpy(out + got, content, take);
+                    got += take;
+                    if (take < length) held().plain.assign(content + take, content + length);
+                    full = got == size;
+                } else if (type == detail::tls_alert && length == 2) {
+                    if (content[1] == 0)  // close_notify
+                        peer_closed_ = true;
+                    else if (content[1] != 90) {  // user_canceled is a warning
+                        fail = std::error_code(detail::tls_error(SSL_AD_REASON_OFFSET + content[1]),
+                                               asio::error::get_ssl_category());
+                        broken_ = true;
+                    }
+                } else if (type != detail::tls_handshake || !key_update(content, length)) {
+                    fatal(10, SSL_R_UNEXPECTED_MESSAGE, fail);
+                }
+            }
+            if (full || fail || peer_closed_ || got > 0) break;
+            if (at > 0) {
+                std::memmove(buf, buf + at, have - at);
+                have -= at;
+                at = 0;
+            }
+            ssize_t n = ::recv(fd, buf + have, room - have, 0);
+            if (n > 0) {
+                drained_ = static_cast<std::size_t>(n) < room - have;
+                have += static_cast<std::size_t>(n);
+            } else if (n == 0) {
+                fail = asio::ssl::error::stream_truncated;  // EOF without close_notify
+                broken_ = true;
+            } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                drained_ = true;
+                break;
+            } else if (errno != EINTR) {
+                fail = std::error_code(errno, std::system_category());
+                broken_ = true;
+            }
+        }
+        if (have > at && !broken_) held().in.assign(buf + at, buf + have);
+        release_held();
+        if (peer_closed_ && !fail) fail = asio::error::eof;
+        if (fail) {
+            if (got == 0)
+                ec = fail;
+            else
+                deferred_ = fail;
+            return {detail::tls_want::done, got};
+        }
+        if (got == 0 && !full) return {detail::tls_want::read, 0};
+        return {detail::tls_want::done, got};
+    }
+
+    // Seals one record of up to max_record bytes of `buffers` and sends it;
+    // a record the socket took only part of is finished by the next call,
+    // which reports its bytes as written.
+    template <class Buffers>
+    Try own_write(const Buffers& buffers, std::error_code& ec) {
+        if (broken_) {
+            ec = asio::error::shut_down;
+            return {detail::tls_want::done, 0};
+        }
+        if (held_ && (!held_->out.empty() || held_->owed)) {
+            if (!flush(ec)) return {ec ? detail::tls_want::done : detail::tls_want::write, 0};
+            const std::size_t owed = std::exchange(held_->owed, 0);
+            release_held();
+            if (owed > 0) return {detail::tls_want::done, owed};
+        }
+        // [our KeyUpdate, when the write key is due for one][the record],
+        // the content gathered where the record's is sealed in place.
+        constexpr std::size_t key_update = detail::Tls13Records::sealed_size(5);
+        thread_local std::array<unsigned char,
+                                key_update + detail::Tls13Records::sealed_size(max_record)>
+            sealed;
+        unsigned char* record = sealed.data() + key_update;
+        const std::size_t size = gather(buffers, record + detail::tls_header);
+        if (size == 0) return {detail::tls_want::done, 0};
+        unsigned char* start = record;
+        bool ok = true;
+        if (records_->aead != detail::Aead::chacha20_poly1305 &&
+            records_->write.seq >= detail::tls_gcm_records_per_key) {
+            const unsigned char message[5] = {24, 0, 0, 1, 0};  // update_not_requested
+            start = sealed.data();
+            ok = records_->seal(detail::tls_handshake, message, sizeof message, start) ==
+                     key_update &&
+                 records_->write.update(records_->aead);
+        }
+        const std::size_t n = ok ? records_->seal(detail::tls_application_data,
+                                                  record + detail::tls_header, size, record)
+                                 : 0;
+        if (n == 0) {
+            ec = std::error_code(detail::tls_error(ERR_R_INTERNAL_ERROR),
+                                 asio::error::get_ssl_category());
+            broken_ = true;
+            return {detail::tls_want::done, 0};
+        }
+        const auto total = static_cast<std::size_t>(record + n - start);
+        ssize_t sent = ::send(socket_.native_handle(), start, total, MSG_NOSIGNAL);
+        if (sent == static_cast<ssize_t>(total)) return {detail::tls_want::done, size};
+        if (sent < 0) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+                ec = std::error_code(errno, std::system_category());
+                broken_ = true;
+                return {detail::tls_want::done, 0};
+            }
+            sent = 0;
+        }
+        auto& h = held();
+        h.out.assign(start + sent, start + total);
+        h.owed = size;
+        return {detail::tls_want::write, 0};
     }
 
     // Why an OpenSSL call returned `r` <= 0: wait for the socket, or an error
@@ -412,7 +781,12 @@ class TlsStream {
 
     asio::ip::tcp::socket socket_;
     std::unique_ptr<SSL, detail::SslFree> ssl_;
+    std::unique_ptr<detail::Tls13Records> pending_;  // during a server handshake
+    std::unique_ptr<detail::Tls13Records> records_;  // once plume runs the records
+    std::unique_ptr<Held> held_;
     bool broken_ = false;       // a fatal error: no close_notify
+    bool drained_ = false;      // the last recv emptied the socket (records_ only)
+    bool peer_closed_ = false;  // the peer's close_notify was read (records_ only)
     std::error_code deferred_;  // a read's failure after bytes it returned
 };
 

@@ -86,7 +86,7 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
         static_assert(ConnectionHandler<Handler, Connection>,
                       "a Handler needs on_message(conn, opcode, data) and "
                       "on_close(conn, code, reason)");
-        if constexpr (traits::waits_readable &&
+        if constexpr ((traits::waits_readable || traits::waits_when_drained) &&
                       std::is_convertible_v<executor_type, asio::any_io_executor>)
             readiness_ = detail::ReadinessSet::of(layer_.get_executor());
         if constexpr (std::is_convertible_v<executor_type, asio::any_io_executor>)
@@ -369,9 +369,11 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
     // A plain socket waits until it is readable, holding no buffer, then
     // reads what is there into the per-thread buffer (one receive per
     // message in a request/response exchange, where a speculative read would
-    // fail first). Other streams read into a small buffer inside the
-    // connection, so Asio can read speculatively; when it fills up, the rest
-    // is drained into the per-thread buffer.
+    // fail first). A TLS stream does the same while it holds nothing of the
+    // peer's (drained()), and otherwise completes a wait at once. Other
+    // streams read into a small buffer inside the connection, so Asio can
+    // read speculatively; when it fills up, the rest is drained into the
+    // per-thread buffer.
     void wait_readable() {
         if (reading_ || starting_ || shutting_ || state_ == state::closed) return;
         // A TLS server ends with close_notify (maybe_shutdown), which cannot
@@ -383,6 +385,13 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
             if (readiness_ && wait_in_readiness_set()) return;
             layer_.async_wait(
                 asio::socket_base::wait_read,
+                [self = this->shared_from_this()](std::error_code ec) { self->on_readable(ec); });
+        } else if constexpr (traits::waits_when_drained) {
+            if (readiness_ && layer_.drained()) {
+                drained_ = true;
+                if (wait_in_readiness_set()) return;
+            }
+            layer_.async_wait_readable(
                 [self = this->shared_from_this()](std::error_code ec) { self->on_readable(ec); });
         } else {
             layer_.async_read_some(
@@ -793,8 +802,8 @@ class Connection : public std::enable_shared_from_this<Connection<Handler, NextL
     std::chrono::steady_clock::time_point last_activity_{};
     // Streams that cannot wait for readability read into this (none for TCP).
     struct NoInlineRead {};
-    [[no_unique_address]] std::conditional_t<traits::waits_readable, NoInlineRead,
-                                             std::array<char, 256>>
+    [[no_unique_address]] std::conditional_t<traits::waits_readable || traits::waits_when_drained,
+                                             NoInlineRead, std::array<char, 256>>
         inline_read_{};
     // Reads of a stream that is not read speculatively (TLS), made on first use.
     static constexpr std::size_t stream_read_size = 16 * 1024;

@@ -24,6 +24,7 @@
 #include <thread>
 #include <utility>
 
+#include "support/localhost_cert.hpp"
 #include "support/run_until.hpp"
 
 namespace ws = plume::transport;
@@ -31,25 +32,8 @@ using namespace std::chrono_literals;
 
 namespace {
 
-// The test certificate of transport_tls.cpp (self-signed, DNS:localhost).
-const std::string cert_pem = R"(-----BEGIN CERTIFICATE-----
-MIIBlTCCATugAwIBAgIUMGFYLwuueoaeaMPriHbENXlwwFAwCgYIKoZIzj0EAwIw
-FDESMBAGA1UEAwwJbG9jYWxob3N0MCAXDTI2MTIwNTEzMDkzMloYDzIxMjYxMTEx
-MTMwOTMyWjAUMRIwEAYDVQQDDAlsb2NhbGhvc3QwWTATBgcqhkjOPQIBBggqhkjO
-PQMBBwNCAATjpbvIUK9YRPJUb4np1yFL7Cd9AH2m2yc4y4oez0b7HZCkYkXoEdvJ
-oCBBFaThclTQl/F/QeyzpBaVLf0m+PVho2kwZzAdBgNVHQ4EFgQUplb+p6iZbB27
-zsUYIc9ckaXMt9MwHwYDVR0jBBgwFoAUplb+p6iZbB27zsUYIc9ckaXMt9MwDwYD
-VR0TAQH/BAUwAwEB/zAUBgNVHREEDTALgglsb2NhbGhvc3QwCgYIKoZIzj0EAwID
-SAAwRQIgX+DrcdBR233fpBQqFbCdJRTfnHlEQUx4IREVBTPfO0cCIQDr5SDE9X+r
-U3EXn5X0X7Zn/7GaZIVqmtGL2WvlDF2/pw==
------END CERTIFICATE-----
-)";
-const std::string key_pem = R"(-----BEGIN PRIVATE KEY-----
-MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgCyp0MKCiwz1eD0wd
-rrew2+X6GntUq8eDUZq4WTz3W0ahRANCAATjpbvIUK9YRPJUb4np1yFL7Cd9AH2m
-2yc4y4oez0b7HZCkYkXoEdvJoCBBFaThclTQl/F/QeyzpBaVLf0m+PVh
------END PRIVATE KEY-----
-)";
+const std::string& cert_pem = plume::test::localhost_cert_pem;
+const std::string& key_pem = plume::test::localhost_key_pem;
 
 /// A server context; with `own`, prepared for plume's record layer.
 std::shared_ptr<asio::ssl::context> server_context(bool own = true) {
